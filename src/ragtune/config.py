@@ -1,0 +1,92 @@
+"""Typed project configuration: built-in defaults < the project's ragtune.yaml < command-line overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ragtune.errors import RagtuneError
+
+CONFIG_FILE = "ragtune.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChunkingConfig(_Section):
+    chunk_tokens: int = Field(200, ge=16, description="Maximum tokens per chunk (embedder tokenizer).")
+    overlap_tokens: int = Field(40, ge=0, description="Tokens repeated between consecutive chunks.")
+
+
+class IngestConfig(_Section):
+    json_text_field: str = "text"
+    near_duplicate_threshold: float = Field(0.9, gt=0, le=1, description="MinHash Jaccard for near-duplicates.")
+    min_chars: int = Field(20, ge=1, description="Documents shorter than this are reported as empty.")
+    max_file_mb: float = Field(200, gt=0, description="Files larger than this are rejected.")
+    embed_batch_size: int = Field(64, ge=1)
+
+
+class RetrievalConfig(_Section):
+    mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
+    k: int = Field(5, ge=0)
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    candidates: int = Field(50, ge=1, description="Hits taken from each retriever before fusion.")
+
+
+class ModelsConfig(_Section):
+    generator: str = "smollm2-135m"
+    embedder: str = "minilm-l6"
+
+
+class GenerationSettings(_Section):
+    max_new_tokens: int = Field(160, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    context_tokens: int = Field(2048, ge=256, description="Model context window used for prompts.")
+
+
+class ProjectConfig(_Section):
+    chunking: ChunkingConfig = ChunkingConfig()
+    ingest: IngestConfig = IngestConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    models: ModelsConfig = ModelsConfig()
+    generation: GenerationSettings = GenerationSettings()
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(project_dir: Path, overrides: dict[str, Any] | None = None) -> ProjectConfig:
+    """Read `ragtune.yaml` from the project (if present) and apply `overrides` (nested dict) on top."""
+    path = project_dir / CONFIG_FILE
+    data: dict = {}
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise RagtuneError(f"{path}: not valid YAML ({exc})", "fix the syntax or delete the file") from exc
+        if not isinstance(data, dict):
+            raise RagtuneError(f"{path}: expected a mapping of sections", "see README for the config layout")
+    data = _deep_merge(data, overrides or {})
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise RagtuneError(f"{path}: invalid configuration: {problems}", "correct the named keys") from exc
+
+
+def save_config(project_dir: Path, config: ProjectConfig) -> Path:
+    """Write the full config to the project's `ragtune.yaml`."""
+    path = project_dir / CONFIG_FILE
+    path.write_text(yaml.safe_dump(config.model_dump(), sort_keys=False), encoding="utf-8")
+    return path

@@ -1,0 +1,1 @@
+"""Named models → files; loading; generation engines."""

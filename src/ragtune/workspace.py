@@ -1,0 +1,45 @@
+"""A project directory: its config file and its stores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragtune.config import CONFIG_FILE, ProjectConfig, load_config, save_config
+
+STATE_DIR = ".ragtune"
+
+
+@dataclass
+class Workspace:
+    """Where a project keeps `ragtune.yaml` and, under `.ragtune/`, its knowledge base."""
+
+    root: Path
+    config: ProjectConfig
+
+    @classmethod
+    def open(cls, root: str | Path = ".", overrides: dict[str, Any] | None = None) -> "Workspace":
+        """Open (creating if needed) the project at `root`, with optional config overrides."""
+        root = Path(root).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        config = load_config(root, overrides)
+        if not (root / CONFIG_FILE).exists():
+            save_config(root, load_config(root))
+        return cls(root=root, config=config)
+
+    @property
+    def state_dir(self) -> Path:
+        path = self.root / STATE_DIR
+        path.mkdir(exist_ok=True)
+        return path
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "knowledge.sqlite"
+
+    @property
+    def index_dir(self) -> Path:
+        path = self.state_dir / "index"
+        path.mkdir(exist_ok=True)
+        return path
