@@ -1,0 +1,81 @@
+"""Retrieval latency (query embedding excluded) at 100,000 chunks: p50 and p95 per mode.
+
+    python benchmarks/bench_retrieval_latency.py [--chunks 100000] [--queries 200] [--out results.json]
+
+The corpus is COVID-QA's real chunks and embeddings, replicated with small embedding noise until the store
+holds the requested number of chunks (embedding 100,000 fresh passages would take 9 minutes on 2 cores and
+measure the embedder, not retrieval). Target: p50 < 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from covidqa import materialise
+
+from ragtune.knowledge.store import PreparedDocument
+from ragtune.knowledge.types import Chunk, RawDocument
+from ragtune.project import Project
+
+
+def replicate(project: Project, target_chunks: int, seed: int = 0) -> None:
+    """Add noisy copies of the stored documents until the store holds `target_chunks` chunks."""
+    store = project.kb.store
+    rng = np.random.default_rng(seed)
+    rows = store.db.execute("SELECT d.id, d.text, c.text, c.embedding FROM chunks c "
+                            "JOIN documents d ON d.id = c.document_id ORDER BY c.id").fetchall()
+    by_document: dict[int, list] = {}
+    for document_id, document_text, chunk_text, blob in rows:
+        by_document.setdefault(document_id, []).append((document_text, chunk_text, np.frombuffer(blob, np.float32)))
+    copy = 0
+    while store.counts()["chunks"] < target_chunks:
+        copy += 1
+        batch = []
+        for document_id, chunks in by_document.items():
+            vectors = np.stack([v for _, _, v in chunks]) + rng.normal(0, 0.02, (len(chunks), chunks[0][2].size))
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            text = f"copy {copy} {chunks[0][0]}"
+            prepared = PreparedDocument(
+                RawDocument(source=f"copy{copy}/{document_id}", text=text), text, f"{copy}-{document_id}", b"",
+                [Chunk(t, i, 0, len(t), 0) for i, (_, t, _) in enumerate(chunks)], vectors.astype(np.float32))
+            batch.append(({"key": f"copy{copy}/{document_id}.txt", "root": "replica", "kind": "file",
+                           "fingerprint": "-", "size_bytes": 0, "status": "indexed", "note": None}, [prepared]))
+        store.replace_sources(batch)
+    project.kb.index.sync(store)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        docs, questions = materialise(Path(tmp))
+        project = Project(Path(tmp) / "project")
+        project.ingest([str(docs)])
+        started = time.perf_counter()
+        replicate(project, args.chunks)
+        results = {"chunks": project.kb.store.counts()["chunks"],
+                   "build_seconds": round(time.perf_counter() - started, 1), "modes": {}}
+        queries = [q["question"] for q in questions[: args.queries]]
+        project.search_batch(queries[:5], k=5)  # warm caches
+        for mode in ("dense", "lexical", "hybrid"):
+            project.search_batch(queries, k=5, mode=mode)
+            latencies = np.array(project.retriever.last_timings.per_query_search_seconds) * 1000
+            results["modes"][mode] = {"p50_ms": round(float(np.percentile(latencies, 50)), 2),
+                                      "p95_ms": round(float(np.percentile(latencies, 95)), 2)}
+        project.close()
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""The `ragtune` command: thin wrappers over the Python API (`ragtune.project.Project`)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ragtune.errors import RagtuneError
+
+app = typer.Typer(help="Build RAG and fine-tuned models on your own documents and compare them.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console()
+err_console = Console(stderr=True)
+
+ProjectOption = typer.Option(Path("."), "--project", "-p", help="Project directory (config and stores).")
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def _user_errors(command):
+    """Turn ragtune errors into a red message with its hint and exit code 1, instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except RagtuneError as error:
+            err_console.print(f"[bold red]error:[/] {error.message}")
+            if error.hint:
+                err_console.print(f"[yellow]hint:[/] {error.hint}")
+            raise typer.Exit(1)
+
+    return wrapper
+
+
+def _project(path: Path, **overrides):
+    from ragtune.project import Project
+
+    return Project(path, {section: values for section, values in overrides.items() if values})
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+@app.command()
+@_user_errors
+def ingest(paths: list[str] = typer.Argument(..., help="Files, directories, http(s) JSON APIs or database URLs."),
+           prune: bool = typer.Option(False, help="Remove stored sources that no longer exist under the given "
+                                                  "directories."),
+           text_field: Optional[str] = typer.Option(None, help="Field holding the text in JSON/JSONL/CSV/API records."),
+           sql: Optional[str] = typer.Option(None, help="SELECT query to run against database URLs."),
+           project: Path = ProjectOption, as_json: bool = JsonOption):
+    """Add or update sources in the knowledge base (unchanged sources are skipped)."""
+    from ragtune.progress import rich_progress
+
+    proj = _project(project)
+    if as_json:
+        report = proj.ingest(paths, prune=prune, text_field=text_field, sql=sql)
+        _print_json(report.to_dict())
+        return
+    with rich_progress(err_console) as progress:
+        report = proj.ingest(paths, prune=prune, text_field=text_field, sql=sql, progress=progress)
+    _print_ingest_report(report)
+
+
+def _print_ingest_report(report) -> None:
+    console.print(f"[green]added[/] {len(report.added)}  [cyan]updated[/] {len(report.updated)}  "
+                  f"[dim]unchanged[/] {len(report.unchanged)}  [magenta]removed[/] {len(report.removed)}  "
+                  f"[red]rejected[/] {len(report.rejected)}  → {report.documents} documents, {report.chunks} chunks "
+                  f"in {report.seconds:.1f}s")
+    for kind, keys in (("added", report.added), ("updated", report.updated), ("removed", report.removed)):
+        for key in keys:
+            console.print(f"  {kind:<8} {key}")
+    for rejection in report.rejected:
+        console.print(f"  [red]rejected[/] {rejection['source']}: {rejection['reason']}")
+        if rejection.get("hint"):
+            console.print(f"           [yellow]hint:[/] {rejection['hint']}")
+    for skipped in report.skipped_documents:
+        console.print(f"  [yellow]skipped[/]  {skipped['source']}: {skipped['reason']}")
+    for warning in report.warnings:
+        console.print(f"  [yellow]warning[/]  {warning['source']}: {warning['message']}")
+
+
+@app.command()
+@_user_errors
+def search(query: Optional[str] = typer.Argument(None, help="The query (or use --queries)."),
+           k: int = typer.Option(5, "--k", help="Number of hits."),
+           mode: str = typer.Option("hybrid", help="dense | lexical | hybrid"),
+           source: Optional[str] = typer.Option(None, help="Only sources whose path matches this glob."),
+           queries: Optional[Path] = typer.Option(None, help='JSONL file of {"id", "query"} lines; writes one '
+                                                             '{"id", "hits"} line per query.'),
+           project: Path = ProjectOption, as_json: bool = JsonOption):
+    """Retrieve the chunks most relevant to a query."""
+    if mode not in ("dense", "lexical", "hybrid"):
+        raise RagtuneError(f"unknown mode '{mode}'", "use dense, lexical or hybrid")
+    proj = _project(project)
+    if queries is not None:
+        from ragtune.queries import read_queries
+
+        rows = read_queries(queries)
+        for row, hits in zip(rows, proj.search_batch([r["query"] for r in rows], k, mode, source)):
+            sys.stdout.write(json.dumps({"id": row["id"], "hits": [h.to_dict() for h in hits]}, ensure_ascii=False)
+                             + "\n")
+        return
+    if query is None:
+        raise RagtuneError("no query given", "pass a QUERY argument or --queries FILE")
+    hits = proj.search(query, k, mode, source)
+    if as_json:
+        _print_json([h.to_dict() for h in hits])
+        return
+    table = Table("#", "score", "source", "chunk", "text", show_lines=True)
+    for rank, hit in enumerate(hits, start=1):
+        table.add_row(str(rank), f"{hit.score:.4f}", hit.source, str(hit.chunk_id), hit.text[:300])
+    console.print(table)
+
+
+@app.command()
+@_user_errors
+def ask(question: str = typer.Argument(..., help="The question."),
+        k: Optional[int] = typer.Option(None, "--k", help="Passages to retrieve; 0 answers closed book."),
+        model: Optional[str] = typer.Option(None, help="Generator: a name from `ragtune models`, a .gguf file, "
+                                                        "a model directory or openai:MODEL@BASE_URL."),
+        source: Optional[str] = typer.Option(None, help="Only retrieve from sources matching this glob."),
+        project: Path = ProjectOption, as_json: bool = JsonOption):
+    """Answer a question from the knowledge base, with citations (streams in the terminal)."""
+    proj = _project(project)
+    if as_json:
+        _print_json(proj.ask(question, k=k, model=model, source_glob=source).to_dict())
+        return
+    answer = proj.ask(question, k=k, model=model, source_glob=source,
+                      on_text=lambda piece: console.print(piece, end="", markup=False, highlight=False))
+    console.print()
+    _print_citations(answer)
+
+
+def _print_citations(answer) -> None:
+    for citation in answer.citations:
+        console.print(f"  [cyan][{citation['number']}][/] {citation['source']} (chunk {citation['chunk_id']})")
+    t = answer.timings
+    console.print(f"[dim]{t['completion_tokens']} tokens, {t['tokens_per_second']} tok/s, "
+                  f"retrieval {t['retrieval_ms']} ms, total {t['total_s']} s[/]")
+
+
+@app.command()
+@_user_errors
+def status(project: Path = ProjectOption, as_json: bool = JsonOption):
+    """Counts of sources, documents and chunks, index sizes and models in use."""
+    data = _project(project).status()
+    if as_json:
+        _print_json(data)
+        return
+    table = Table("what", "value")
+    for key, value in data.items():
+        table.add_row(key, json.dumps(value, default=str) if isinstance(value, dict) else str(value))
+    console.print(table)
+
+
+@app.command()
+@_user_errors
+def models(as_json: bool = JsonOption):
+    """List the generators and embedders available offline and where they come from."""
+    from ragtune.models.registry import list_models
+
+    rows = list_models()
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("name", "role", "kind", "available", "source", "location / install")
+    for row in rows:
+        where = row.get("location") or row.get("install_hint") or ""
+        table.add_row(row["name"], row["role"], row["kind"], "yes" if row["available"] else "[red]no[/]",
+                      row.get("source", ""), str(where))
+    console.print(table)
+    console.print("Also accepted: a local .gguf file, a Hugging Face model directory, a sentence-transformers "
+                  "directory (embedder), or openai:MODEL@BASE_URL for an OpenAI-compatible server.")
+
+
+@app.command()
+@_user_errors
+def demo(project: Path = typer.Option(Path("ragtune-demo"), "--project", "-p", help="Project directory."),
+         questions: int = typer.Option(3, help="How many bundled questions to answer."),
+         as_json: bool = JsonOption):
+    """The main job on built-in defaults: ingest the bundled COVID-QA subset and answer some of its questions."""
+    from ragtune.demo import demo_corpus_dir, demo_questions, run_demo
+    from ragtune.progress import rich_progress
+
+    if as_json:
+        _print_json(run_demo(project, questions))
+        return
+    proj = _project(project)
+    console.print(f"Ingesting the bundled COVID-QA subset into {proj.workspace.root}")
+    with rich_progress(err_console) as progress:
+        report = proj.ingest([str(demo_corpus_dir())], progress=progress)
+    _print_ingest_report(report)
+    for row in demo_questions(questions):
+        console.print(f"\n[bold]Q:[/] {row['question']}\n[bold]A:[/] ", end="")
+        answer = proj.ask(row["question"], on_text=lambda piece: console.print(piece, end="", markup=False,
+                                                                              highlight=False))
+        console.print()
+        _print_citations(answer)
+        console.print(f"  [dim]reference ({row['source']}): {row['answer'][:200]}[/]")
+    console.print(f"\nProject: {proj.workspace.root}. Try: ragtune ask \"...\" --project {project}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,184 @@
+"""Incremental, idempotent ingest: discover sources, skip the unchanged, clean, deduplicate, chunk, embed in
+large batches, and write each batch of sources in one transaction; optionally prune sources that disappeared."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ragtune.config import ChunkingConfig, IngestConfig
+from ragtune.errors import SourceError
+from ragtune.knowledge.chunking import Chunker
+from ragtune.knowledge.cleaning import NearDuplicateIndex, content_hash, garbled_reason, normalize_text
+from ragtune.knowledge.embedder import Embedder
+from ragtune.knowledge.sources import discover_sources
+from ragtune.knowledge.store import KnowledgeStore, PreparedDocument
+from ragtune.knowledge.types import SourceItem
+from ragtune.progress import ProgressReporter, SilentProgress
+
+EMBED_BATCH_CHUNKS = 512  # chunks embedded (and sources committed) together
+
+
+@dataclass
+class IngestReport:
+    """What one ingest run did, source by source."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+    skipped_documents: list[dict] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)
+    documents: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _PendingSource:
+    item: SourceItem
+    is_new: bool
+    documents: list[PreparedDocument]
+
+
+class Ingestor:
+    """Brings a knowledge store in line with a set of sources."""
+
+    def __init__(self, store: KnowledgeStore, embedder: Embedder, chunking: ChunkingConfig, options: IngestConfig):
+        self.store = store
+        self.embedder = embedder
+        self.options = options
+        self.chunker = Chunker(embedder.tokenizer, min(chunking.chunk_tokens, embedder.max_tokens),
+                               chunking.overlap_tokens)
+
+    def run(self, paths: list[str], *, prune: bool = False, json_text_field: str | None = None,
+            sql_query: str | None = None, progress: ProgressReporter | None = None) -> IngestReport:
+        """Ingest `paths` (files, directories, JSON API URLs, database URLs with `sql_query`)."""
+        started = time.perf_counter()
+        progress = progress or SilentProgress()
+        report = IngestReport()
+        run_id = self.store.start_run()
+        items, errors = discover_sources(paths, json_text_field=json_text_field or self.options.json_text_field,
+                                         sql_query=sql_query, max_file_mb=self.options.max_file_mb)
+        report.rejected.extend(_rejection(error) for error in errors)
+        stored = self.store.sources()
+        self._load_signatures()
+
+        sources_task = progress.task("reading sources", len(items))
+        chunks_task = progress.task("embedding chunks")
+        pending: list[_PendingSource] = []
+        for item in items:
+            previous = stored.get((item.root, item.key))
+            if previous and previous.fingerprint == item.fingerprint:
+                report.unchanged.append(item.key)
+            else:
+                prepared = self._prepare(item, report)
+                if prepared is not None:
+                    pending.append(_PendingSource(item, previous is None, prepared))
+                    chunks_task.add_total(sum(len(d.chunks) for d in prepared))
+                if sum(len(d.chunks) for p in pending for d in p.documents) >= EMBED_BATCH_CHUNKS:
+                    self._write(pending, report, chunks_task)
+                    pending = []
+            sources_task.advance()
+        self._write(pending, report, chunks_task)
+
+        if prune:
+            report.removed = self._prune(paths, items, stored)
+        report.seconds = time.perf_counter() - started
+        self.store.finish_run(run_id, {k: v if isinstance(v, (int, float)) else len(v)
+                                       for k, v in report.to_dict().items()})
+        return report
+
+    def _load_signatures(self) -> None:
+        self.hash_owner: dict[str, tuple[str, str]] = {}
+        self.near_duplicates = NearDuplicateIndex(self.options.near_duplicate_threshold)
+        self.documents_of: dict[tuple[str, str], list[tuple[str, str]]] = {}  # source -> (label, hash)
+        for root, key, part, digest, signature in self.store.document_signatures():
+            self._remember((root, key), part, digest, signature)
+
+    def _remember(self, source: tuple[str, str], part: str, digest: str, signature: bytes) -> None:
+        label = f"{source[1]}#{part}" if part else source[1]
+        self.hash_owner[digest] = source
+        self.near_duplicates.add(label, signature)
+        self.documents_of.setdefault(source, []).append((label, digest))
+
+    def _forget(self, source: tuple[str, str]) -> None:
+        for label, digest in self.documents_of.pop(source, []):
+            self.near_duplicates.remove(label)
+            self.hash_owner.pop(digest, None)
+
+    def _prepare(self, item: SourceItem, report: IngestReport) -> list[PreparedDocument] | None:
+        """Load, clean, deduplicate and chunk one source; None when it cannot be read (old version kept)."""
+        try:
+            loaded = item.load()
+        except SourceError as error:
+            report.rejected.append(_rejection(error))
+            return None
+        except Exception as error:  # a parser bug must not take the batch down
+            report.rejected.append({"source": item.key, "reason": f"unexpected error: {error!r}",
+                                    "hint": "report this file to the ragtune maintainers"})
+            return None
+        report.warnings.extend({"source": item.key, "message": w} for w in loaded.warnings)
+        source = (item.root, item.key)
+        self._forget(source)
+        prepared = []
+        for raw in loaded.documents:
+            where = f"{item.key}#{raw.part}" if raw.part else item.key
+            text = normalize_text(raw.text)
+            reason = garbled_reason(text, self.options.min_chars)
+            digest = content_hash(text)
+            signature = self.near_duplicates.signature(text) if reason is None else b""
+            if reason is None and digest in self.hash_owner:
+                reason = f"exact duplicate of {self.hash_owner[digest][1]}"
+            if reason is None and (twin := self.near_duplicates.find(signature)):
+                reason = f"near-duplicate of {twin}"
+            if reason:
+                report.skipped_documents.append({"source": where, "reason": reason})
+                continue
+            self._remember(source, raw.part, digest, signature)
+            raw.text = text
+            prepared.append(PreparedDocument(raw, text, digest, signature, self.chunker.chunk(text)))
+        return prepared
+
+    def _write(self, pending: list[_PendingSource], report: IngestReport, chunks_task) -> None:
+        """Embed the pending sources' chunks in one batch and commit them in one transaction."""
+        if not pending:
+            return
+        documents = [d for p in pending for d in p.documents]
+        texts = [c.text for d in documents for c in d.chunks]
+        embed_started = time.perf_counter()
+        vectors = self.embedder.encode(texts, on_batch=chunks_task.advance)
+        report.embed_seconds += time.perf_counter() - embed_started
+        offset = 0
+        for document in documents:
+            document.embeddings = vectors[offset:offset + len(document.chunks)]
+            offset += len(document.chunks)
+        batch = []
+        for p in pending:
+            status = "indexed" if p.documents else "duplicate"
+            batch.append(({"key": p.item.key, "root": p.item.root, "kind": p.item.kind,
+                           "fingerprint": p.item.fingerprint, "size_bytes": p.item.size_bytes,
+                           "status": status, "note": None}, p.documents))
+        self.store.replace_sources(batch)
+        for p in pending:
+            (report.added if p.is_new else report.updated).append(p.item.key)
+        report.documents += len(documents)
+        report.chunks += len(texts)
+
+    def _prune(self, paths: list[str], items: list[SourceItem], stored: dict) -> list[str]:
+        """Delete stored sources under the given directories that no longer exist there."""
+        roots = {str(Path(p).expanduser().resolve()) for p in paths if Path(p).expanduser().is_dir()}
+        present = {(item.root, item.key) for item in items}
+        gone = [source for source in stored if source[0] in roots and source not in present]
+        self.store.delete_sources(gone)
+        return [key for _, key in gone]
+
+
+def _rejection(error: SourceError) -> dict:
+    return {"source": error.source, "reason": error.reason, "hint": error.hint}

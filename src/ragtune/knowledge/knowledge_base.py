@@ -1,0 +1,68 @@
+"""The knowledge base of a workspace: its store, embedder, vector index, ingest and retrieval."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from ragtune.errors import RagtuneError
+from ragtune.knowledge.embedder import Embedder
+from ragtune.knowledge.ingest import IngestReport, Ingestor
+from ragtune.knowledge.retrieval import Retriever
+from ragtune.knowledge.store import KnowledgeStore
+from ragtune.knowledge.vectors import FlatVectorIndex
+from ragtune.progress import ProgressReporter
+from ragtune.workspace import Workspace
+
+
+class KnowledgeBase:
+    """Entry point for ingest, search and status of one workspace."""
+
+    def __init__(self, workspace: Workspace):
+        self.workspace = workspace
+        self.config = workspace.config
+        self.store = KnowledgeStore(workspace.database_path)
+        self.index = FlatVectorIndex(workspace.index_dir)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        name = self.config.models.embedder
+        built_with = self.store.get_meta("embedder")
+        if built_with and built_with != name and self.store.counts()["chunks"]:
+            raise RagtuneError(
+                f"the knowledge base in {self.workspace.root} was embedded with '{built_with}', "
+                f"but the configuration asks for '{name}'",
+                f"set models.embedder: {built_with} in ragtune.yaml, or delete {self.workspace.state_dir} "
+                "and ingest again")
+        return Embedder(name, self.config.ingest.embed_batch_size)
+
+    def ingest(self, paths: list[str], *, prune: bool = False, json_text_field: str | None = None,
+               sql_query: str | None = None, progress: ProgressReporter | None = None) -> IngestReport:
+        """Add, update (and with `prune`, remove) sources; see `Ingestor.run`."""
+        ingestor = Ingestor(self.store, self.embedder, self.config.chunking, self.config.ingest)
+        self.store.set_meta("embedder", self.embedder.name)
+        report = ingestor.run(paths, prune=prune, json_text_field=json_text_field, sql_query=sql_query,
+                              progress=progress)
+        self.index.sync(self.store)
+        return report
+
+    def retriever(self, **hooks) -> Retriever:
+        """A retriever over this knowledge base (`reranker=`, `rewrite_query=` hooks optional)."""
+        return Retriever(self.store, self.index, self.embedder, self.config.retrieval, **hooks)
+
+    def status(self) -> dict:
+        """Counts of sources, documents and chunks, index sizes and the models in use."""
+        self.index.sync(self.store)
+        counts = self.store.counts()
+        return {
+            "project": str(self.workspace.root),
+            **counts,
+            "vector_index": {"kind": "flat (exact, numpy)", "vectors": len(self.index),
+                             "bytes": int(self.index.matrix.nbytes)},
+            "lexical_index": {"kind": "SQLite FTS5 BM25", "rows": counts["chunks"]},
+            "models": {"embedder": self.store.get_meta("embedder") or self.config.models.embedder,
+                       "generator": self.config.models.generator},
+            "last_ingest": self.store.last_run(),
+        }
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,101 @@
+"""Dense, lexical and hybrid (reciprocal rank fusion) retrieval with source filters and a reranking hook."""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Protocol
+
+from ragtune.config import RetrievalConfig
+from ragtune.knowledge.embedder import Embedder
+from ragtune.knowledge.store import KnowledgeStore
+from ragtune.knowledge.types import Hit
+from ragtune.knowledge.vectors import VectorIndex
+
+Mode = Literal["dense", "lexical", "hybrid"]
+
+
+class Reranker(Protocol):
+    """Reorders (and may rescore) the fused candidates for a query."""
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]: ...
+
+
+@dataclass
+class RetrievalTimings:
+    embed_seconds: float = 0.0
+    search_seconds: float = 0.0
+    per_query_search_seconds: list[float] = field(default_factory=list)
+
+
+def normalize_query(query: str) -> str:
+    """Unicode NFKC and collapsed whitespace."""
+    return " ".join(unicodedata.normalize("NFKC", query).split())
+
+
+def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int, rrf_k: int = 60) -> list[tuple[int, float]]:
+    """Fuse ranked (id, score) lists: score(id) = sum over lists of 1 / (rrf_k + rank), rank from 1."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (chunk_id, _) in enumerate(ranking, start=1):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (rrf_k + rank)
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+
+class Retriever:
+    """Finds the chunks most relevant to queries."""
+
+    def __init__(self, store: KnowledgeStore, index: VectorIndex, embedder: Embedder, config: RetrievalConfig,
+                 reranker: Reranker | None = None, rewrite_query: Callable[[str], str] | None = None):
+        self.store, self.index, self.embedder, self.config = store, index, embedder, config
+        self.reranker = reranker
+        self.rewrite_query = rewrite_query
+        self.last_timings = RetrievalTimings()
+
+    def search(self, query: str, k: int | None = None, mode: Mode | None = None,
+               source_glob: str | None = None) -> list[Hit]:
+        """The top `k` hits for one query."""
+        return self.search_many([query], k, mode, source_glob)[0]
+
+    def search_many(self, queries: list[str], k: int | None = None, mode: Mode | None = None,
+                    source_glob: str | None = None) -> list[list[Hit]]:
+        """The top `k` hits for each query; dense queries are embedded in batches."""
+        k = self.config.k if k is None else k
+        mode = mode or self.config.mode
+        self.last_timings = RetrievalTimings()
+        if k <= 0 or not queries:
+            return [[] for _ in queries]
+        queries = [self._process(q) for q in queries]
+        timings = RetrievalTimings()
+        candidates = max(k, self.config.candidates) if mode == "hybrid" or self.reranker else k
+        dense: list[list[tuple[int, float]]] = [[] for _ in queries]
+        allowed = self.store.chunk_ids_matching(source_glob) if source_glob else None
+        if mode in ("dense", "hybrid"):
+            started = time.perf_counter()
+            vectors = self.embedder.encode(queries)
+            timings.embed_seconds = time.perf_counter() - started
+            self.index.sync(self.store)
+        results = []
+        for position, query in enumerate(queries):
+            started = time.perf_counter()
+            if mode in ("dense", "hybrid"):
+                dense[position] = self.index.search(vectors[position:position + 1], candidates, allowed)[0]
+            lexical = self.store.lexical_search(query, candidates, source_glob) if mode != "dense" else []
+            if mode == "hybrid":
+                ranked = reciprocal_rank_fusion([dense[position], lexical], candidates, self.config.rrf_k)
+            else:
+                ranked = dense[position] if mode == "dense" else lexical
+            hits = self.store.hits(ranked)
+            if self.reranker:
+                hits = self.reranker.rerank(query, hits)
+            elapsed = time.perf_counter() - started
+            timings.per_query_search_seconds.append(elapsed)
+            timings.search_seconds += elapsed
+            results.append(hits[:k])
+        self.last_timings = timings
+        return results
+
+    def _process(self, query: str) -> str:
+        query = normalize_query(query)
+        return self.rewrite_query(query) if self.rewrite_query else query

@@ -1,0 +1,261 @@
+"""The knowledge base's system of record: SQLite holds sources, documents, chunks, their embeddings and the
+ingest manifest; an FTS5 table beside the chunks is the lexical (BM25) index. Every ingest of a source is one
+transaction, so a killed ingest leaves either the old or the new version of a source, never a mix."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ragtune.knowledge.types import Chunk, Hit, RawDocument
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    root TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,            -- 'indexed' or 'duplicate' (every document was a duplicate)
+    note TEXT,
+    ingested_at REAL NOT NULL,
+    UNIQUE (root, key)
+);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY,
+    source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    part TEXT NOT NULL,
+    title TEXT,
+    text TEXT NOT NULL,
+    content_hash TEXT NOT NULL UNIQUE,
+    minhash BLOB NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS documents_source ON documents(source_id);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    heading TEXT,
+    start_char INTEGER NOT NULL,
+    end_char INTEGER NOT NULL,
+    token_count INTEGER NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2');
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TABLE IF NOT EXISTS ingest_runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    summary TEXT
+);
+"""
+
+_STOPWORDS = frozenset(
+    "a an and are as at be by can could did do does for from had has have how i if in into is it its of on or "
+    "than that the their them there these they this to was were what when where which who whom why will with "
+    "would you your".split())
+
+
+@dataclass
+class StoredSource:
+    key: str
+    root: str
+    fingerprint: str
+    status: str
+
+
+@dataclass
+class PreparedDocument:
+    """A cleaned document with its chunks and their embeddings, ready to be written."""
+
+    raw: RawDocument
+    text: str
+    content_hash: str
+    minhash: bytes
+    chunks: list[Chunk]
+    embeddings: np.ndarray | None = None
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 OR-query of the distinct non-stopword terms of `text` (None when nothing is left)."""
+    terms = [t for t in dict.fromkeys(re.findall(r"\w+", text.lower())) if t not in _STOPWORDS]
+    return " OR ".join(f'"{t}"' for t in terms) if terms else None
+
+
+class KnowledgeStore:
+    """SQLite-backed documents, chunks and embeddings with an FTS5 lexical index."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.executescript(_SCHEMA)
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- metadata -------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @property
+    def generation(self) -> int:
+        """Incremented by every committed change; derived indexes compare it to know they are current."""
+        return int(self.get_meta("generation") or 0)
+
+    # -- sources --------------------------------------------------------------------------------------
+    def sources(self) -> dict[tuple[str, str], StoredSource]:
+        """Stored sources by (root, key)."""
+        rows = self.db.execute("SELECT key, root, fingerprint, status FROM sources")
+        return {(root, key): StoredSource(key, root, fingerprint, status) for key, root, fingerprint, status in rows}
+
+    def document_signatures(self) -> Iterator[tuple[str, str, str, str, bytes]]:
+        """(source root, source key, part, content hash, MinHash signature) of every stored document."""
+        yield from self.db.execute(
+            "SELECT s.root, s.key, d.part, d.content_hash, d.minhash FROM documents d "
+            "JOIN sources s ON s.id = d.source_id")
+
+    def replace_sources(self, batch: list[tuple[dict, list[PreparedDocument]]]) -> None:
+        """Atomically replace each source's documents and chunks (one transaction for the whole batch).
+
+        Each entry is (source row: key, root, kind, fingerprint, size_bytes, status, note; documents).
+        """
+        with self._transaction():
+            for source, documents in batch:
+                self.db.execute("DELETE FROM sources WHERE root = ? AND key = ?", (source["root"], source["key"]))
+                source_id = self.db.execute(
+                    "INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, ingested_at) "
+                    "VALUES (:key, :root, :kind, :fingerprint, :size_bytes, :status, :note, :now)",
+                    {**source, "now": time.time()}).lastrowid
+                for document in documents:
+                    self._insert_document(source_id, document)
+            self._bump_generation()
+
+    def _insert_document(self, source_id: int, document: PreparedDocument) -> None:
+        raw = document.raw
+        document_id = self.db.execute(
+            "INSERT INTO documents (source_id, part, title, text, content_hash, minhash, metadata) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (source_id, raw.part, raw.title, document.text, document.content_hash, document.minhash,
+             json.dumps(raw.metadata, default=str))).lastrowid
+        vectors = document.embeddings.astype(np.float32)
+        self.db.executemany(
+            "INSERT INTO chunks (document_id, ordinal, text, heading, start_char, end_char, token_count, embedding)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(document_id, c.ordinal, c.text, c.heading, c.start_char, c.end_char, c.token_count, v.tobytes())
+             for c, v in zip(document.chunks, vectors)])
+
+    def delete_sources(self, sources: Iterable[tuple[str, str]]) -> int:
+        """Remove sources, given as (root, key), with their documents and chunks; returns how many went."""
+        with self._transaction():
+            removed = sum(self.db.execute("DELETE FROM sources WHERE root = ? AND key = ?", source).rowcount
+                          for source in sources)
+            if removed:
+                self._bump_generation()
+        return removed
+
+    def _bump_generation(self) -> None:
+        self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- ingest manifest ------------------------------------------------------------------------------
+    def start_run(self) -> int:
+        return self.db.execute("INSERT INTO ingest_runs (started_at) VALUES (?)", (time.time(),)).lastrowid
+
+    def finish_run(self, run_id: int, summary: dict) -> None:
+        self.db.execute("UPDATE ingest_runs SET finished_at = ?, summary = ? WHERE id = ?",
+                        (time.time(), json.dumps(summary), run_id))
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, embedding matrix) of every chunk, in id order."""
+        rows = self.db.execute("SELECT id, embedding FROM chunks ORDER BY id").fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return ids, matrix
+
+    def chunk_ids_matching(self, source_glob: str) -> np.ndarray:
+        """Ids of chunks whose source key matches a glob pattern (`*` also matches `/`)."""
+        rows = self.db.execute(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "JOIN sources s ON s.id = d.source_id WHERE s.key GLOB ?", (source_glob,))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def lexical_search(self, query: str, limit: int, source_glob: str | None = None) -> list[tuple[int, float]]:
+        """BM25 over chunk texts: (chunk id, score) best first; score is the negated FTS5 bm25 (higher is better)."""
+        match = fts_query(query)
+        if match is None:
+            return []
+        if source_glob is None:
+            sql = ("SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
+                   "ORDER BY bm25(chunks_fts) LIMIT ?")
+            return self.db.execute(sql, (match, limit)).fetchall()
+        sql = ("SELECT f.rowid, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
+               "JOIN documents d ON d.id = c.document_id JOIN sources s ON s.id = d.source_id "
+               "WHERE chunks_fts MATCH ? AND s.key GLOB ? ORDER BY bm25(chunks_fts) LIMIT ?")
+        return self.db.execute(sql, (match, source_glob, limit)).fetchall()
+
+    def hits(self, scored: list[tuple[int, float]]) -> list[Hit]:
+        """Load the chunks behind (chunk id, score) pairs, keeping their order."""
+        if not scored:
+            return []
+        ids = [chunk_id for chunk_id, _ in scored]
+        rows = self.db.execute(
+            f"SELECT c.id, s.key, c.text, d.id, d.title, c.heading FROM chunks c "
+            f"JOIN documents d ON d.id = c.document_id JOIN sources s ON s.id = d.source_id "
+            f"WHERE c.id IN ({','.join('?' * len(ids))})", ids)
+        by_id = {row[0]: row for row in rows}
+        return [Hit(chunk_id=cid, source=by_id[cid][1], text=by_id[cid][2], score=score, document_id=by_id[cid][3],
+                    title=by_id[cid][4], heading=by_id[cid][5]) for cid, score in scored if cid in by_id]
+
+    def counts(self) -> dict[str, int]:
+        """Row counts of sources, documents and chunks, and the stored size in bytes."""
+        count = lambda table: self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: E731
+        return {"sources": count("sources"), "documents": count("documents"), "chunks": count("chunks"),
+                "database_bytes": self.path.stat().st_size if self.path.exists() else 0}
+
+    def last_run(self) -> dict | None:
+        row = self.db.execute("SELECT started_at, finished_at, summary FROM ingest_runs "
+                              "WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
+        return {"started_at": row[0], "finished_at": row[1], **json.loads(row[2])} if row else None

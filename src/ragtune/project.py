@@ -1,0 +1,61 @@
+"""The Python API: a project (workspace) with its knowledge base and models. The CLI is a thin layer over it."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+from ragtune.knowledge.ingest import IngestReport
+from ragtune.knowledge.knowledge_base import KnowledgeBase
+from ragtune.knowledge.retrieval import Mode, Retriever
+from ragtune.knowledge.types import Hit
+from ragtune.models.loading import load_generator
+from ragtune.progress import ProgressReporter
+from ragtune.rag import Answer, RagPipeline
+from ragtune.workspace import Workspace
+
+
+class Project:
+    """A ragtune project directory: `Project("my-kb").ingest(["docs/"])`, then `.search()` and `.ask()`."""
+
+    def __init__(self, root: str | Path = ".", overrides: dict[str, Any] | None = None):
+        self.workspace = Workspace.open(root, overrides)
+        self.config = self.workspace.config
+        self.kb = KnowledgeBase(self.workspace)
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        return self.kb.retriever()
+
+    def ingest(self, paths: list[str], *, prune: bool = False, text_field: str | None = None,
+               sql: str | None = None, progress: ProgressReporter | None = None) -> IngestReport:
+        """Ingest files, directories, JSON API URLs or a database URL with `sql`."""
+        return self.kb.ingest(paths, prune=prune, json_text_field=text_field, sql_query=sql, progress=progress)
+
+    def search(self, query: str, k: int | None = None, mode: Mode | None = None,
+               source_glob: str | None = None) -> list[Hit]:
+        """Top-k chunks for a query."""
+        return self.retriever.search(query, k, mode, source_glob)
+
+    def search_batch(self, queries: list[str], k: int | None = None, mode: Mode | None = None,
+                     source_glob: str | None = None) -> list[list[Hit]]:
+        """Top-k chunks for each of many queries, embedding them in batches."""
+        return self.retriever.search_many(queries, k, mode, source_glob)
+
+    def pipeline(self, model: str | None = None) -> RagPipeline:
+        """A RAG pipeline over this knowledge base with the configured (or the named) generator."""
+        generator = load_generator(model or self.config.models.generator,
+                                   context_tokens=self.config.generation.context_tokens)
+        return RagPipeline(self.retriever, generator, self.config.generation)
+
+    def ask(self, question: str, k: int | None = None, model: str | None = None, source_glob: str | None = None,
+            on_text: Callable[[str], None] | None = None) -> Answer:
+        """Answer with citations; `k=0` answers closed book with the same prompt otherwise."""
+        return self.pipeline(model).answer(question, k=k, source_glob=source_glob, on_text=on_text)
+
+    def status(self) -> dict:
+        return self.kb.status()
+
+    def close(self) -> None:
+        self.kb.close()

@@ -1,0 +1,50 @@
+"""The prompts every strategy shares, so that comparisons differ only in model and context."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ragtune.knowledge.types import Hit
+from ragtune.models.base import Message
+
+GROUNDED_SYSTEM = (
+    "You are a helpful assistant. Answer the question using only the numbered passages. "
+    "Cite the passages you use by their numbers in square brackets, like [1]. "
+    "If the passages do not contain the answer, say that you do not know.")
+CLOSED_BOOK_SYSTEM = "You are a helpful assistant. Answer the question concisely and factually."
+
+
+def format_passage(number: int, hit: Hit) -> str:
+    return f"[{number}] (source: {hit.source})\n{hit.text}"
+
+
+def build_messages(question: str, passages: list[Hit]) -> list[Message]:
+    """Chat messages with the numbered passages before the question (closed book when there are none)."""
+    if not passages:
+        return [{"role": "system", "content": CLOSED_BOOK_SYSTEM},
+                {"role": "user", "content": f"Question: {question}"}]
+    context = "\n\n".join(format_passage(i, hit) for i, hit in enumerate(passages, start=1))
+    return [{"role": "system", "content": GROUNDED_SYSTEM},
+            {"role": "user", "content": f"Passages:\n{context}\n\nQuestion: {question}"}]
+
+
+def fit_passages(question: str, hits: list[Hit], budget_tokens: int, count_tokens: Callable[[str], int]) -> list[Hit]:
+    """The leading hits whose prompt fits in `budget_tokens`; the first is always kept (cut to fit if needed)."""
+    kept: list[Hit] = []
+    for hit in hits:
+        if count_tokens(_prompt_text(question, kept + [hit])) <= budget_tokens:
+            kept.append(hit)
+        elif not kept:
+            spare = budget_tokens - count_tokens(_prompt_text(question, []))
+            words = hit.text.split()
+            while words and count_tokens(" ".join(words)) > spare:
+                words = words[: int(len(words) * 0.8)]
+            kept.append(Hit(**{**hit.__dict__, "text": " ".join(words)}))
+            break
+        else:
+            break
+    return kept
+
+
+def _prompt_text(question: str, passages: list[Hit]) -> str:
+    return "\n".join(m["content"] for m in build_messages(question, passages))

@@ -1,0 +1,124 @@
+"""Incremental, idempotent ingest: skip unchanged, replace changed, prune removed, never orphan or duplicate."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from ragtune.knowledge import ingest as ingest_module
+from ragtune.knowledge.store import KnowledgeStore
+
+
+def consistency(store: KnowledgeStore) -> dict:
+    """Counts that must agree whatever happened: no orphans, FTS rows = chunks, documents unique."""
+    db = store.db
+    one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
+    assert one("SELECT COUNT(*) FROM chunks WHERE document_id NOT IN (SELECT id FROM documents)") == 0
+    assert one("SELECT COUNT(*) FROM documents WHERE source_id NOT IN (SELECT id FROM sources)") == 0
+    assert one("SELECT COUNT(*) FROM chunks_fts") == one("SELECT COUNT(*) FROM chunks")
+    assert one("SELECT COUNT(*) FROM (SELECT content_hash FROM documents GROUP BY content_hash HAVING COUNT(*) > 1)") == 0
+    return store.counts()
+
+
+def test_first_ingest_then_unchanged_is_skipped(project, corpus):
+    first = project.ingest([str(corpus)])
+    assert sorted(first.added) == ["animals/cats.md", "animals/dogs.txt", "space/mars.txt", "space/moon.html"]
+    assert first.chunks >= 4 and first.rejected == []
+    counts = consistency(project.kb.store)
+    second = project.ingest([str(corpus)])
+    assert second.added == [] and second.updated == [] and len(second.unchanged) == 4
+    assert second.chunks == 0 and second.embed_seconds == 0
+    assert consistency(project.kb.store) == {**counts, "database_bytes": project.kb.store.counts()["database_bytes"]}
+
+
+def test_changed_source_replaces_its_chunks(project, corpus):
+    project.ingest([str(corpus)])
+    before = consistency(project.kb.store)
+    (corpus / "space" / "mars.txt").write_text("Mars has two moons, Phobos and Deimos, captured asteroids perhaps.")
+    report = project.ingest([str(corpus)])
+    assert report.updated == ["space/mars.txt"] and report.added == []
+    after = consistency(project.kb.store)
+    assert after["sources"] == before["sources"] and after["documents"] == before["documents"]
+    hits = project.search("Phobos Deimos", k=1, mode="lexical")
+    assert hits[0].source == "space/mars.txt" and "Phobos" in hits[0].text
+    assert project.search("Olympus Mons volcano", k=3, mode="lexical") == []
+
+
+def test_prune_removes_deleted_sources(project, corpus):
+    project.ingest([str(corpus)])
+    shutil.rmtree(corpus / "space")
+    without_prune = project.ingest([str(corpus)])
+    assert without_prune.removed == [] and consistency(project.kb.store)["sources"] == 4
+    report = project.ingest([str(corpus)], prune=True)
+    assert sorted(report.removed) == ["space/mars.txt", "space/moon.html"]
+    assert consistency(project.kb.store)["sources"] == 2
+    assert all(not h.source.startswith("space/") for h in project.search("Moon Mars", k=10, mode="hybrid"))
+
+
+def test_exact_and_near_duplicates_are_skipped(project, corpus):
+    original = (corpus / "animals" / "dogs.txt").read_text()
+    (corpus / "animals" / "dogs-copy.txt").write_text(original)
+    (corpus / "animals" / "dogs-edited.txt").write_text(original.replace("loyal", "faithful"))
+    report = project.ingest([str(corpus)])
+    reasons = {s["source"]: s["reason"] for s in report.skipped_documents}
+    assert len(reasons) == 2, reasons
+    assert any("exact duplicate" in r for r in reasons.values())
+    assert any("near-duplicate" in r for r in reasons.values())
+    assert consistency(project.kb.store)["documents"] == 4
+
+
+def test_same_relative_path_under_two_roots_is_kept_apart(project, tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "notes.txt").write_text(f"Notes of team {name}: the release ships on day {ord(name)}.")
+    project.ingest([str(tmp_path / "a")])
+    project.ingest([str(tmp_path / "b")], prune=True)
+    assert consistency(project.kb.store)["sources"] == 2
+
+
+def test_interrupted_ingest_rolls_back_and_next_run_completes(project, corpus, monkeypatch):
+    monkeypatch.setattr(ingest_module, "EMBED_BATCH_CHUNKS", 1)  # one transaction per source
+    calls = {"n": 0}
+    original = KnowledgeStore._insert_document
+
+    def crash_on_third(self, source_id, document):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return original(self, source_id, document)
+
+    monkeypatch.setattr(KnowledgeStore, "_insert_document", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        project.ingest([str(corpus)])
+    partial = consistency(project.kb.store)
+    assert partial["sources"] == 2 and partial["documents"] == 2, "the interrupted source left nothing behind"
+    monkeypatch.setattr(KnowledgeStore, "_insert_document", original)
+    report = project.ingest([str(corpus)])
+    assert len(report.added) == 2 and len(report.unchanged) == 2
+    assert consistency(project.kb.store)["sources"] == 4
+
+
+def test_bad_inputs_are_reported_and_the_rest_goes_in(project, corpus, tmp_path):
+    project.ingest([str(corpus)])
+    stored = consistency(project.kb.store)
+    bad = corpus / "bad"
+    bad.mkdir()
+    (bad / "broken.pdf").write_bytes(b"%PDF-1.4\n garbage that is not a pdf \x00\x01")
+    (bad / "binary.txt").write_bytes(bytes(range(256)) * 40)
+    (bad / "empty.md").write_text("")
+    (bad / "latin1.txt").write_bytes("Café au lait is served in Lyon every morning since 1900.".encode("cp1252"))
+    (bad / "records.jsonl").write_text('{"text": "First valid record about giraffes and their long necks."}\n'
+                                       '{not json}\n'
+                                       '{"text": "Second valid record about penguins living in Antarctica."}\n')
+    (corpus / "space" / "mars.txt").write_bytes(b"\x00\x01\x02" * 1000)  # stored source turns binary
+    report = project.ingest([str(corpus), str(tmp_path / "does-not-exist")])
+    rejected = {r["source"]: r for r in report.rejected}
+    assert {"bad/broken.pdf", "bad/binary.txt", "bad/empty.md", "space/mars.txt"} <= set(rejected)
+    assert any("does-not-exist" in key for key in rejected)
+    assert all(r["reason"] for r in report.rejected)
+    assert sorted(report.added) == ["bad/latin1.txt", "bad/records.jsonl"]
+    assert any("line 2" in w["message"] for w in report.warnings)
+    after = consistency(project.kb.store)
+    assert after["sources"] == stored["sources"] + 2
+    assert project.search("Olympus Mons", k=1, mode="lexical")[0].source == "space/mars.txt", "old version kept"

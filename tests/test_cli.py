@@ -1,0 +1,77 @@
+"""The command contract scripts depend on: JSON shapes, --queries batch search, errors with exit code 1."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ragtune.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def ingested(project, corpus):
+    """A project (sharing the session's embedder) with the small corpus ingested, and its directory."""
+    result = runner.invoke(app, ["ingest", str(corpus), "--project", str(project.workspace.root), "--json"])
+    assert result.exit_code == 0, result.output
+    return project.workspace.root, json.loads(result.stdout)
+
+
+def test_ingest_json_report(ingested, corpus):
+    root, report = ingested
+    assert sorted(report["added"]) == ["animals/cats.md", "animals/dogs.txt", "space/mars.txt", "space/moon.html"]
+    again = runner.invoke(app, ["ingest", str(corpus), "--project", str(root)])
+    assert again.exit_code == 0 and "unchanged 4" in again.stdout
+
+
+def test_search_json_hits(ingested):
+    root, _ = ingested
+    result = runner.invoke(app, ["search", "tallest volcano", "--k", "2", "--mode", "lexical", "--project",
+                                 str(root), "--json"])
+    hits = json.loads(result.stdout)
+    assert len(hits) <= 2 and set(hits[0]) == {"source", "chunk_id", "score", "text"}
+    assert hits[0]["source"] == "space/mars.txt"
+
+
+def test_search_queries_file(ingested, tmp_path):
+    root, _ = ingested
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": "a", "query": "cats taurine"}\n{"id": 2, "query": "Armstrong Moon"}\n')
+    result = runner.invoke(app, ["search", "--queries", str(queries), "--k", "1", "--project", str(root)])
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["id"] for line in lines] == ["a", 2]
+    assert lines[0]["hits"][0]["source"] == "animals/cats.md"
+    assert lines[1]["hits"][0]["source"] == "space/moon.html"
+
+
+def test_malformed_queries_file_names_the_line(ingested, tmp_path):
+    root, _ = ingested
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": "a", "query": "cats"}\n{oops\n')
+    result = runner.invoke(app, ["search", "--queries", str(queries), "--project", str(root)])
+    assert result.exit_code == 1
+    assert "q.jsonl:2" in result.stderr and "hint" in result.stderr
+
+
+def test_status_counts(ingested):
+    root, _ = ingested
+    status = json.loads(runner.invoke(app, ["status", "--project", str(root), "--json"]).stdout)
+    assert status["sources"] == 4 and status["chunks"] >= 4
+    assert status["vector_index"]["vectors"] == status["chunks"]
+    assert status["models"]["embedder"] == "minilm-l6"
+
+
+def test_unknown_mode_is_a_clear_error(ingested):
+    root, _ = ingested
+    result = runner.invoke(app, ["search", "x", "--mode", "fuzzy", "--project", str(root)])
+    assert result.exit_code == 1 and "unknown mode" in result.stderr
+
+
+def test_models_lists_packaged_models():
+    rows = json.loads(runner.invoke(app, ["models", "--json"]).stdout)
+    names = {row["name"]: row for row in rows}
+    assert names["smollm2-135m"]["available"] and names["minilm-l6"]["available"]
+    assert "gemma3-270m" in names
