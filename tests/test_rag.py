@@ -16,7 +16,7 @@ def test_passages_come_numbered_before_the_question():
     messages = build_messages("How tall is the Eiffel Tower?", PASSAGES)
     assert messages[0]["content"] == GROUNDED_SYSTEM
     user = messages[1]["content"]
-    assert user.index("[1] (source: a.txt)") < user.index("[2] (source: b.txt)") < user.index("Question:")
+    assert user.index("[1] The Eiffel") < user.index("[2] Bananas") < user.index("Question:")
 
 
 def test_closed_book_prompt_has_no_passages():

@@ -16,7 +16,7 @@ from ragtune.errors import RagtuneError
 
 app = typer.Typer(help="Build RAG and fine-tuned models on your own documents and compare them.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 ProjectOption = typer.Option(Path("."), "--project", "-p", help="Project directory (config and stores).")

@@ -15,7 +15,9 @@ CLOSED_BOOK_SYSTEM = "You are a helpful assistant. Answer the question concisely
 
 
 def format_passage(number: int, hit: Hit) -> str:
-    return f"[{number}] (source: {hit.source})\n{hit.text}"
+    """A numbered passage; sources are left out (small models copy file names into answers), citations map
+    numbers back to them."""
+    return f"[{number}] {hit.text}"
 
 
 def build_messages(question: str, passages: list[Hit]) -> list[Message]:

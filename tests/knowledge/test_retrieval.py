@@ -11,6 +11,11 @@ def test_rrf_hand_computed():
         assert abs(score - expected[chunk_id]) < 1e-12
 
 
+def test_weighted_rrf():
+    fused = reciprocal_rank_fusion([[(1, 0.9), (2, 0.8)], [(2, 3.0), (1, 1.0)]], k=2, rrf_k=1, weights=[1, 2])
+    assert fused == [(2, 1 / 3 + 2 / 2), (1, 1 / 2 + 2 / 3)]
+
+
 def test_modes_find_the_relevant_document(project, corpus):
     project.ingest([str(corpus)])
     for mode in ("dense", "lexical", "hybrid"):

@@ -34,12 +34,13 @@ def normalize_query(query: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", query).split())
 
 
-def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int, rrf_k: int = 60) -> list[tuple[int, float]]:
-    """Fuse ranked (id, score) lists: score(id) = sum over lists of 1 / (rrf_k + rank), rank from 1."""
+def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int, rrf_k: int = 60,
+                           weights: list[float] | None = None) -> list[tuple[int, float]]:
+    """Fuse ranked (id, score) lists: score(id) = sum over lists of weight / (rrf_k + rank), rank from 1."""
     fused: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings)):
         for rank, (chunk_id, _) in enumerate(ranking, start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (rrf_k + rank)
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (rrf_k + rank)
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
 
 
@@ -83,7 +84,8 @@ class Retriever:
                 dense[position] = self.index.search(vectors[position:position + 1], candidates, allowed)[0]
             lexical = self.store.lexical_search(query, candidates, source_glob) if mode != "dense" else []
             if mode == "hybrid":
-                ranked = reciprocal_rank_fusion([dense[position], lexical], candidates, self.config.rrf_k)
+                ranked = reciprocal_rank_fusion([dense[position], lexical], candidates, self.config.rrf_k,
+                                                [self.config.dense_weight, self.config.lexical_weight])
             else:
                 ranked = dense[position] if mode == "dense" else lexical
             hits = self.store.hits(ranked)
