@@ -9,7 +9,7 @@ from ragtune.knowledge.embedder import Embedder
 from ragtune.knowledge.ingest import IngestReport, Ingestor
 from ragtune.knowledge.retrieval import Retriever
 from ragtune.knowledge.store import KnowledgeStore
-from ragtune.knowledge.vectors import FlatVectorIndex
+from ragtune.knowledge.vectors import open_vector_index
 from ragtune.progress import ProgressReporter
 from ragtune.workspace import Workspace
 
@@ -21,7 +21,7 @@ class KnowledgeBase:
         self.workspace = workspace
         self.config = workspace.config
         self.store = KnowledgeStore(workspace.database_path)
-        self.index = FlatVectorIndex(workspace.index_dir)
+        self.index = open_vector_index(workspace.index_dir)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -56,8 +56,7 @@ class KnowledgeBase:
         return {
             "project": str(self.workspace.root),
             **counts,
-            "vector_index": {"kind": "flat (exact, numpy)", "vectors": len(self.index),
-                             "bytes": int(self.index.matrix.nbytes)},
+            "vector_index": self.index.describe(),
             "lexical_index": {"kind": "SQLite FTS5 BM25", "rows": counts["chunks"]},
             "models": {"embedder": self.store.get_meta("embedder") or self.config.models.embedder,
                        "generator": self.config.models.generator},

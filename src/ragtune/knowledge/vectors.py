@@ -25,6 +25,10 @@ class VectorIndex(Protocol):
 
     def __len__(self) -> int: ...
 
+    def describe(self) -> dict:
+        """Kind, number of vectors and bytes used, for `ragtune status`."""
+        ...
+
 
 class FlatVectorIndex:
     """Exact inner-product search over normalised embeddings in memory, saved as .npy files.
@@ -41,6 +45,10 @@ class FlatVectorIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def describe(self) -> dict:
+        return {"kind": "flat (exact inner product, numpy)", "vectors": len(self.ids),
+                "bytes": int(self.matrix.nbytes + self.ids.nbytes)}
 
     def sync(self, store: KnowledgeStore) -> None:
         if self.generation == store.generation:
@@ -73,3 +81,8 @@ class FlatVectorIndex:
             top = top[np.argsort(-row[top], kind="stable")]
             results.append([(int(ids[i]), float(row[i])) for i in top])
         return results
+
+
+def open_vector_index(directory: Path) -> VectorIndex:
+    """The vector index kept in `directory` (synced with the store on first use)."""
+    return FlatVectorIndex(directory)
