@@ -7,6 +7,7 @@ from functools import cached_property
 from ragtune.errors import RagtuneError
 from ragtune.knowledge.embedder import Embedder
 from ragtune.knowledge.ingest import IngestReport, Ingestor
+from ragtune.knowledge.lexical import LexicalIndex
 from ragtune.knowledge.retrieval import Retriever
 from ragtune.knowledge.store import KnowledgeStore
 from ragtune.knowledge.vectors import open_vector_index
@@ -22,6 +23,7 @@ class KnowledgeBase:
         self.config = workspace.config
         self.store = KnowledgeStore(workspace.database_path)
         self.index = open_vector_index(workspace.index_dir)
+        self.lexical = LexicalIndex(workspace.index_dir)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -43,21 +45,23 @@ class KnowledgeBase:
         report = ingestor.run(paths, prune=prune, json_text_field=json_text_field, sql_query=sql_query,
                               progress=progress)
         self.index.sync(self.store)
+        self.lexical.sync(self.store)
         return report
 
     def retriever(self, **hooks) -> Retriever:
         """A retriever over this knowledge base (`reranker=`, `rewrite_query=` hooks optional)."""
-        return Retriever(self.store, self.index, self.embedder, self.config.retrieval, **hooks)
+        return Retriever(self.store, self.index, self.lexical, self.embedder, self.config.retrieval, **hooks)
 
     def status(self) -> dict:
         """Counts of sources, documents and chunks, index sizes and the models in use."""
         self.index.sync(self.store)
+        self.lexical.sync(self.store)
         counts = self.store.counts()
         return {
             "project": str(self.workspace.root),
             **counts,
             "vector_index": self.index.describe(),
-            "lexical_index": {"kind": "SQLite FTS5 BM25", "rows": counts["chunks"]},
+            "lexical_index": self.lexical.describe(),
             "models": {"embedder": self.store.get_meta("embedder") or self.config.models.embedder,
                        "generator": self.config.models.generator},
             "last_ingest": self.store.last_run(),

@@ -9,6 +9,7 @@ from typing import Callable, Literal, Protocol
 
 from ragtune.config import RetrievalConfig
 from ragtune.knowledge.embedder import Embedder
+from ragtune.knowledge.lexical import LexicalIndex
 from ragtune.knowledge.store import KnowledgeStore
 from ragtune.knowledge.types import Hit
 from ragtune.knowledge.vectors import VectorIndex
@@ -47,9 +48,10 @@ def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int, rrf_
 class Retriever:
     """Finds the chunks most relevant to queries."""
 
-    def __init__(self, store: KnowledgeStore, index: VectorIndex, embedder: Embedder, config: RetrievalConfig,
-                 reranker: Reranker | None = None, rewrite_query: Callable[[str], str] | None = None):
-        self.store, self.index, self.embedder, self.config = store, index, embedder, config
+    def __init__(self, store: KnowledgeStore, index: VectorIndex, lexical: LexicalIndex, embedder: Embedder,
+                 config: RetrievalConfig, reranker: Reranker | None = None,
+                 rewrite_query: Callable[[str], str] | None = None):
+        self.store, self.index, self.lexical, self.embedder, self.config = store, index, lexical, embedder, config
         self.reranker = reranker
         self.rewrite_query = rewrite_query
         self.last_timings = RetrievalTimings()
@@ -77,12 +79,14 @@ class Retriever:
             vectors = self.embedder.encode(queries)
             timings.embed_seconds = time.perf_counter() - started
             self.index.sync(self.store)
+        if mode in ("lexical", "hybrid"):
+            self.lexical.sync(self.store)
         results = []
         for position, query in enumerate(queries):
             started = time.perf_counter()
             if mode in ("dense", "hybrid"):
                 dense[position] = self.index.search(vectors[position:position + 1], candidates, allowed)[0]
-            lexical = self.store.lexical_search(query, candidates, source_glob) if mode != "dense" else []
+            lexical = self.lexical.search(query, candidates, allowed) if mode != "dense" else []
             if mode == "hybrid":
                 ranked = reciprocal_rank_fusion([dense[position], lexical], candidates, self.config.rrf_k,
                                                 [self.config.dense_weight, self.config.lexical_weight])

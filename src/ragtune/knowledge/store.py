@@ -1,11 +1,10 @@
 """The knowledge base's system of record: SQLite holds sources, documents, chunks, their embeddings and the
-ingest manifest; an FTS5 table beside the chunks is the lexical (BM25) index. Every ingest of a source is one
-transaction, so a killed ingest leaves either the old or the new version of a source, never a mix."""
+ingest manifest. The lexical and vector indexes are derived from it (see `generation`). A batch of sources is
+written in one transaction, so a killed ingest leaves either the old or the new version of a source, never a mix."""
 
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -56,14 +55,6 @@ CREATE TABLE IF NOT EXISTS chunks (
     embedding BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2');
-CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
-END;
 CREATE TABLE IF NOT EXISTS ingest_runs (
     id INTEGER PRIMARY KEY,
     started_at REAL NOT NULL,
@@ -71,12 +62,6 @@ CREATE TABLE IF NOT EXISTS ingest_runs (
     summary TEXT
 );
 """
-
-_STOPWORDS = frozenset(
-    "a an and are as at be by can could did do does for from had has have how i if in into is it its of on or "
-    "than that the their them there these they this to was were what when where which who whom why will with "
-    "would you your".split())
-
 
 @dataclass
 class StoredSource:
@@ -98,14 +83,8 @@ class PreparedDocument:
     embeddings: np.ndarray | None = None
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 OR-query of the distinct non-stopword terms of `text` (None when nothing is left)."""
-    terms = [t for t in dict.fromkeys(re.findall(r"\w+", text.lower())) if t not in _STOPWORDS]
-    return " OR ".join(f'"{t}"' for t in terms) if terms else None
-
-
 class KnowledgeStore:
-    """SQLite-backed documents, chunks and embeddings with an FTS5 lexical index."""
+    """SQLite-backed sources, documents, chunks and embeddings."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -215,26 +194,17 @@ class KnowledgeStore:
         matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         return ids, matrix
 
+    def chunk_texts(self) -> tuple[np.ndarray, list[str]]:
+        """(chunk ids, chunk texts) of every chunk, in id order."""
+        rows = self.db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+
     def chunk_ids_matching(self, source_glob: str) -> np.ndarray:
         """Ids of chunks whose source key matches a glob pattern (`*` also matches `/`)."""
         rows = self.db.execute(
             "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
             "JOIN sources s ON s.id = d.source_id WHERE s.key GLOB ?", (source_glob,))
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
-
-    def lexical_search(self, query: str, limit: int, source_glob: str | None = None) -> list[tuple[int, float]]:
-        """BM25 over chunk texts: (chunk id, score) best first; score is the negated FTS5 bm25 (higher is better)."""
-        match = fts_query(query)
-        if match is None:
-            return []
-        if source_glob is None:
-            sql = ("SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
-                   "ORDER BY bm25(chunks_fts) LIMIT ?")
-            return self.db.execute(sql, (match, limit)).fetchall()
-        sql = ("SELECT f.rowid, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
-               "JOIN documents d ON d.id = c.document_id JOIN sources s ON s.id = d.source_id "
-               "WHERE chunks_fts MATCH ? AND s.key GLOB ? ORDER BY bm25(chunks_fts) LIMIT ?")
-        return self.db.execute(sql, (match, source_glob, limit)).fetchall()
 
     def hits(self, scored: list[tuple[int, float]]) -> list[Hit]:
         """Load the chunks behind (chunk id, score) pairs, keeping their order."""
