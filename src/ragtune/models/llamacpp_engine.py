@@ -1,0 +1,330 @@
+"""The default engine: llama-cpp-python on a GGUF file, CPU only.
+
+Single requests go through `Llama.create_completion` on the chat-templated prompt.
+`generate_batch` (greedy) runs many conversations at once on a second llama.cpp context
+that shares the weights: every `llama_decode` call advances all active sequences by one
+token, and a finished sequence's slot is refilled with the next waiting prompt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import os
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ragtune.errors import RagtuneError
+from ragtune.models.base import Generation, GenerationConfig, Message
+from ragtune.models.prompting import PLAIN_STOPS, plain_prompt
+
+try:
+    import llama_cpp
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+except ImportError as exc:  # pragma: no cover - llama-cpp-python is a declared dependency
+    raise RagtuneError(
+        "llama-cpp-python is not installed; it runs the GGUF models", "pip install llama-cpp-python"
+    ) from exc
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@dataclass
+class _Prompt:
+    tokens: list[int]
+    stops: list[str]
+
+
+class LlamaCppEngine:
+    """GenerationEngine for a GGUF file, optionally with a LoRA adapter GGUF; one request at a time.
+
+    Conversations are rendered with the chat template stored in the GGUF when it has one,
+    with `prompting.plain_prompt` otherwise.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        name: str | None = None,
+        context_tokens: int = 2048,
+        lora_path: str | Path | None = None,
+        batch_size: int = 8,
+        n_threads: int | None = None,
+    ):
+        self.name = name or Path(model_path).stem
+        self.batch_size = batch_size
+        self.lora_path = str(lora_path) if lora_path else None
+        threads = n_threads or available_cpus()
+        log = io.StringIO()  # llama.cpp's load messages, shown only when loading fails
+        try:
+            with contextlib.redirect_stderr(log):
+                self._llm = llama_cpp.Llama(
+                    model_path=str(model_path),
+                    n_ctx=context_tokens,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    seed=0,
+                    verbose=False,
+                )
+        except (ValueError, RuntimeError) as exc:
+            raise RagtuneError(f"cannot load GGUF model {model_path}: {exc}",
+                               "check that the file is a complete GGUF model file") from exc
+        # The adapter is loaded here rather than by Llama(lora_path=...), which does not notice a failed load.
+        self._adapter = _load_lora(self._llm, self.lora_path) if self.lora_path else None
+        if self._adapter:
+            _attach_lora(self._llm.ctx, self._adapter, self.lora_path)
+        self.context_tokens = self._llm.n_ctx()
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        self._formatter = (
+            Jinja2ChatFormatter(template, eos_token=self._token_text(self._llm.token_eos()),
+                                bos_token=self._token_text(self._llm.token_bos()))
+            if template
+            else None
+        )
+        self._batcher: _BatchDecoder | None = None
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self._formatter is not None
+
+    def _token_text(self, token: int) -> str:
+        return self._llm.detokenize([token], special=True).decode("utf-8", errors="ignore") if token >= 0 else ""
+
+    def render(self, messages: list[Message]) -> str:
+        """The prompt text the model sees for `messages`."""
+        return self._template(messages)[0]
+
+    def _template(self, messages: list[Message]) -> tuple[str, list[str]]:
+        if not self._formatter:
+            return plain_prompt(messages), list(PLAIN_STOPS)
+        try:
+            rendered = self._formatter(messages=messages)
+        except Exception as exc:  # jinja2 errors, and templates that raise on unsupported roles
+            raise RagtuneError(f"the chat template of {self.name} rejected the conversation: {exc}",
+                               "check the message roles (system/user/assistant) and their order") from exc
+        return rendered.prompt, [stop for stop in rendered.stop if stop]
+
+    def _prompt(self, messages: list[Message], config: GenerationConfig) -> _Prompt:
+        text, stops = self._template(messages)
+        # A chat template writes its own special tokens; the plain template needs the model's BOS (if any).
+        tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=not self._formatter, special=True)
+        if len(tokens) >= self.context_tokens:
+            raise RagtuneError(
+                f"prompt is {len(tokens)} tokens but the context window of {self.name} is {self.context_tokens}",
+                "retrieve fewer or shorter passages, or raise generation.context_tokens",
+            )
+        return _Prompt(tokens, stops + list(config.stop))
+
+    def _completion(self, prompt: _Prompt, config: GenerationConfig, stream: bool):
+        self._llm.reset()  # no KV-prefix reuse: a prompt's output never depends on the previous request
+        return self._llm.create_completion(
+            prompt.tokens,
+            max_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            seed=config.seed,
+            stop=prompt.stops,
+            stream=stream,
+        )
+
+    def generate(self, messages: list[Message], config: GenerationConfig) -> Generation:
+        """Answer one conversation (greedy when temperature is 0)."""
+        prompt = self._prompt(messages, config)
+        start = time.perf_counter()
+        result = self._completion(prompt, config, stream=False)
+        choice, usage = result["choices"][0], result["usage"]
+        return Generation(
+            text=choice["text"],
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            seconds=time.perf_counter() - start,
+            finish_reason=choice["finish_reason"] or "stop",
+        )
+
+    def stream(self, messages: list[Message], config: GenerationConfig) -> Iterator[str]:
+        """Yield the answer's text pieces as they are decoded."""
+        prompt = self._prompt(messages, config)
+        for chunk in self._completion(prompt, config, stream=True):
+            piece = chunk["choices"][0]["text"]
+            if piece:
+                yield piece
+
+    def generate_batch(self, conversations: list[list[Message]], config: GenerationConfig) -> list[Generation]:
+        """Answer many conversations; greedy decoding is batched, sampled decoding runs one by one.
+
+        Batched outputs equal `generate`'s greedy outputs (see _BatchDecoder). Each Generation's
+        `seconds` is the time from the start of the call until that conversation finished.
+        """
+        if config.temperature > 0 or len(conversations) < 2 or self.batch_size < 2:
+            return [self.generate(messages, config) for messages in conversations]
+        prompts = [self._prompt(messages, config) for messages in conversations]
+        if self._batcher is None:
+            batcher = _BatchDecoder(self._llm, self.batch_size, self.context_tokens)
+            if self._adapter:
+                _attach_lora(batcher.ctx, self._adapter, self.lora_path)
+            self._batcher = batcher
+        return self._batcher.run(prompts, config.max_new_tokens)
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens the model sees for `text` (no BOS)."""
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def close(self) -> None:
+        """Free the llama.cpp contexts and weights."""
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
+        self._llm.close()
+
+
+@dataclass
+class _Sequence:
+    index: int  # position in the caller's list
+    slot: int  # llama.cpp sequence id
+    prompt: _Prompt
+    max_tokens: int
+    tokens: list[int] = field(default_factory=list)
+    text: bytes = b""
+    finish_reason: str | None = None
+
+    @property
+    def n_past(self) -> int:
+        return len(self.prompt.tokens) + len(self.tokens)
+
+
+class _BatchDecoder:
+    """Greedy continuous batching over `slots` sequences on a second context sharing the model's weights.
+
+    The context copies the single-request context's settings (flash attention off, same
+    n_batch) and prefills each prompt alone, so a sequence's logits are the ones a lone
+    `create_completion` computes: measured bit-identical for SmolLM2 (Q4_1) and Gemma 3
+    (Q5_0/Q4_K) at 1 to 8 rows per step. One known exception: llama.cpp multiplies F32 LoRA
+    tensors with a different kernel when a step holds 2+ tokens, which shows up (as a
+    rounding difference) only for adapters with large weights.
+    """
+
+    def __init__(self, llm: llama_cpp.Llama, slots: int, context_tokens: int):
+        self._llm = llm
+        self.slots = slots
+        self.context_tokens = context_tokens
+        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._n_vocab = llm.n_vocab()
+        params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
+        params.n_ctx = slots * context_tokens
+        params.n_seq_max = slots
+        params.kv_unified = False  # one KV stream per sequence: each attends only to its own tokens
+        self._n_batch = params.n_batch
+        with contextlib.redirect_stderr(io.StringIO()):
+            self.ctx = llama_cpp.llama_init_from_model(llm.model, params)
+        if not self.ctx:
+            raise RagtuneError(f"llama.cpp could not create a {slots}-sequence context", "lower the batch size")
+        self._batch = llama_cpp.llama_batch_init(max(self._n_batch, slots), 0, 1)
+        self._memory = llama_cpp.llama_get_memory(self.ctx)
+        # `llm` is held by the finalizer so that the weights outlive this context.
+        self._finalizer = weakref.finalize(self, _free, llm, self.ctx, self._batch)
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def run(self, prompts: list[_Prompt], max_new_tokens: int) -> list[Generation]:
+        start = time.perf_counter()
+        waiting = deque(enumerate(prompts))
+        active: dict[int, _Sequence] = {}
+        results: list[Generation | None] = [None] * len(prompts)
+        while waiting or active:
+            for slot in range(self.slots):
+                if slot not in active and waiting:
+                    index, prompt = waiting.popleft()
+                    budget = min(max_new_tokens, self.context_tokens - len(prompt.tokens))
+                    active[slot] = _Sequence(index, slot, prompt, budget)
+                    self._prefill(active[slot])
+            running = [seq for seq in active.values() if not seq.finish_reason]
+            if running:
+                self._step(running)
+            for seq in [seq for seq in active.values() if seq.finish_reason]:
+                results[seq.index] = self._retire(seq, time.perf_counter() - start)
+                del active[seq.slot]
+        return results
+
+    def _prefill(self, seq: _Sequence) -> None:
+        tokens = seq.prompt.tokens
+        for begin in range(0, len(tokens), self._n_batch):
+            chunk = range(begin, min(begin + self._n_batch, len(tokens)))
+            self._decode([(tokens[pos], pos, seq.slot, pos == len(tokens) - 1) for pos in chunk])
+        self._accept(seq, self._argmax(-1))
+
+    def _step(self, sequences: list[_Sequence]) -> None:
+        self._decode([(seq.tokens[-1], seq.n_past - 1, seq.slot, True) for seq in sequences])
+        for row, seq in enumerate(sequences):
+            self._accept(seq, self._argmax(row))
+
+    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
+        batch = self._batch
+        batch.n_tokens = len(entries)
+        for i, (token, pos, slot, wants_logits) in enumerate(entries):
+            batch.token[i], batch.pos[i], batch.logits[i] = token, pos, wants_logits
+            batch.n_seq_id[i], batch.seq_id[i][0] = 1, slot
+        status = llama_cpp.llama_decode(self.ctx, batch)
+        if status != 0:
+            raise RagtuneError(f"llama_decode failed with status {status}", "lower the batch size or context")
+
+    def _argmax(self, row: int) -> int:
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, row), shape=(self._n_vocab,))
+        return int(np.argmax(logits))
+
+    def _accept(self, seq: _Sequence, token: int) -> None:
+        """Append a sampled token; same stop rules as create_completion (end-of-generation, stop text, length)."""
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            seq.finish_reason = "stop"
+            return
+        seq.tokens.append(token)
+        seq.text += self._llm.detokenize([token])
+        hits = [stop.encode("utf-8") for stop in seq.prompt.stops if stop.encode("utf-8") in seq.text]
+        if hits:
+            seq.text = seq.text[: seq.text.index(hits[0])]
+            seq.finish_reason = "stop"
+        elif len(seq.tokens) >= seq.max_tokens:
+            seq.finish_reason = "length"
+
+    def _retire(self, seq: _Sequence, seconds: float) -> Generation:
+        llama_cpp.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
+        return Generation(
+            text=seq.text.decode("utf-8", errors="ignore"),
+            prompt_tokens=len(seq.prompt.tokens),
+            completion_tokens=len(seq.tokens),
+            seconds=seconds,
+            finish_reason=seq.finish_reason,
+        )
+
+
+def _free(llm: llama_cpp.Llama, ctx, batch) -> None:
+    llama_cpp.llama_batch_free(batch)
+    llama_cpp.llama_free(ctx)
+
+
+def _load_lora(llm: llama_cpp.Llama, path: str):
+    """Load a LoRA adapter GGUF for `llm`'s model (freed together with the model)."""
+    log = io.StringIO()
+    with contextlib.redirect_stderr(log):
+        adapter = llama_cpp.llama_adapter_lora_init(llm.model, path.encode("utf-8"))
+    if not adapter:
+        raise RagtuneError(f"cannot load LoRA adapter {path}: {log.getvalue().strip()[-300:]}",
+                           "check that it is a GGUF LoRA adapter made for this base model")
+    return adapter
+
+
+def _attach_lora(ctx, adapter, path: str) -> None:
+    adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+    if llama_cpp.llama_set_adapters_lora(ctx, adapters, 1, (ctypes.c_float * 1)(1.0)):
+        raise RagtuneError(f"cannot apply LoRA adapter {path}", "check that it was made for this base model")

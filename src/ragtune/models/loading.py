@@ -1,0 +1,46 @@
+"""Load named models once per process: generators (an engine by kind) and embedders."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from ragtune.errors import RagtuneError
+from ragtune.models.base import GenerationEngine
+from ragtune.models.registry import resolve_embedder, resolve_generator
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # weights come from local files only, never from a hub
+
+
+@lru_cache(maxsize=None)
+def load_generator(name: str, *, context_tokens: int = 2048, lora_path: str | None = None) -> GenerationEngine:
+    """The engine for generator `name` (see registry), loaded once per (name, context, adapter).
+
+    `lora_path` applies a LoRA adapter GGUF; only GGUF models take one.
+    """
+    spec = resolve_generator(name)
+    if lora_path and spec.kind != "gguf":
+        raise RagtuneError(f"a LoRA adapter needs a GGUF base model; '{name}' is {spec.kind}",
+                           "use a GGUF generator, or merge the adapter into a Hugging Face model folder")
+    if spec.kind == "gguf":
+        from ragtune.models.llamacpp_engine import LlamaCppEngine
+
+        return LlamaCppEngine(spec.location, name=spec.name, context_tokens=context_tokens, lora_path=lora_path)
+    if spec.kind == "hf":
+        from ragtune.models.transformers_engine import TransformersEngine
+
+        return TransformersEngine(spec.location, name=spec.name, context_tokens=context_tokens)
+    from ragtune.models.openai_engine import OpenAIEngine
+
+    return OpenAIEngine(spec.remote_model, spec.location, name=spec.name)
+
+
+@lru_cache(maxsize=None)
+def load_embedder(name: str):
+    """A sentence_transformers.SentenceTransformer on CPU for embedder `name`, loaded once."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    spec = resolve_embedder(name)
+    hf_logging.disable_progress_bar()
+    return SentenceTransformer(spec.location, device="cpu", local_files_only=True)
