@@ -72,7 +72,6 @@ class Retriever:
         queries = [self._process(q) for q in queries]
         timings = RetrievalTimings()
         candidates = max(k, self.config.candidates) if mode == "hybrid" or self.reranker else k
-        dense: list[list[tuple[int, float]]] = [[] for _ in queries]
         allowed = self.store.chunk_ids_matching(source_glob) if source_glob else None
         if mode in ("dense", "hybrid"):
             started = time.perf_counter()
@@ -84,17 +83,18 @@ class Retriever:
         results = []
         for position, query in enumerate(queries):
             started = time.perf_counter()
-            if mode in ("dense", "hybrid"):
-                dense[position] = self.index.search(vectors[position:position + 1], candidates, allowed)[0]
+            dense = self.index.search(vectors[position:position + 1], candidates, allowed)[0] \
+                if mode != "lexical" else []
             lexical = self.lexical.search(query, candidates, allowed) if mode != "dense" else []
             if mode == "hybrid":
-                ranked = reciprocal_rank_fusion([dense[position], lexical], candidates, self.config.rrf_k,
+                ranked = reciprocal_rank_fusion([dense, lexical], candidates, self.config.rrf_k,
                                                 [self.config.dense_weight, self.config.lexical_weight])
             else:
-                ranked = dense[position] if mode == "dense" else lexical
-            hits = self.store.hits(ranked)
+                ranked = dense if mode == "dense" else lexical
             if self.reranker:
-                hits = self.reranker.rerank(query, hits)
+                hits = self.reranker.rerank(query, self.store.hits(ranked))
+            else:
+                hits = self.store.hits(ranked[:k])
             elapsed = time.perf_counter() - started
             timings.per_query_search_seconds.append(elapsed)
             timings.search_seconds += elapsed
