@@ -4,14 +4,17 @@
                                           [--out results.json]
 
 All modes decode greedily, with the same max tokens, the same prompts (3 COVID-QA passages + a question,
-chat-templated, about 400-600 tokens) and the same thread count:
+chat-templated, 515-620 tokens for SmolLM2) and the same thread count:
   (a) raw      llama_cpp.Llama.create_completion on the already-templated prompt (the baseline)
   (b) generate ragtune LlamaCppEngine.generate, one request at a time
   (c) batch    ragtune LlamaCppEngine.generate_batch, all prompts in one call (batch of 8)
   (d) hf_fp32  transformers generate in fp32 on the same GGUF (from_pretrained(dir, gguf_file=...)), a few
                prompts as a reference point, stopped once it has used its time budget
-Time-to-first-token is measured on streaming requests for (a) and (b). (a) and (b) alternate prompt by
-prompt so that background load hits both alike. Target: generate/raw tokens per second >= 0.7.
+Before each raw request the Llama's KV prefix cache is reset, as the engine does, so that both evaluate the
+full prompt. Time-to-first-token is measured on streaming requests for (a) and (b). (a) and (b) alternate prompt by
+prompt so that background load hits both alike; each mode also reports `cpu_pressure_pct`, the share of
+its wall time in which a task waited for a CPU (Linux PSI): figures taken above ~10% are disturbed by
+other processes. Target: generate/raw tokens per second >= 0.7.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from ragtune.models.registry import resolve_generator  # noqa: E402
 
 DEMO = Path(ragtune.__file__).parent / "demo_data" / "covidqa"
 SYSTEM = "Answer the question using only the passages. If they do not contain the answer, say so."
-PASSAGE_CHARS = 700
+PASSAGE_CHARS = 500
+PSI = Path("/proc/pressure/cpu")
 
 
 def rag_conversations(count: int) -> list[list[dict]]:
@@ -44,7 +48,7 @@ def rag_conversations(count: int) -> list[list[dict]]:
     docs = {path.name: path.read_text(encoding="utf-8") for path in sorted((DEMO / "docs").glob("*.txt"))}
     names = sorted(docs)
     conversations = []
-    for i, question in enumerate(questions[:: max(1, len(questions) // count)][:count]):
+    for question in questions[:: max(1, len(questions) // count)][:count]:
         source = docs[question["source"]]
         start = max(0, question["answer_start"] - PASSAGE_CHARS // 2)
         others = [docs[names[(names.index(question["source"]) + k) % len(names)]] for k in (1, 2)]
@@ -55,101 +59,129 @@ def rag_conversations(count: int) -> list[list[dict]]:
     return conversations
 
 
-def machine_load() -> dict:
-    """Load average and, on Linux, the share of time runnable tasks waited for a CPU (PSI)."""
-    load = {"loadavg": [round(x, 2) for x in os.getloadavg()]}
-    psi = Path("/proc/pressure/cpu")
-    if psi.exists():
-        fields = dict(item.split("=") for item in psi.read_text().splitlines()[0].split()[1:])
-        load["cpu_pressure_avg10_pct"] = float(fields["avg10"])
-    return load
+def cpu_stall_seconds() -> float:
+    """Seconds (since boot) in which some task waited for a CPU; 0 where Linux PSI is unavailable."""
+    if not PSI.exists():
+        return 0.0
+    return int(PSI.read_text().split()[4].removeprefix("total=")) / 1e6
 
 
-def summary(seconds: float, prompt_tokens: int, completion_tokens: int, **extra) -> dict:
-    return {"seconds": round(seconds, 3), "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "completion_tokens_per_s": round(completion_tokens / seconds, 2),
-            "all_tokens_per_s": round((prompt_tokens + completion_tokens) / seconds, 2), **extra}
+class Tally:
+    """Accumulates wall time, CPU stall, tokens and texts over the calls of one mode."""
+
+    def __init__(self):
+        self.seconds = self.stalled = 0.0
+        self.prompt_tokens = self.completion_tokens = 0
+        self.texts: list[str] = []
+        self.first_token: list[float] = []
+
+    def measure(self, call):
+        """Run `call()` -> (text, prompt_tokens, completion_tokens) and add it up."""
+        stall, start = cpu_stall_seconds(), time.perf_counter()
+        text, prompt_tokens, completion_tokens = call()
+        self.seconds += time.perf_counter() - start
+        self.stalled += cpu_stall_seconds() - stall
+        self.texts.append(text)
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+
+    def report(self, **extra) -> dict:
+        report = {"seconds": round(self.seconds, 3), "prompt_tokens": self.prompt_tokens,
+                  "completion_tokens": self.completion_tokens,
+                  "completion_tokens_per_s": round(self.completion_tokens / self.seconds, 2),
+                  "all_tokens_per_s": round((self.prompt_tokens + self.completion_tokens) / self.seconds, 2),
+                  "cpu_pressure_pct": round(100 * self.stalled / self.seconds, 1)}
+        if self.first_token:
+            report["ttft_s_mean"] = round(sum(self.first_token) / len(self.first_token), 3)
+            report["decode_tokens_per_s_est"] = self.decode_speed(sum(self.first_token))
+        return {**report, **extra}
+
+    def decode_speed(self, prefill_seconds: float) -> float:
+        """Tokens after the first per second once the prompts are in (prefill time taken from streaming runs)."""
+        return round((self.completion_tokens - len(self.texts)) / (self.seconds - prefill_seconds), 2)
 
 
-def time_to_first(pieces) -> tuple[float, float]:
-    """Seconds to the first non-empty piece and to the end of a stream."""
-    start, first = time.perf_counter(), None
+def seconds_to_first(pieces) -> float:
+    start = time.perf_counter()
     for piece in pieces:
-        if first is None and piece:
-            first = time.perf_counter() - start
-    return first or 0.0, time.perf_counter() - start
+        if piece:
+            elapsed = time.perf_counter() - start
+            for _ in pieces:  # finish the request
+                pass
+            return elapsed
+    return time.perf_counter() - start
 
 
-def bench_raw_and_engine(raw: llama_cpp.Llama, engine: LlamaCppEngine, conversations, max_tokens: int) -> dict:
+def bench_single(raw: llama_cpp.Llama, engine: LlamaCppEngine, conversations, max_tokens: int) -> dict[str, Tally]:
+    """(a) and (b), alternating which goes first, then their time to first streamed token."""
     config = GenerationConfig(max_new_tokens=max_tokens)
     eos = raw.detokenize([raw.token_eos()], special=True).decode()
     stop = [eos] if engine.has_chat_template else list(PLAIN_STOPS)  # the stops the engine uses
-    results = {"raw": [], "generate": []}
+    tallies = {"raw": Tally(), "generate": Tally()}
 
-    def run_raw(prompt: str) -> tuple[str, int, int, float]:
-        start = time.perf_counter()
+    def run_raw(prompt: str):
+        raw.reset()
         out = raw.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, stop=stop)
-        usage = out["usage"]
-        return out["choices"][0]["text"], usage["prompt_tokens"], usage["completion_tokens"], time.perf_counter() - start
+        return out["choices"][0]["text"], out["usage"]["prompt_tokens"], out["usage"]["completion_tokens"]
 
-    def run_engine(messages) -> tuple[str, int, int, float]:
-        g = engine.generate(messages, config)
-        return g.text, g.prompt_tokens, g.completion_tokens, g.seconds
+    def run_engine(messages):
+        generation = engine.generate(messages, config)
+        return generation.text, generation.prompt_tokens, generation.completion_tokens
 
     for i, messages in enumerate(conversations):
         prompt = engine.render(messages)
-        order = [("raw", lambda: run_raw(prompt)), ("generate", lambda: run_engine(messages))]
-        for mode, run in order if i % 2 == 0 else order[::-1]:
-            results[mode].append(run())
-    ttft = {"raw": [], "generate": []}
-    for messages in conversations:
-        prompt = engine.render(messages)
-        raw_stream = (c["choices"][0]["text"] for c in raw.create_completion(
+        calls = [("raw", lambda: run_raw(prompt)), ("generate", lambda: run_engine(messages))]
+        for mode, call in calls if i % 2 == 0 else calls[::-1]:
+            tallies[mode].measure(call)
+        raw.reset()
+        raw_pieces = (chunk["choices"][0]["text"] for chunk in raw.create_completion(
             prompt, max_tokens=max_tokens, temperature=0.0, stop=stop, stream=True))
-        ttft["raw"].append(time_to_first(raw_stream))
-        ttft["generate"].append(time_to_first(engine.stream(messages, config)))
-    report = {}
-    for mode, rows in results.items():
-        completion = sum(r[2] for r in rows)
-        decode_seconds = sum(total - first for first, total in ttft[mode])
-        report[mode] = summary(
-            sum(r[3] for r in rows), sum(r[1] for r in rows), completion,
-            ttft_s_mean=round(sum(first for first, _ in ttft[mode]) / len(rows), 3),
-            decode_tokens_per_s=round((completion - len(rows)) / decode_seconds, 2),
-            texts=[r[0] for r in rows])
-    return report
+        tallies["raw"].first_token.append(seconds_to_first(raw_pieces))
+        tallies["generate"].first_token.append(seconds_to_first(engine.stream(messages, config)))
+    return tallies
 
 
-def bench_batch(engine: LlamaCppEngine, conversations, max_tokens: int) -> dict:
-    start = time.perf_counter()
-    generations = engine.generate_batch(conversations, GenerationConfig(max_new_tokens=max_tokens))
-    return summary(time.perf_counter() - start, sum(g.prompt_tokens for g in generations),
-                   sum(g.completion_tokens for g in generations), batch_size=engine.batch_size,
-                   texts=[g.text for g in generations])
+def bench_batch(engine: LlamaCppEngine, conversations, max_tokens: int) -> Tally:
+    """(c): all conversations in one generate_batch call."""
+    tally, results = Tally(), []
+
+    def run():
+        results.extend(engine.generate_batch(conversations, GenerationConfig(max_new_tokens=max_tokens)))
+        return "", sum(g.prompt_tokens for g in results), sum(g.completion_tokens for g in results)
+
+    tally.measure(run)
+    tally.texts = [g.text for g in results]
+    return tally
 
 
 def bench_transformers(gguf: Path, prompts: list[str], max_tokens: int, budget_s: float) -> dict:
+    """(d): transformers fp32 on the de-quantized GGUF, prompts one by one until the budget is spent."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     start = time.perf_counter()
     kwargs = {"gguf_file": gguf.name, "local_files_only": True}
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs).eval()
     load_seconds = time.perf_counter() - start
-    rows = []
-    for prompt in prompts:
-        if time.perf_counter() - start > budget_s:
-            break
+    tally = Tally()
+
+    def run(prompt: str):
         inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        began = time.perf_counter()
         with torch.inference_mode():
             output = model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False,
                                     pad_token_id=tokenizer.eos_token_id)
         new = output[0, inputs["input_ids"].shape[1]:]
-        rows.append((inputs["input_ids"].shape[1], len(new), time.perf_counter() - began))
-    return summary(sum(r[2] for r in rows), sum(r[0] for r in rows), sum(r[1] for r in rows),
-                   prompts=len(rows), load_seconds=round(load_seconds, 2), torch_threads=torch.get_num_threads())
+        return tokenizer.decode(new, skip_special_tokens=True), inputs["input_ids"].shape[1], len(new)
+
+    for prompt in prompts:
+        if time.perf_counter() - start > budget_s:
+            break
+        tally.measure(lambda: run(prompt))
+    return tally.report(prompts=len(tally.texts), load_seconds=round(load_seconds, 2),
+                        torch_threads=torch.get_num_threads())
 
 
 def main() -> None:
@@ -167,7 +199,6 @@ def main() -> None:
     spec = resolve_generator(args.model)
     conversations = rag_conversations(args.prompts)
     threads = available_cpus()
-    load_before = machine_load()
     raw = llama_cpp.Llama(model_path=spec.location, n_ctx=args.context, n_threads=threads,
                           n_threads_batch=threads, seed=0, verbose=False)
     engine = LlamaCppEngine(spec.location, name=spec.name, context_tokens=args.context,
@@ -175,25 +206,26 @@ def main() -> None:
     raw.create_completion("Hello", max_tokens=2, temperature=0.0)  # warm up both paths
     engine.generate_batch(conversations[:2], GenerationConfig(max_new_tokens=2))
 
-    best: dict[str, dict] = {}
+    best: dict[str, Tally] = {}
     for _ in range(args.repeats):
-        single = bench_raw_and_engine(raw, engine, conversations, args.max_tokens)
-        runs = {"raw": single["raw"], "generate": single["generate"],
+        runs = {**bench_single(raw, engine, conversations, args.max_tokens),
                 "batch": bench_batch(engine, conversations, args.max_tokens)}
-        for mode, report in runs.items():
-            if mode not in best or report["seconds"] < best[mode]["seconds"]:
-                best[mode] = report
-    texts = {mode: report.pop("texts") for mode, report in best.items()}
-    raw_speed = best["raw"]["completion_tokens_per_s"]
+        best.update({mode: t for mode, t in runs.items() if mode not in best or t.seconds < best[mode].seconds})
+    raw_speed = best["raw"].report()["completion_tokens_per_s"]
     result = {
         "model": spec.name, "file": spec.location, "threads": threads, "prompts": len(conversations),
-        "max_new_tokens": args.max_tokens, "load_before": load_before,
-        "repeats": args.repeats,
-        "raw_llama_cpp": best["raw"], "ragtune_generate": best["generate"], "ragtune_generate_batch": best["batch"],
-        "ratios": {"generate_vs_raw": round(best["generate"]["completion_tokens_per_s"] / raw_speed, 3),
-                   "batch_vs_raw": round(best["batch"]["completion_tokens_per_s"] / raw_speed, 3)},
-        "identical_outputs": {"generate_vs_raw": texts["generate"] == texts["raw"],
-                              "batch_vs_generate": texts["batch"] == texts["generate"]},
+        "max_new_tokens": args.max_tokens, "repeats": args.repeats,
+        "raw_llama_cpp": best["raw"].report(),
+        "ragtune_generate": best["generate"].report(),
+        "ragtune_generate_batch": best["batch"].report(
+            batch_size=engine.batch_size,
+            decode_tokens_per_s_est=best["batch"].decode_speed(sum(best["generate"].first_token))),
+        "identical_outputs": {"generate_vs_raw": best["generate"].texts == best["raw"].texts,
+                              "batch_vs_generate": best["batch"].texts == best["generate"].texts},
+    }
+    result["ratios"] = {
+        "generate_vs_raw": round(result["ragtune_generate"]["completion_tokens_per_s"] / raw_speed, 3),
+        "batch_vs_raw": round(result["ragtune_generate_batch"]["completion_tokens_per_s"] / raw_speed, 3),
     }
     hf_prompts = [engine.render(c) for c in conversations[: args.hf_prompts]]
     engine.close()
@@ -201,15 +233,14 @@ def main() -> None:
     if hf_prompts:
         result["transformers_fp32"] = bench_transformers(Path(spec.location), hf_prompts, args.max_tokens,
                                                          args.hf_budget)
-    result["load_after"] = machine_load()
 
     for mode in ("raw_llama_cpp", "ragtune_generate", "ragtune_generate_batch", "transformers_fp32"):
         if mode in result:
             r = result[mode]
             ttft = f", first token {r['ttft_s_mean']:.2f} s" if "ttft_s_mean" in r else ""
-            print(f"{mode:24s} {r['completion_tokens_per_s']:7.1f} completion tok/s "
-                  f"({r['completion_tokens']} tokens, {r['prompt_tokens']} prompt tokens, {r['seconds']:.1f} s{ttft})",
-                  file=sys.stderr)
+            print(f"{mode:24s} {r['completion_tokens_per_s']:7.1f} completion tok/s ({r['completion_tokens']} "
+                  f"tokens, {r['prompt_tokens']} prompt tokens, {r['seconds']:.1f} s{ttft}, "
+                  f"cpu pressure {r['cpu_pressure_pct']}%)", file=sys.stderr)
     print(f"ratios {result['ratios']}  identical {result['identical_outputs']}", file=sys.stderr)
     text = json.dumps(result, indent=2)
     if args.out == "-":

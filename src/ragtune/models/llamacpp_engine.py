@@ -163,8 +163,9 @@ class LlamaCppEngine:
     def generate_batch(self, conversations: list[list[Message]], config: GenerationConfig) -> list[Generation]:
         """Answer many conversations; greedy decoding is batched, sampled decoding runs one by one.
 
-        Batched outputs equal `generate`'s greedy outputs (see _BatchDecoder). Each Generation's
-        `seconds` is the time from the start of the call until that conversation finished.
+        Batched outputs equal `generate`'s greedy outputs for SmolLM2; for other weight types see
+        _BatchDecoder. Each Generation's `seconds` is the time from the start of the call until
+        that conversation finished.
         """
         if config.temperature > 0 or len(conversations) < 2 or self.batch_size < 2:
             return [self.generate(messages, config) for messages in conversations]
@@ -206,12 +207,14 @@ class _Sequence:
 class _BatchDecoder:
     """Greedy continuous batching over `slots` sequences on a second context sharing the model's weights.
 
-    The context copies the single-request context's settings (flash attention off, same
-    n_batch) and prefills each prompt alone, so a sequence's logits are the ones a lone
-    `create_completion` computes: measured bit-identical for SmolLM2 (Q4_1) and Gemma 3
-    (Q5_0/Q4_K) at 1 to 8 rows per step. One known exception: llama.cpp multiplies F32 LoRA
-    tensors with a different kernel when a step holds 2+ tokens, which shows up (as a
-    rounding difference) only for adapters with large weights.
+    Each prompt is prefilled alone with the single-request context's settings (flash attention
+    off, same n_batch), so its logits are the ones `create_completion` computes. A decode step
+    multiplies one row per active sequence; whether that equals one-row decoding bit for bit
+    depends on llama.cpp's kernel for the weight type: identical for SmolLM2 (Q4_1) at 1-8 rows,
+    while for Gemma 3 Q4_K_M (repacked Q4_K, Q5_0) and for F32 LoRA tensors the multi-row
+    kernels give slightly different logits (up to 0.8 on a scale of 23 measured on Gemma), so a
+    greedy continuation can diverge. Output is deterministic for a given list of prompts and
+    slot count.
     """
 
     def __init__(self, llm: llama_cpp.Llama, slots: int, context_tokens: int):

@@ -7,8 +7,8 @@ OpenAI-compatible server the user runs; nothing here ever downloads from a model
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from importlib.util import find_spec
+from pathlib import Path
 from typing import Callable
 
 from ragtune.errors import ModelNotAvailableError, RagtuneError
@@ -45,7 +45,7 @@ class _BuiltIn:
     install_hint: str
     modules: tuple[str, ...]  # import names that must be installed
     description: str
-    locate: Callable[[], Path]  # where the weights are (or will be, for assembled files); no side effects
+    locate: Callable[[], Path]  # where the weights are (or will be, for assembled files); loads nothing
     prepare: Callable[[], Path] | None = None  # makes the file exist and returns it, when locate() is not enough
 
     def installed(self) -> bool:
@@ -94,10 +94,6 @@ BUILT_INS: dict[str, _BuiltIn] = {
         ),
     )
 }
-
-DEFAULT_GENERATOR = "smollm2-135m"
-DEFAULT_EMBEDDER = "minilm-l6"
-
 
 def _resolve_built_in(built_in: _BuiltIn) -> ModelSpec:
     if not built_in.installed():

@@ -142,7 +142,17 @@ class TransformersEngine:
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         encoded = self._encode([messages])
         kwargs = {**encoded, **self._generate_kwargs(config, encoded["input_ids"].shape[1]), "streamer": streamer}
-        worker = Thread(target=torch.inference_mode()(self.model.generate), kwargs=kwargs, daemon=True)
+        failures: list[Exception] = []
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**kwargs)
+            except Exception as exc:  # surfaced in the caller's thread below
+                failures.append(exc)
+                streamer.end()
+
+        worker = Thread(target=work, daemon=True)
         worker.start()
         text, sent = "", 0
         for piece in streamer:
@@ -154,10 +164,12 @@ class TransformersEngine:
             if len(visible) > sent:
                 yield visible[sent:]
                 sent = len(visible)
+        worker.join()
+        if failures:
+            raise RagtuneError(f"{self.name} failed while generating: {failures[0]}") from failures[0]
         final, _ = _cut_at_stop(text, stops)
         if len(final) > sent:
             yield final[sent:]
-        worker.join()
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens the model sees for `text` (no special tokens)."""
