@@ -10,7 +10,6 @@ rendered prompt, greedy, same token limit). Tokens/s = completion tokens / wall 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from ragtune.models.llamacpp_engine import available_cpus
 from ragtune.models.registry import resolve_generator
 from ragtune.project import Project
 from ragtune.prompts import build_messages
+from reporting import emit
 
 
 def main() -> None:
@@ -68,10 +68,7 @@ def main() -> None:
         "ratio_ragtune_vs_llamacpp": round(median("ragtune_tokens_per_s") / median("llamacpp_tokens_per_s"), 3),
         "same_completion_lengths": all(r["ragtune_completion_tokens"] == r["llamacpp_completion_tokens"] for r in rows),
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(results, args.out)
 
 
 if __name__ == "__main__":

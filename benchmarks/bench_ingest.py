@@ -9,7 +9,6 @@ Targets: ingest throughput >= 0.9x the raw embedder's; unchanged re-ingest < 5% 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from covidqa import materialise
 
 from ragtune.project import Project
+from reporting import emit
 
 
 def main() -> None:
@@ -45,10 +45,7 @@ def main() -> None:
         "reingest_unchanged_seconds": round(again.seconds, 3),
         "reingest_fraction_of_first": round(again.seconds / first.seconds, 4),
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(results, args.out)
 
 
 if __name__ == "__main__":

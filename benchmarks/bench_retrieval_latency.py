@@ -11,7 +11,6 @@ exact (numpy) vector search instead of the HNSW index that ragtune uses at this 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from ragtune.knowledge.store import PreparedDocument
 from ragtune.knowledge.types import Chunk, RawDocument
 from ragtune.knowledge.vectors import FlatVectorIndex
 from ragtune.project import Project
+from reporting import emit
 
 
 def replicate(project: Project, target_chunks: int, seed: int = 0) -> None:
@@ -87,10 +87,7 @@ def main() -> None:
             results[f"{mode}_speedup_vs_exact"] = round(results["modes"][f"{mode}_exact_baseline"]["p50_ms"]
                                                         / results["modes"][mode]["p50_ms"], 2)
         project.close()
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(results, args.out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ A chunk "holds the answer" when it belongs to the gold article and contains the 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from covidqa import materialise, squash
 
 from ragtune.project import Project
+from reporting import emit
 
 
 def answer_chunks(project: Project, questions: list[dict]) -> dict[str, set[int]]:
@@ -59,10 +59,7 @@ def main() -> None:
         best_single = max(results["modes"]["dense"]["recall@5"], results["modes"]["lexical"]["recall@5"])
         results["hybrid_vs_best_single_recall@5"] = round(results["modes"]["hybrid"]["recall@5"] / best_single, 4)
         project.close()
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(results, args.out)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ candidates per query, what hybrid retrieval takes from the dense side; recall is
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ragtune.knowledge.vectors import FlatVectorIndex, HnswVectorIndex
+from reporting import emit
 
 CANDIDATES = 50
 
@@ -109,10 +109,7 @@ def main() -> None:
                  "filtered_30_percent": filtered_latency},
         "flat_p50_over_hnsw_p50": round(flat_latency["p50_ms"] / hnsw_latency["p50_ms"], 1),
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(results, args.out)
 
 
 if __name__ == "__main__":

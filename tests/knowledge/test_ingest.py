@@ -16,7 +16,8 @@ def consistency(store: KnowledgeStore) -> dict:
     one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
     assert one("SELECT COUNT(*) FROM chunks WHERE document_id NOT IN (SELECT id FROM documents)") == 0
     assert one("SELECT COUNT(*) FROM documents WHERE source_id NOT IN (SELECT id FROM sources)") == 0
-    assert one("SELECT COUNT(*) FROM (SELECT content_hash FROM documents GROUP BY content_hash HAVING COUNT(*) > 1)") == 0
+    assert one("SELECT COUNT(*) FROM (SELECT content_hash FROM documents "
+               "GROUP BY content_hash HAVING COUNT(*) > 1)") == 0
     return store.counts()
 
 
