@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,20 @@ def project(tmp_path, embedder, monkeypatch):
     proj = Project(tmp_path / "project")
     yield proj
     proj.close()
+
+
+@pytest.fixture(scope="session")
+def loopback():
+    """`start(handler_class) -> "http://127.0.0.1:PORT"`: HTTP servers on loopback only, stopped after the session."""
+    servers = []
+
+    def start(handler) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -58,13 +57,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def base_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+def base_url(loopback):
+    return loopback(FakeOpenAI) + "/v1"
 
 
 @pytest.fixture
