@@ -73,6 +73,7 @@ class Ingestor:
         sources_task = progress.task("reading sources", len(items))
         chunks_task = progress.task("embedding chunks")
         pending: list[_PendingSource] = []
+        pending_chunks = 0
         for item in items:
             previous = stored.get((item.root, item.key))
             if previous and previous.fingerprint == item.fingerprint:
@@ -81,10 +82,12 @@ class Ingestor:
                 prepared = self._prepare(item, report)
                 if prepared is not None:
                     pending.append(_PendingSource(item, previous is None, prepared))
-                    chunks_task.add_total(sum(len(d.chunks) for d in prepared))
-                if sum(len(d.chunks) for p in pending for d in p.documents) >= EMBED_BATCH_CHUNKS:
+                    chunks = sum(len(d.chunks) for d in prepared)
+                    chunks_task.add_total(chunks)
+                    pending_chunks += chunks
+                if pending_chunks >= EMBED_BATCH_CHUNKS:
                     self._write(pending, report, chunks_task)
-                    pending = []
+                    pending, pending_chunks = [], 0
             sources_task.advance()
         self._write(pending, report, chunks_task)
 
