@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -123,3 +128,50 @@ def test_bad_inputs_are_reported_and_the_rest_goes_in(project, corpus, tmp_path)
     after = consistency(project.kb.store)
     assert after["sources"] == stored["sources"] + 2
     assert project.search("Olympus Mons", k=1, mode="lexical")[0].source == "space/mars.txt", "old version kept"
+
+
+
+KILLED_INGEST = """
+import sys, time
+from ragtune.knowledge import ingest
+from ragtune.knowledge.embedder import Embedder
+from ragtune.project import Project
+
+ingest.EMBED_BATCH_CHUNKS = 1  # commit source by source
+encode = Embedder.encode
+Embedder.encode = lambda self, texts, on_batch=None: (time.sleep(0.3), encode(self, texts, on_batch))[1]
+Project(sys.argv[1]).ingest([sys.argv[2]])
+"""
+
+
+def stored_sources(database) -> int:
+    """Committed sources in a database another process is writing (0 before its schema exists)."""
+    if not database.exists():
+        return 0
+    with sqlite3.connect(database) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM sources").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+def test_ingest_killed_with_sigkill_leaves_a_consistent_store(project, tmp_path):
+    corpus = tmp_path / "many"
+    corpus.mkdir()
+    for i in range(30):
+        (corpus / f"note{i:02d}.txt").write_text(f"Note {i}: the warehouse in city {i} stores {i * 7} crates of "
+                                                 f"apples, pears and plums for the winter market number {i}.")
+    root = project.workspace.root
+    worker = subprocess.Popen([sys.executable, "-c", KILLED_INGEST, str(root), str(corpus)])
+    database = root / ".ragtune" / "knowledge.sqlite"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and worker.poll() is None and stored_sources(database) < 3:
+        time.sleep(0.1)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    partial = consistency(project.kb.store)
+    assert 3 <= partial["sources"] < 30, "killed midway"
+    assert partial["documents"] == partial["sources"]
+    report = project.ingest([str(corpus)])
+    assert len(report.unchanged) == partial["sources"] and len(report.added) == 30 - partial["sources"]
+    assert consistency(project.kb.store)["sources"] == 30
