@@ -44,8 +44,7 @@ class KnowledgeBase:
         self.store.set_meta("embedder", self.embedder.name)
         report = ingestor.run(paths, prune=prune, json_text_field=json_text_field, sql_query=sql_query,
                               progress=progress)
-        self.index.sync(self.store)
-        self.lexical.sync(self.store)
+        self._sync_indexes()
         return report
 
     def retriever(self, **hooks) -> Retriever:
@@ -54,8 +53,7 @@ class KnowledgeBase:
 
     def status(self) -> dict:
         """Counts of sources, documents and chunks, index sizes and the models in use."""
-        self.index.sync(self.store)
-        self.lexical.sync(self.store)
+        self._sync_indexes()
         counts = self.store.counts()
         return {
             "project": str(self.workspace.root),
@@ -66,6 +64,11 @@ class KnowledgeBase:
                        "generator": self.config.models.generator},
             "last_ingest": self.store.last_run(),
         }
+
+    def _sync_indexes(self) -> None:
+        """Bring the derived vector and lexical indexes in line with the store."""
+        self.index.sync(self.store)
+        self.lexical.sync(self.store)
 
     def close(self) -> None:
         self.store.close()

@@ -7,7 +7,6 @@ precomputed sparse scores about 4 ms (BENCHMARKS.md).
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import bm25s
 import numpy as np
 import Stemmer
 
+from ragtune.knowledge.stamps import read_stamp, write_stamp
 from ragtune.knowledge.store import KnowledgeStore
 
 
@@ -49,12 +49,12 @@ class LexicalIndex:
         if self.generation == store.generation:
             return
         stamp = self.directory / "stamp.json"
-        if stamp.exists() and json.loads(stamp.read_text()).get("generation") == store.generation:
+        if read_stamp(stamp).get("generation") == store.generation:
             self.ids = np.load(self.directory / "ids.npy")
             self.model = bm25s.BM25.load(self.directory) if len(self.ids) else None
         else:
             self._rebuild(store)
-            stamp.write_text(json.dumps({"generation": store.generation, "chunks": len(self.ids)}))
+            write_stamp(stamp, store.generation, chunks=len(self.ids))
         self.generation = store.generation
 
     def _rebuild(self, store: KnowledgeStore) -> None:

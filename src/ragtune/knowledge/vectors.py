@@ -3,13 +3,13 @@ rebuilt at any time, which is what lets a server vector database replace the in-
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from ragtune.knowledge.stamps import read_stamp, write_stamp
 from ragtune.knowledge.store import KnowledgeStore
 
 Results = list[list[tuple[int, float]]]
@@ -75,14 +75,14 @@ class FlatVectorIndex:
         if self.generation == store.generation:
             return
         stamp = self.directory / "flat.json"
-        if stamp.exists() and json.loads(stamp.read_text()).get("generation") == store.generation:
+        if read_stamp(stamp).get("generation") == store.generation:
             self.ids = np.load(self.directory / "flat_ids.npy")
             self.matrix = np.load(self.directory / "flat_vectors.npy")
         else:
             self.ids, self.matrix = store.embeddings()
             np.save(self.directory / "flat_ids.npy", self.ids)
             np.save(self.directory / "flat_vectors.npy", self.matrix)
-            stamp.write_text(json.dumps({"generation": store.generation, "size": len(self.ids)}))
+            write_stamp(stamp, store.generation, size=len(self.ids))
         self.generation = store.generation
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
@@ -184,13 +184,13 @@ class HnswVectorIndex:
         if self.graph is not None:
             self.graph.save(self.directory / "hnsw.usearch.tmp")
             os.replace(self.directory / "hnsw.usearch.tmp", self.directory / "hnsw.usearch")
-        stamp.write_text(json.dumps({"generation": generation, "size": len(self.ids), "changes": self.changes}))
+        write_stamp(stamp, generation, size=len(self.ids), changes=self.changes)
         self.generation = generation
 
     def _load(self) -> None:
         from usearch.index import Index
 
-        saved = json.loads((self.directory / "hnsw.json").read_text())
+        saved = read_stamp(self.directory / "hnsw.json")
         self.ids = np.load(self.directory / "hnsw_ids.npy")
         self.matrix = np.load(self.directory / "hnsw_vectors.npy", mmap_mode="r")
         self.graph = Index.restore(self.directory / "hnsw.usearch") if saved["size"] else None

@@ -1,0 +1,16 @@
+"""Generation stamps of the derived indexes: a saved index is current when its stamp holds the store's generation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def read_stamp(path: Path) -> dict:
+    """The saved stamp (generation and details), or {} when there is none."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_stamp(path: Path, generation: int, **details) -> None:
+    """Record that the files beside `path` were saved at store `generation`."""
+    path.write_text(json.dumps({"generation": generation, **details}))
