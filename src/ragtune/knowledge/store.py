@@ -194,6 +194,11 @@ class KnowledgeStore:
         matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         return ids, matrix
 
+    def document_texts(self) -> Iterator[tuple[str, str, str]]:
+        """(source key, part, text) of every stored document, in id order."""
+        yield from self.db.execute(
+            "SELECT s.key, d.part, d.text FROM documents d JOIN sources s ON s.id = d.source_id ORDER BY d.id")
+
     def chunk_texts(self) -> tuple[np.ndarray, list[str]]:
         """(chunk ids, chunk texts) of every chunk, in id order."""
         rows = self.db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
