@@ -209,5 +209,17 @@ def demo(project: Path = typer.Option(Path("ragtune-demo"), "--project", "-p", h
     console.print(f"\nProject: {proj.workspace.root}. Try: ragtune ask \"...\" --project {project}")
 
 
+def _register_command_groups() -> None:
+    """Commands defined beside their packages (they import helpers from this module)."""
+    from ragtune.data.cli import data_app
+    from ragtune.training.cli import export, finetune
+
+    app.command()(finetune)
+    app.command()(export)
+    app.add_typer(data_app, name="data", help="Prepare training data: formats, cleaning, splits, RAFT.")
+
+
+_register_command_groups()
+
 if __name__ == "__main__":
     app()

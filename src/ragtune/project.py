@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ragtune.knowledge.ingest import IngestReport
 from ragtune.knowledge.knowledge_base import KnowledgeBase
@@ -14,6 +14,10 @@ from ragtune.models.loading import load_generator
 from ragtune.progress import ProgressReporter
 from ragtune.rag import Answer, RagPipeline
 from ragtune.workspace import Workspace
+
+if TYPE_CHECKING:
+    from ragtune.data import DatasetSpec
+    from ragtune.training.recipe import TrainingRecipe
 
 
 class Project:
@@ -53,6 +57,15 @@ class Project:
             on_text: Callable[[str], None] | None = None) -> Answer:
         """Answer with citations; `k=0` answers closed book with the same prompt otherwise."""
         return self.pipeline(model).answer(question, k=k, source_glob=source_glob, on_text=on_text)
+
+    def finetune(self, train: list[DatasetSpec] | None, recipe: TrainingRecipe | None, *,
+                 val: list[DatasetSpec] | None = None, out: Path | None = None, resume: bool = False,
+                 console=None, callbacks=()):
+        """Fine-tune with `recipe` (see ragtune.training.finetune); runs live under `.ragtune/runs/`."""
+        from ragtune.training.finetune import finetune
+
+        return finetune(train, recipe, runs_dir=self.workspace.runs_dir, val=val, out=out, resume=resume,
+                        knowledge_base_factory=lambda: self.kb, console=console, callbacks=callbacks)
 
     def status(self) -> dict:
         return self.kb.status()

@@ -39,6 +39,11 @@ class Workspace:
         return self.state_dir / "knowledge.sqlite"
 
     @property
+    def runs_dir(self) -> Path:
+        """Fine-tuning runs (one directory each)."""
+        return self.state_dir / "runs"
+
+    @property
     def index_dir(self) -> Path:
         path = self.state_dir / "index"
         path.mkdir(exist_ok=True)

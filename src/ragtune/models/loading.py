@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 
 from ragtune.errors import RagtuneError
 from ragtune.models.base import GenerationEngine
@@ -30,9 +31,33 @@ def load_generator(name: str, *, context_tokens: int = 2048, lora_path: str | No
         from ragtune.models.transformers_engine import TransformersEngine
 
         return TransformersEngine(spec.location, name=spec.name, context_tokens=context_tokens)
+    if spec.kind == "run":
+        return _run_engine(Path(spec.location), spec.name, context_tokens)
     from ragtune.models.openai_engine import OpenAIEngine
 
     return OpenAIEngine(spec.remote_model, spec.location, name=spec.name)
+
+
+def _run_engine(run_dir: Path, name: str, context_tokens: int) -> GenerationEngine:
+    """A fine-tuned run served by llama.cpp from its GGUF files when it has them (base + LoRA adapter, or the
+    merged model), else by transformers with the adapter or full model (prefix/prompt tuning, HF bases)."""
+    from ragtune.training import runs
+
+    metadata = runs.read_metadata(run_dir)
+    gguf_file = metadata.get("llamacpp_file")
+    if gguf_file:
+        from ragtune.models.llamacpp_engine import LlamaCppEngine
+
+        if gguf_file == runs.ADAPTER_GGUF:
+            return LlamaCppEngine(metadata["base_gguf"], name=name, context_tokens=context_tokens,
+                                  lora_path=str(run_dir / runs.ADAPTER_GGUF))
+        return LlamaCppEngine(run_dir / gguf_file, name=name, context_tokens=context_tokens)
+    from ragtune.models.transformers_engine import TransformersEngine
+
+    if (run_dir / runs.MODEL_DIR).is_dir():
+        return TransformersEngine(run_dir / runs.MODEL_DIR, name=name, context_tokens=context_tokens)
+    return TransformersEngine(metadata["base_checkpoint"], name=name, context_tokens=context_tokens,
+                              adapter_dir=run_dir / runs.ADAPTER_DIR)
 
 
 @lru_cache(maxsize=None)

@@ -140,7 +140,7 @@ def parse_openai_name(name: str) -> tuple[str, str]:
 
 
 def resolve_generator(name: str) -> ModelSpec:
-    """Resolve a generator name: built-in, .gguf file, HF folder or `openai:MODEL@URL`."""
+    """Resolve a generator name: built-in, .gguf file, fine-tuning run, HF folder or `openai:MODEL@URL`."""
     built_in = BUILT_INS.get(name)
     if built_in is not None and built_in.role == GENERATOR:
         return _resolve_built_in(built_in)
@@ -151,9 +151,23 @@ def resolve_generator(name: str) -> ModelSpec:
     path = Path(name).expanduser()
     if path.is_file() and path.suffix.lower() == ".gguf":
         return ModelSpec(name, GENERATOR, "gguf", str(path.resolve()), description="local GGUF file")
+    if _is_run_dir(path):
+        from ragtune.training.runs import read_metadata
+
+        metadata = read_metadata(path)  # a clear error for an unfinished run
+        return ModelSpec(name, GENERATOR, "run", str(path.resolve()),
+                         description=f"{metadata['method']} fine-tune ({metadata['objective']}) of "
+                                     f"{metadata['base_model']}")
     if path.is_dir() and (path / "config.json").is_file():
         return ModelSpec(name, GENERATOR, "hf", str(path.resolve()), description="local Hugging Face model folder")
     raise _unknown(name, GENERATOR)
+
+
+def _is_run_dir(path: Path) -> bool:
+    """A fine-tuning run directory, finished or not (checked before plain HF folders: a run holds one)."""
+    from ragtune.training.runs import METADATA_FILE, RECIPE_FILE, partial_dir
+
+    return (path / METADATA_FILE).is_file() or (path / RECIPE_FILE).is_file() or partial_dir(path).is_dir()
 
 
 def resolve_embedder(name: str) -> ModelSpec:

@@ -51,7 +51,7 @@ class TransformersEngine:
     """GenerationEngine for a local folder with config.json, weights and tokenizer files."""
 
     def __init__(self, model_dir: str | Path, *, name: str | None = None, context_tokens: int = 2048,
-                 batch_size: int = 8, dtype: torch.dtype = torch.float32):
+                 batch_size: int = 8, dtype: torch.dtype = torch.float32, adapter_dir: str | Path | None = None):
         self.name = name or Path(model_dir).name
         self.context_tokens = context_tokens
         self.batch_size = batch_size
@@ -59,6 +59,10 @@ class TransformersEngine:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
             self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=dtype)
+            if adapter_dir is not None:  # a PEFT adapter over the base model (e.g. prefix or prompt tuning)
+                from peft import PeftModel
+
+                self.model = PeftModel.from_pretrained(self.model, adapter_dir)
         except (OSError, ValueError) as exc:
             raise RagtuneError(f"cannot load a Hugging Face model from {model_dir}: {exc}",
                                "the folder needs config.json, weights and tokenizer files") from exc

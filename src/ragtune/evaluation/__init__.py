@@ -1,0 +1,1 @@
+"""Evaluation: answer-quality metrics, runners over test sets, comparison and reports."""
