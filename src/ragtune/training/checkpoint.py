@@ -1,0 +1,135 @@
+"""Trainable Hugging Face checkpoints for generators, converted once from GGUF files.
+
+Fine-tuning runs on transformers + peft, which need a Hugging Face folder; the packaged
+generators are GGUF files. `trainable_checkpoint` dequantises a GGUF into a float32
+checkpoint under `$RAGTUNE_CACHE/checkpoints` (default `~/.cache/ragtune`) the first time
+and returns the cached folder afterwards. The folder records which GGUF it came from
+(`ragtune_source.json`) so that a fine-tuned result can be exported back onto that file.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ragtune.errors import RagtuneError
+from ragtune.models.registry import resolve_generator
+
+SOURCE_FILE = "ragtune_source.json"
+SOURCE_KEY = "ragtune_source_gguf"
+_TEMP_PREFIX = ".tmp-"
+
+
+def default_cache_dir() -> Path:
+    """`$RAGTUNE_CACHE`, or `~/.cache/ragtune`."""
+    return Path(os.environ.get("RAGTUNE_CACHE") or "~/.cache/ragtune").expanduser()
+
+
+def trainable_checkpoint(generator: str, *, cache_dir: Path | None = None) -> Path:
+    """A local Hugging Face folder for `generator` (a name or path accepted by `resolve_generator`).
+
+    A Hugging Face folder is returned as it is. A GGUF file is converted once into
+    `<cache_dir>/checkpoints/<stem>-<hash>` (float32 safetensors, tokenizer with its chat
+    template, generation config); later calls return that folder without converting again.
+    """
+    spec = resolve_generator(generator)
+    if spec.kind == "hf":
+        return Path(spec.location)
+    if spec.kind == "openai":
+        raise RagtuneError(
+            f"cannot fine-tune a remote model ({generator}): its weights are on the server",
+            "fine-tune a local model (a built-in name, a .gguf file or a Hugging Face folder) and serve that",
+        )
+    if spec.kind == "run":
+        raise RagtuneError(f"cannot fine-tune the run {generator} directly: it holds a fine-tune, not a base model",
+                           f"export it merged (ragtune export {generator} --merge) and fine-tune the merged folder")
+    if spec.kind != "gguf":
+        raise RagtuneError(f"cannot fine-tune {generator}: unsupported model kind '{spec.kind}'",
+                           "use a .gguf file or a local Hugging Face model folder")
+    gguf_path = Path(spec.location).resolve()
+    root = (cache_dir or default_cache_dir()).expanduser() / "checkpoints"
+    folder = root / f"{gguf_path.stem}-{_fingerprint(gguf_path)}"
+    if (folder / SOURCE_FILE).is_file():  # written last, just before the folder gets its final name
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_temps(root, folder.name)
+    temp = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{folder.name}-{os.getpid()}-", dir=root))
+    try:
+        _convert(gguf_path, temp)
+        # Written last: its presence marks a complete conversion.
+        (temp / SOURCE_FILE).write_text(json.dumps({SOURCE_KEY: str(gguf_path)}, indent=2) + "\n", encoding="utf-8")
+        _publish(temp, folder)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return folder
+
+
+def source_gguf(checkpoint_dir: Path) -> Path | None:
+    """The GGUF file a checkpoint was converted from, or None for a checkpoint that did not come from one."""
+    record = Path(checkpoint_dir) / SOURCE_FILE
+    if not record.is_file():
+        return None
+    path = Path(json.loads(record.read_text(encoding="utf-8"))[SOURCE_KEY])
+    if not path.is_file():
+        raise RagtuneError(f"{checkpoint_dir} was converted from {path}, which no longer exists",
+                           "reinstall the model package, or convert the checkpoint again from the current file")
+    return path
+
+
+def _fingerprint(path: Path) -> str:
+    """First 16 hex digits of the file's SHA-256.
+
+    A content hash rather than size+mtime: it costs about 0.1 s for the 98 MB SmolLM2 file
+    (against ~15 s for a conversion), and a reinstalled package with new mtimes still hits the cache.
+    """
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
+
+
+def _convert(gguf_path: Path, out: Path) -> None:
+    """Dequantise `gguf_path` with transformers (which undoes llama.cpp's Q/K rotary permutation) into `out`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
+                                                     dtype=torch.float32)
+    except (ValueError, KeyError, NotImplementedError, OSError) as exc:
+        raise RagtuneError(f"cannot convert {gguf_path} to a trainable checkpoint: {exc}",
+                           "transformers must support the GGUF's architecture; or pass a Hugging Face folder") from exc
+    # The weights are plain float32 tensors now; dropping the GGUF quantizer makes the model an
+    # ordinary checkpoint that save_pretrained writes (it refuses GGUF-"quantized" models).
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)  # config.json, generation_config.json, model.safetensors
+    tokenizer.save_pretrained(out)  # tokenizer.json, tokenizer_config.json, chat_template.jinja
+
+
+def _publish(temp: Path, folder: Path) -> None:
+    """Give the finished `temp` folder its final name in one step; a concurrent conversion may have won."""
+    try:
+        os.replace(temp, folder)
+    except OSError:
+        if not (folder / SOURCE_FILE).is_file():
+            # Neither ours nor a complete one: a leftover from a crash before the atomic rename existed.
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(temp, folder)
+
+
+def _remove_abandoned_temps(root: Path, name: str) -> None:
+    """Delete temp folders of conversions of `name` whose process is gone (killed mid-way)."""
+    for temp in root.glob(f"{_TEMP_PREFIX}{glob.escape(name)}-*"):
+        try:
+            pid = int(temp.name[len(_TEMP_PREFIX) + len(name) + 1:].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(temp, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
