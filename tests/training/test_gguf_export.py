@@ -17,6 +17,8 @@ import pytest
 from ragtune.errors import RagtuneError
 from ragtune.training.gguf_export import write_lora_gguf, write_merged_gguf
 
+from logit_checks import differences, llama_logits
+
 pytest.importorskip("peft")
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -29,29 +31,6 @@ CHAT = [{"role": "system", "content": "Answer briefly."},
 # 1.86 (the far tail amplifies rounding). F16 weights leave only float rounding: 0.042 over the vocabulary.
 TOP1_AGREEMENT, PLAUSIBLE_DIFF, FULL_DIFF, F16_DIFF = 0.9, 1.0, 2.5, 0.1
 ADAPTER_EFFECT = 3.0  # the adapter must move plausible log-probs at least this much (measured 4.7)
-
-
-def llama_logits(llm, tokens: list[int]) -> np.ndarray:
-    """llama.cpp's logits at every position, decoding one token at a time on `llm`'s context (adapter included)."""
-    import llama_cpp
-
-    llm.reset()
-    rows = []
-    for token in tokens:
-        llm.eval([token])
-        rows.append(np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)).copy())
-    return np.stack(rows)
-
-
-def differences(logits: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
-    """(top-1 agreement, max |Δ log-softmax| on tokens with reference p >= 1e-3, max |Δ| over the vocabulary)."""
-    def log_softmax(x):
-        x = x - x.max(-1, keepdims=True)
-        return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-    a, b = log_softmax(logits.astype(np.float64)), log_softmax(reference.astype(np.float64))
-    delta = np.abs(a - b)
-    return float((a.argmax(-1) == b.argmax(-1)).mean()), float(delta[b >= np.log(1e-3)].max()), float(delta.max())
 
 
 @contextmanager

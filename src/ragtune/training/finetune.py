@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +59,42 @@ def finetune(train: list[DatasetSpec] | None, recipe: TrainingRecipe | None, *, 
         raise RagtuneError("a multi-process run needs its directory named up front",
                            "add --out RUN_DIR so every process writes the same run")
     work_dir = _resumable_dir(runs_dir, out) if resume else _new_run_dir(runs_dir, out, recipe, state)
-    recipe = load_recipe(work_dir / runs.RECIPE_FILE) if resume else recipe
+    try:
+        session = _prepare_session(work_dir, train, val, None if resume else recipe, knowledge_base_factory,
+                                   console, state)
+    except Exception:
+        if not resume and state.is_main_process:  # nothing trained yet: leave no half-made run behind
+            shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    return _train(session, work_dir, resume=resume, console=console, callbacks=callbacks, state=state)
+
+
+@dataclass
+class _Session:
+    """Everything a training session needs, built before the first step."""
+
+    recipe: TrainingRecipe
+    checkpoint: Path
+    tokenizer: object
+    data: PreparedData
+    train_rows: list[dict]
+    val_rows: list[dict]
+    model: object
+    trainable: int
+    total: int
+    memory_estimate: dict
+
+
+def _prepare_session(work_dir: Path, train, val, recipe: TrainingRecipe | None, knowledge_base_factory,
+                     console: Console | None, state: PartialState) -> _Session:
+    recipe = recipe or load_recipe(work_dir / runs.RECIPE_FILE)
     check_method_available(recipe.method)
     checkpoint = trainable_checkpoint(recipe.model)
     tokenizer = _load_tokenizer(checkpoint)
-
     with state.main_process_first():  # the main process prepares the data; the others read what it wrote
         data = _run_data(work_dir, train, val, recipe, tokenizer, knowledge_base_factory, state)
     train_rows, val_rows = _encode(data, tokenizer, recipe)
     _say(console, state, data.report.warnings)
-
     model = _load_model(checkpoint, recipe)
     _check_context(model, recipe)
     model = apply_method(model, recipe)
@@ -76,7 +103,13 @@ def finetune(train: list[DatasetSpec] | None, recipe: TrainingRecipe | None, *, 
                                bf16=use_bf16(recipe.precision), gradient_checkpointing=recipe.gradient_checkpointing,
                                device=device_type())
     _say(console, state, [estimate.warning()] if estimate.warning() else [])
+    return _Session(recipe, checkpoint, tokenizer, data, train_rows, val_rows, model, trainable, total,
+                    estimate.to_dict())
 
+
+def _train(session: _Session, work_dir: Path, *, resume: bool, console: Console | None,
+           callbacks: list[TrainerCallback], state: PartialState) -> FinetuneResult | None:
+    recipe, tokenizer = session.recipe, session.tokenizer
     checkpoints_dir = work_dir / runs.CHECKPOINTS_DIR
     last_checkpoint = get_last_checkpoint(str(checkpoints_dir)) if resume and checkpoints_dir.is_dir() else None
     if resume and last_checkpoint is None:
@@ -87,11 +120,12 @@ def finetune(train: list[DatasetSpec] | None, recipe: TrainingRecipe | None, *, 
                      SessionClockCallback(work_dir / SESSIONS_FILE, last_checkpoint), *callbacks]
     if console is not None:
         run_callbacks.append(RichProgressCallback(console))
-    args = training_arguments(recipe, checkpoints_dir, train_rows=len(train_rows), has_validation=bool(val_rows))
-    trainer = build_trainer(model, tokenizer, recipe, args, train_rows=train_rows, val_rows=val_rows,
-                            collator=TrainingCollator(tokenizer.pad_token_id), callbacks=run_callbacks,
-                            tensorboard_dir=work_dir / runs.TENSORBOARD_DIR)
-    if val_rows and not resume:  # the untrained model's validation loss: the baseline the curve starts from
+    args = training_arguments(recipe, checkpoints_dir, train_rows=len(session.train_rows),
+                              has_validation=bool(session.val_rows))
+    trainer = build_trainer(session.model, tokenizer, recipe, args, train_rows=session.train_rows,
+                            val_rows=session.val_rows, collator=TrainingCollator(tokenizer.pad_token_id),
+                            callbacks=run_callbacks, tensorboard_dir=work_dir / runs.TENSORBOARD_DIR)
+    if session.val_rows and last_checkpoint is None:  # the untrained model's loss: where the curve starts
         _record_initial_val_loss(work_dir, trainer.evaluate()["eval_loss"], state)
     trainer.train(resume_from_checkpoint=last_checkpoint)
     if not state.is_main_process:
@@ -100,17 +134,16 @@ def finetune(train: list[DatasetSpec] | None, recipe: TrainingRecipe | None, *, 
     weights_dir = work_dir / (runs.ADAPTER_DIR if hasattr(trainer.model, "peft_config") else runs.MODEL_DIR)
     trainer.save_model(str(weights_dir))  # the best checkpoint's weights when there was validation data
     tokenizer.save_pretrained(weights_dir)
-    gguf_file = write_llamacpp_files(work_dir, recipe.method, checkpoint)
+    gguf_file = write_llamacpp_files(work_dir, recipe.method, session.checkpoint)
     history = read_log(work_dir / runs.LOG_FILE)
     plot_curves(history, work_dir / runs.CURVES_FILE, f"{recipe.model} · {recipe.method} · {recipe.objective}")
-    metadata = _metadata(recipe, checkpoint, data, trainer, history, work_dir, trainable=trainable, total=total,
-                         estimate=estimate.to_dict(), gguf_file=gguf_file)
+    metadata = _metadata(session, trainer, history, work_dir, gguf_file=gguf_file)
     run_dir = runs.finish_run(work_dir, metadata)
     return FinetuneResult(run_dir, runs.read_metadata(run_dir))
 
 
 def _new_run_dir(runs_dir: Path, out: Path | None, recipe: TrainingRecipe, state: PartialState) -> Path:
-    final = out or runs_dir / runs.new_run_name(recipe.method, recipe.objective)
+    final = out or runs.unused_run_dir(runs_dir, runs.new_run_name(recipe.method, recipe.objective))
     if final.exists():
         raise RagtuneError(f"{final} already exists", "choose another --out, or delete the old run")
     work_dir = runs.partial_dir(final)
@@ -218,9 +251,8 @@ def _initial_val_loss(work_dir: Path) -> float | None:
     return json.loads(path.read_text(encoding="utf-8"))["eval_loss"] if path.exists() else None
 
 
-def _metadata(recipe: TrainingRecipe, checkpoint: Path, data: PreparedData, trainer, history: list[dict],
-              work_dir: Path, *, trainable: int, total: int, estimate: dict, gguf_file: Path | None) -> dict:
-    state = trainer.state
+def _metadata(session: _Session, trainer, history: list[dict], work_dir: Path, *, gguf_file: Path | None) -> dict:
+    recipe, checkpoint, data, state = session.recipe, session.checkpoint, session.data, trainer.state
     sessions = read_log(work_dir / SESSIONS_FILE)
     train_seconds = sum(session["seconds"] for session in sessions)
     losses = [record["loss"] for record in history if "loss" in record]
@@ -235,9 +267,9 @@ def _metadata(recipe: TrainingRecipe, checkpoint: Path, data: PreparedData, trai
         "train_seconds": round(train_seconds, 2),
         "sessions": len(sessions),
         "peak_memory_gb": round(peak_memory_gb(device_type()), 3),
-        "memory_estimate": estimate,
-        "trainable_parameters": trainable,
-        "total_parameters": total,
+        "memory_estimate": session.memory_estimate,
+        "trainable_parameters": session.trainable,
+        "total_parameters": session.total,
         "tokens_seen": int(state.num_input_tokens_seen),
         "tokens_per_second": round(state.num_input_tokens_seen / train_seconds, 1) if train_seconds else None,
         "steps": state.global_step,
@@ -263,6 +295,7 @@ def _step_of(checkpoint: str | None) -> int | None:
 
 def _say(console: Console | None, state: PartialState, messages: list[str]) -> None:
     for message in messages:
-        if console is not None and state.is_main_process:
+        if console is None:
+            log.warning(message)
+        elif state.is_main_process:
             console.print(f"[yellow]warning:[/] {message}")
-        log.warning(message)

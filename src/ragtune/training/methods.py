@@ -3,7 +3,7 @@
 | method | what trains                                                                 |
 |--------|-----------------------------------------------------------------------------|
 | full   | every weight                                                                |
-| freeze | the top `trainable_blocks` transformer blocks and the final norm            |
+| freeze | the top `trainable_blocks` blocks (default a quarter) and the final norm      |
 | lora   | rank-`lora_rank` update matrices on `target_modules` (peft LoraConfig)      |
 | dora   | LoRA plus a learned magnitude per output feature (LoraConfig use_dora)      |
 | qlora  | LoRA over a 4-bit NF4 base model (bitsandbytes, CUDA only)                  |
@@ -80,8 +80,9 @@ def peft_config(recipe: TrainingRecipe):
     raise RagtuneError(f"'{recipe.method}' is not a peft method", f"peft methods: {', '.join(PEFT_METHODS)}")
 
 
-def _freeze_lower_blocks(model: nn.Module, trainable_blocks: int) -> nn.Module:
+def _freeze_lower_blocks(model: nn.Module, trainable_blocks: int | None) -> nn.Module:
     blocks = _transformer_blocks(model)
+    trainable_blocks = trainable_blocks or max(1, len(blocks) // 4)
     if trainable_blocks > len(blocks):
         raise RagtuneError(f"freeze: trainable_blocks={trainable_blocks} but the model has {len(blocks)} blocks",
                            f"choose at most {len(blocks)}, or --method full to train everything")

@@ -64,7 +64,8 @@ class TrainingRecipe(BaseModel):
     lora_alpha: float = Field(32, gt=0)
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     virtual_tokens: int = Field(16, ge=1, description="Prefix / prompt tuning length.")
-    trainable_blocks: int = Field(4, ge=1, description="freeze: how many top transformer blocks train.")
+    trainable_blocks: int | None = Field(None, ge=1, description="freeze: how many top transformer blocks train "
+                                                                 "(default: a quarter of them).")
     data: PrepareOptions = PrepareOptions()
 
     def describe_changes(self) -> dict[str, Any]:

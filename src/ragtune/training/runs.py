@@ -32,6 +32,15 @@ def new_run_name(method: str, objective: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{method}-{objective}"
 
 
+def unused_run_dir(runs_dir: Path, name: str) -> Path:
+    """`runs_dir/name`, or `name-2`, `name-3`, ... when a run (finished or not) already has that name."""
+    candidate, number = runs_dir / name, 1
+    while candidate.exists() or partial_dir(candidate).exists():
+        number += 1
+        candidate = runs_dir / f"{name}-{number}"
+    return candidate
+
+
 def partial_dir(final_dir: Path) -> Path:
     """The directory a run trains in before it is finished."""
     return final_dir.with_name(final_dir.name + PARTIAL_SUFFIX)

@@ -97,7 +97,7 @@ def training_arguments(recipe: TrainingRecipe, output_dir: Path, *, train_rows: 
         data_seed=recipe.seed,
         bf16=use_bf16(recipe.precision),
         use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=recipe.gradient_checkpointing,
+        activation_checkpointing=recipe.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if recipe.gradient_checkpointing else None,
         eval_strategy="steps" if has_validation else "no",
         eval_steps=eval_every if has_validation else None,
