@@ -27,6 +27,14 @@ CORPUS = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ragtune_cache(tmp_path_factory) -> Path:
+    """One cache of converted checkpoints per test session (converting SmolLM2 once), not the user's."""
+    cache = tmp_path_factory.getbasetemp() / "ragtune-cache"
+    os.environ["RAGTUNE_CACHE"] = str(cache)
+    return cache
+
+
 @pytest.fixture(scope="session")
 def embedder():
     from ragtune.knowledge.embedder import Embedder

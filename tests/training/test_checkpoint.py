@@ -101,9 +101,9 @@ TOP1_AGREEMENT, PLAUSIBLE_DIFF, FULL_DIFF = 0.9, 1.0, 2.5
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> Path:
-    # In the session's base temp dir, so test_gguf_export.py reuses this conversion.
-    return trainable_checkpoint("smollm2-135m", cache_dir=tmp_path_factory.getbasetemp() / "ragtune-cache")
+def converted(ragtune_cache) -> Path:
+    # The session's cache, so test_gguf_export.py and the fine-tuning tests reuse this conversion.
+    return trainable_checkpoint("smollm2-135m", cache_dir=ragtune_cache)
 
 
 @pytest.mark.integration
@@ -135,7 +135,7 @@ def test_converted_smollm2_matches_llamacpp(converted):
 
 @pytest.mark.integration
 @needs_smollm2
-def test_second_call_returns_the_cached_folder(converted, tmp_path_factory, monkeypatch):
+def test_second_call_returns_the_cached_folder(converted, ragtune_cache, monkeypatch):
     stamp = (converted / "model.safetensors").stat().st_mtime_ns
 
     def no_conversion(*args):
@@ -143,6 +143,6 @@ def test_second_call_returns_the_cached_folder(converted, tmp_path_factory, monk
 
     monkeypatch.setattr(checkpoint, "_convert", no_conversion)
     start = time.perf_counter()
-    again = trainable_checkpoint("smollm2-135m", cache_dir=tmp_path_factory.getbasetemp() / "ragtune-cache")
+    again = trainable_checkpoint("smollm2-135m", cache_dir=ragtune_cache)
     assert again == converted and time.perf_counter() - start < 2.0  # measured ~0.05 s (hashing 98 MB)
     assert (converted / "model.safetensors").stat().st_mtime_ns == stamp

@@ -62,3 +62,23 @@ def test_export_merge_writes_a_loadable_model(tiny_model, qa_file, tmp_path):
     assert answer.text is not None
     refused = runner.invoke(app, ["export", str(tmp_path / "run")])
     assert refused.exit_code == 1 and "--merge" in refused.output
+
+
+def test_resume_continues_the_latest_interrupted_run(tiny_model, qa_file, tmp_path):
+    import pytest
+
+    from ragtune.data import parse_dataset_spec
+    from ragtune.training.finetune import finetune
+    from ragtune.training.recipe import resolve_recipe
+
+    from .test_finetune import StopAfterCheckpoint
+
+    runs_dir = tmp_path / "p" / ".ragtune" / "runs"
+    recipe = resolve_recipe("lora", overrides={"model": str(tiny_model), "max_steps": 6, "eval_every": 2})
+    with pytest.raises(KeyboardInterrupt):
+        finetune([parse_dataset_spec(str(qa_file))], recipe, runs_dir=runs_dir, callbacks=[StopAfterCheckpoint(2)])
+    result = runner.invoke(app, ["finetune", "--resume", "--project", str(tmp_path / "p"), "--json"])
+    assert result.exit_code == 0, result.output
+    metadata = json.loads(result.stdout)
+    assert metadata["steps"] == 6 and metadata["sessions"] == 2
+    assert not list(runs_dir.glob("*.partial"))

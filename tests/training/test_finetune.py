@@ -124,3 +124,27 @@ def test_few_shot_dataset_trains_with_a_warning(tiny_model, tmp_path):
     report = json.loads((result.run_dir / "data" / "report.json").read_text())
     assert any("few" in str(warning).lower() for warning in report["warnings"])
     assert result.metadata["epochs"] >= 3
+
+
+def test_sampled_generation_metrics_on_validation_rows(tiny_model, qa_file, tmp_path):
+    result = finetune([parse_dataset_spec(str(qa_file))], lora_recipe(tiny_model, max_steps=2, generation_samples=3),
+                      runs_dir=tmp_path / "runs")
+    sampled = result.metadata["validation_generation"]
+    assert sampled["rows"] == 3 and len(sampled["answers"]) == 3
+    assert 0 <= sampled["exact_match"] <= sampled["f1"] <= 1
+
+
+def test_memory_estimate_warns_when_the_run_may_not_fit(tiny_model, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from ragtune.training import memory
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    roomy = memory.estimate_memory(model, batch_size=8, seq_length=256, bf16=False, gradient_checkpointing=False)
+    assert roomy.total_gb > roomy.weights_gb > 0 and roomy.warning() is None
+    monkeypatch.setattr(memory, "_available_gb", lambda device: roomy.total_gb)  # less than 1.25x the need
+    tight = memory.estimate_memory(model, batch_size=8, seq_length=256, bf16=False, gradient_checkpointing=False)
+    assert "lower --batch-size" in tight.warning()
+    checkpointed = memory.estimate_memory(model, batch_size=8, seq_length=256, bf16=False,
+                                          gradient_checkpointing=True)
+    assert checkpointed.activations_gb < roomy.activations_gb

@@ -79,7 +79,7 @@ def test_adapters_llamacpp_cannot_apply_are_refused(tmp_path, options, reason):
 
 
 @pytest.fixture(scope="module")
-def tuned(tmp_path_factory):
+def tuned(tmp_path_factory, ragtune_cache):
     """The SmolLM2 checkpoint with a strong random LoRA: paths, prompt tokens and transformers' logits."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -87,7 +87,7 @@ def tuned(tmp_path_factory):
 
     from ragtune.training.checkpoint import source_gguf, trainable_checkpoint
 
-    checkpoint = trainable_checkpoint("smollm2-135m", cache_dir=tmp_path_factory.getbasetemp() / "ragtune-cache")
+    checkpoint = trainable_checkpoint("smollm2-135m", cache_dir=ragtune_cache)
     work = tmp_path_factory.mktemp("export")
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     tokens = tokenizer(tokenizer.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=False),

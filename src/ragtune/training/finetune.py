@@ -30,6 +30,7 @@ from ragtune.training.curves import plot_curves
 from ragtune.training.memory import estimate_memory, peak_memory_gb
 from ragtune.training.methods import apply_method, check_method_available, quantization_config, trainable_parameters
 from ragtune.training.recipe import TrainingRecipe, load_recipe, save_recipe
+from ragtune.training.sampled_metrics import sampled_generation_metrics
 from ragtune.training.trainer_setup import (build_trainer, device_type, process_state, training_arguments, use_bf16,
                                             world_size)
 
@@ -139,6 +140,9 @@ def _train(session: _Session, work_dir: Path, *, resume: bool, console: Console 
     plot_curves(history, work_dir / runs.CURVES_FILE, f"{recipe.model} · {recipe.method} · {recipe.objective}")
     metadata = _metadata(session, trainer, history, work_dir, gguf_file=gguf_file)
     run_dir = runs.finish_run(work_dir, metadata)
+    if recipe.generation_samples:
+        runs.update_metadata(run_dir, validation_generation=sampled_generation_metrics(
+            run_dir, session.data.val, recipe.generation_samples))
     return FinetuneResult(run_dir, runs.read_metadata(run_dir))
 
 

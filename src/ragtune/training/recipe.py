@@ -58,7 +58,8 @@ class TrainingRecipe(BaseModel):
     eval_every: int | None = Field(None, ge=1, description="Validation every N steps; None: about 10 per run.")
     patience: int = Field(3, ge=0, description="Stop after this many evaluations without improvement; 0: never.")
     save_every: int | None = Field(None, ge=1, description="Checkpoint every N steps; None: at each evaluation.")
-    generation_samples: int = Field(0, ge=0, description="Validation rows answered at the end to report metrics.")
+    generation_samples: int = Field(0, ge=0, description="Validation rows the finished model answers, one at a "
+                                                         "time, for exact match and F1 in the metadata.")
     # method settings
     lora_rank: int = Field(16, ge=1)
     lora_alpha: float = Field(32, gt=0)

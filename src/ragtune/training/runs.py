@@ -69,6 +69,13 @@ def read_metadata(run_dir: Path) -> dict:
     return json.loads((run_dir / METADATA_FILE).read_text(encoding="utf-8"))
 
 
+def update_metadata(run_dir: Path, **values) -> None:
+    """Add `values` to a finished run's metadata."""
+    path = run_dir / METADATA_FILE
+    metadata = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**metadata, **values}, indent=2, default=str), encoding="utf-8")
+
+
 def latest_partial_run(runs_dir: Path) -> Path:
     """The most recent unfinished run under `runs_dir` (names sort by start time)."""
     candidates = sorted(p for p in runs_dir.glob(f"*{PARTIAL_SUFFIX}") if (p / RECIPE_FILE).is_file())
