@@ -148,3 +148,19 @@ def test_memory_estimate_warns_when_the_run_may_not_fit(tiny_model, monkeypatch)
     checkpointed = memory.estimate_memory(model, batch_size=8, seq_length=256, bf16=False,
                                           gradient_checkpointing=True)
     assert checkpointed.activations_gb < roomy.activations_gb
+
+
+def test_supervised_tuning_after_continued_pretraining_starts_from_the_cpt_run(tiny_model, qa_file, tmp_path):
+    documents = tmp_path / "docs"
+    documents.mkdir()
+    (documents / "boxes.txt").write_text("Box 3 is black. Box 4 is white. " * 40, encoding="utf-8")
+    cpt = finetune([parse_dataset_spec(str(documents))],
+                   lora_recipe(tiny_model, objective="cpt", max_steps=3, data={"max_seq_length": 64}),
+                   runs_dir=tmp_path / "runs")
+    assert cpt.metadata["objective"] == "cpt" and cpt.metadata["tokens_seen"] > 0
+
+    sft = finetune([parse_dataset_spec(str(qa_file))], lora_recipe(str(cpt.run_dir), max_steps=2),
+                   runs_dir=tmp_path / "runs")
+    assert sft.metadata["base_checkpoint"] == str(cpt.run_dir / "merged")
+    assert load_generator(str(sft.run_dir)).generate([{"role": "user", "content": "Box 3?"}],
+                                                     GenerationConfig(max_new_tokens=4)).text is not None

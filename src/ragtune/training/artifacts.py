@@ -12,6 +12,7 @@ A base model given as a Hugging Face folder (no GGUF) is served by the transform
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,6 +23,7 @@ from ragtune.training.methods import PROMPT_LEARNING_METHODS
 from ragtune.training.runs import ADAPTER_DIR, ADAPTER_GGUF, MODEL_DIR, MODEL_GGUF
 
 LORA_ADAPTER_METHODS = ("lora", "qlora")
+MERGED_DIR = "merged"
 
 
 def trained_weights_dir(run_dir: Path) -> Path:
@@ -62,8 +64,21 @@ def write_llamacpp_files(run_dir: Path, method: str, base_checkpoint: Path) -> P
         return write_merged_gguf(Path(scratch), base_gguf, run_dir / MODEL_GGUF)
 
 
+def merged_checkpoint(run_dir: Path) -> Path:
+    """The run merged into a trainable checkpoint (`RUN/merged`, exported on first use)."""
+    from ragtune.training.runs import read_metadata
+
+    merged = run_dir / MERGED_DIR
+    if not (merged / "config.json").is_file():
+        export_merged(run_dir, Path(read_metadata(run_dir)["base_checkpoint"]), merged)
+    return merged
+
+
 def export_merged(run_dir: Path, base_checkpoint: Path, out_dir: Path) -> dict[str, str]:
-    """A standalone merged model: a transformers folder (with tokenizer) and, for GGUF bases, a GGUF file."""
+    """A standalone merged model: a transformers folder (with tokenizer) and, for GGUF bases, a GGUF file
+    recorded as the folder's source, so that a fine-tune of the merged model exports onto it."""
+    from ragtune.training.checkpoint import SOURCE_FILE, SOURCE_KEY
+
     from transformers import AutoTokenizer
 
     from ragtune.training.gguf_export import write_merged_gguf
@@ -78,6 +93,8 @@ def export_merged(run_dir: Path, base_checkpoint: Path, out_dir: Path) -> dict[s
     base_gguf = source_gguf(base_checkpoint)
     if base_gguf is not None:
         write_merged_gguf(staging, base_gguf, staging / MODEL_GGUF)
+        (staging / SOURCE_FILE).write_text(json.dumps({SOURCE_KEY: str((out_dir / MODEL_GGUF).resolve())}),
+                                           encoding="utf-8")
     if out_dir.exists():
         out_dir.rmdir()
     staging.rename(out_dir)

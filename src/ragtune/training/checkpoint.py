@@ -33,7 +33,8 @@ def default_cache_dir() -> Path:
 def trainable_checkpoint(generator: str, *, cache_dir: Path | None = None) -> Path:
     """A local Hugging Face folder for `generator` (a name or path accepted by `resolve_generator`).
 
-    A Hugging Face folder is returned as it is. A GGUF file is converted once into
+    A Hugging Face folder is returned as it is; a finished fine-tuning run as its merged export (written
+    once into the run's `merged/`). A GGUF file is converted once into
     `<cache_dir>/checkpoints/<stem>-<hash>` (float32 safetensors, tokenizer with its chat
     template, generation config); later calls return that folder without converting again.
     """
@@ -45,9 +46,10 @@ def trainable_checkpoint(generator: str, *, cache_dir: Path | None = None) -> Pa
             f"cannot fine-tune a remote model ({generator}): its weights are on the server",
             "fine-tune a local model (a built-in name, a .gguf file or a Hugging Face folder) and serve that",
         )
-    if spec.kind == "run":
-        raise RagtuneError(f"cannot fine-tune the run {generator} directly: it holds a fine-tune, not a base model",
-                           f"export it merged (ragtune export {generator} --merge) and fine-tune the merged folder")
+    if spec.kind == "run":  # e.g. supervised tuning after continued pre-training: start from the merged run
+        from ragtune.training.artifacts import merged_checkpoint
+
+        return merged_checkpoint(Path(spec.location))
     if spec.kind != "gguf":
         raise RagtuneError(f"cannot fine-tune {generator}: unsupported model kind '{spec.kind}'",
                            "use a .gguf file or a local Hugging Face model folder")

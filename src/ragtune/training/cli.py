@@ -79,14 +79,14 @@ def export(run: Path = typer.Argument(..., help="A finished run directory."),
            out: Optional[Path] = typer.Option(None, help="Output folder (default RUN/merged)."),
            as_json: bool = JsonOption):
     """Write a standalone merged model (transformers folder + GGUF for llama.cpp) from a run."""
-    from ragtune.training.artifacts import export_merged
+    from ragtune.training.artifacts import MERGED_DIR, export_merged
     from ragtune.training.runs import read_metadata
 
     metadata = read_metadata(run)
     if not merge:
         raise RagtuneError("nothing to do without --merge: the run already holds its adapter in PEFT format "
                            f"({run}/adapter) and its llama.cpp file", "pass --merge to write a merged model")
-    written = export_merged(run, Path(metadata["base_checkpoint"]), out or run / "merged")
+    written = export_merged(run, Path(metadata["base_checkpoint"]), out or run / MERGED_DIR)
     if as_json:
         _print_json(written)
         return

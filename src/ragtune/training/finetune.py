@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from ragtune.data import (DatasetSpec, PreparedData, TrainingCollator, encode_examples, encode_texts,
                           pack_sequences, prepare_data, read_prepared, write_prepared)
 from ragtune.errors import RagtuneError
+from ragtune.progress import SilentProgress, rich_progress
 from ragtune.training import runs
 from ragtune.training.artifacts import write_llamacpp_files
 from ragtune.training.callbacks import JsonlLogCallback, RichProgressCallback, SessionClockCallback, read_log
@@ -93,7 +95,7 @@ def _prepare_session(work_dir: Path, train, val, recipe: TrainingRecipe | None, 
     checkpoint = trainable_checkpoint(recipe.model)
     tokenizer = _load_tokenizer(checkpoint)
     with state.main_process_first():  # the main process prepares the data; the others read what it wrote
-        data = _run_data(work_dir, train, val, recipe, tokenizer, knowledge_base_factory, state)
+        data = _run_data(work_dir, train, val, recipe, tokenizer, knowledge_base_factory, console, state)
     train_rows, val_rows = _encode(data, tokenizer, recipe)
     _say(console, state, data.report.warnings)
     model = _load_model(checkpoint, recipe)
@@ -173,7 +175,7 @@ def _resumable_dir(runs_dir: Path, out: Path | None) -> Path:
 
 
 def _run_data(work_dir: Path, train, val, recipe: TrainingRecipe, tokenizer, knowledge_base_factory,
-              state: PartialState) -> PreparedData:
+              console: Console | None, state: PartialState) -> PreparedData:
     """The run's data, prepared once and kept in the run directory so a resumed run sees the same rows."""
     data_dir = work_dir / runs.DATA_DIR
     if (data_dir / "train.jsonl").is_file():
@@ -184,8 +186,10 @@ def _run_data(work_dir: Path, train, val, recipe: TrainingRecipe, tokenizer, kno
         raise RagtuneError("no training data given", "pass --train FILE (a JSONL file or a prepared dataset)")
     needs_kb = recipe.objective == "raft" or any(spec.path == "kb" for spec in train)
     knowledge_base = knowledge_base_factory() if needs_kb and knowledge_base_factory else None
-    data = prepare_data(train, val=val, options=recipe.data.model_copy(update={"objective": recipe.objective}),
-                        tokenizer=tokenizer, knowledge_base=knowledge_base)
+    options = recipe.data.model_copy(update={"objective": recipe.objective})
+    with rich_progress(console) if console is not None else nullcontext(SilentProgress()) as progress:
+        data = prepare_data(train, val=val, options=options, tokenizer=tokenizer, knowledge_base=knowledge_base,
+                            progress=progress)
     write_prepared(data, data_dir)
     return data
 
