@@ -54,3 +54,24 @@ class GenerationEngine(Protocol):
     def count_tokens(self, text: str) -> int:
         """Number of tokens the model sees for `text`."""
         ...
+
+    def score_continuations(self, messages: list[Message], continuations: list[str]) -> list[float]:
+        """Summed log-probability (natural log) of each continuation's tokens as the assistant's reply.
+
+        The continuation follows the prompt `render(messages)` exactly as generation tokenises it
+        (assistant turn opened); see `continuation_tokens` for the tokens scored. An empty
+        continuation scores 0.0. Engines without log-probabilities raise RagtuneError.
+        """
+        ...
+
+
+def continuation_tokens(prompt: list[int], joined: list[int], alone: list[int]) -> list[int]:
+    """The tokens to score after `prompt` for a continuation.
+
+    `joined` is the tokenisation of prompt text + continuation text, `alone` that of the
+    continuation by itself. When `joined` starts with the prompt's tokens, the rest of it is the
+    continuation as the tokenizer splits it in context (e.g. a leading space merged into a word);
+    when a token merges across the boundary, `alone` is used, so that the condition is always the
+    prompt exactly as generation sees it.
+    """
+    return joined[len(prompt):] if joined[: len(prompt)] == prompt else alone

@@ -4,6 +4,7 @@ Single requests go through `Llama.create_completion` on the chat-templated promp
 `generate_batch` (greedy) runs many conversations at once on a second llama.cpp context
 that shares the weights: every `llama_decode` call advances all active sequences by one
 token, and a finished sequence's slot is refilled with the next waiting prompt.
+`score_continuations` computes log-likelihoods on a third context of the same weights.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from ragtune.errors import RagtuneError
-from ragtune.models.base import Generation, GenerationConfig, Message
+from ragtune.models.base import Generation, GenerationConfig, Message, continuation_tokens
 from ragtune.models.prompting import PLAIN_STOPS, plain_prompt
 
 try:
@@ -93,6 +94,7 @@ class LlamaCppEngine:
             else None
         )
         self._batcher: _BatchDecoder | None = None
+        self._scorer: _ContinuationScorer | None = None
 
     @property
     def has_chat_template(self) -> bool:
@@ -115,10 +117,13 @@ class LlamaCppEngine:
                                "check the message roles (system/user/assistant) and their order") from exc
         return rendered.prompt, [stop for stop in rendered.stop if stop]
 
+    def _tokenize(self, text: str, *, starts_prompt: bool) -> list[int]:
+        # A chat template writes its own special tokens; the plain template needs the model's BOS (if any).
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=starts_prompt and not self._formatter, special=True)
+
     def _prompt(self, messages: list[Message], config: GenerationConfig) -> _Prompt:
         text, stops = self._template(messages)
-        # A chat template writes its own special tokens; the plain template needs the model's BOS (if any).
-        tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=not self._formatter, special=True)
+        tokens = self._tokenize(text, starts_prompt=True)
         if len(tokens) >= self.context_tokens:
             raise RagtuneError(
                 f"prompt is {len(tokens)} tokens but the context window of {self.name} is {self.context_tokens}",
@@ -179,13 +184,35 @@ class LlamaCppEngine:
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens the model sees for `text` (no BOS)."""
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return len(self._tokenize(text, starts_prompt=False))
+
+    def score_continuations(self, messages: list[Message], continuations: list[str]) -> list[float]:
+        """Summed log-probability of each continuation's tokens after the rendered prompt (adapter included).
+
+        The prompt is decoded once and its cache reused for every continuation.
+        """
+        prompt_text = self.render(messages)
+        prompt = self._tokenize(prompt_text, starts_prompt=True)
+        scored = [continuation_tokens(prompt, self._tokenize(prompt_text + text, starts_prompt=True),
+                                      self._tokenize(text, starts_prompt=False)) for text in continuations]
+        longest = len(prompt) + max((len(tokens) for tokens in scored), default=0)
+        if longest > self.context_tokens:
+            raise RagtuneError(
+                f"prompt and continuation are {longest} tokens but the context window of {self.name} "
+                f"is {self.context_tokens}", "shorten the question or choices, or raise generation.context_tokens")
+        if self._scorer is None:
+            scorer = _ContinuationScorer(self._llm)
+            if self._adapter:
+                _attach_lora(scorer.ctx, self._adapter, self.lora_path)
+            self._scorer = scorer
+        return self._scorer.score(prompt, scored)
 
     def close(self) -> None:
         """Free the llama.cpp contexts and weights."""
-        if self._batcher is not None:
-            self._batcher.close()
-            self._batcher = None
+        for helper in (self._batcher, self._scorer):
+            if helper is not None:
+                helper.close()
+        self._batcher = self._scorer = None
         self._llm.close()
 
 
@@ -309,6 +336,65 @@ class _BatchDecoder:
             seconds=seconds,
             finish_reason=seq.finish_reason,
         )
+
+
+class _ContinuationScorer:
+    """Log-likelihoods of token continuations after one prompt, on a context sharing the model's weights.
+
+    All but the prompt's last token are decoded once; each continuation is then decoded from the
+    prompt's last token on, with logits at every position, and removed from the cache afterwards.
+    Multi-token batches use llama.cpp's multi-row kernels, so the log-probabilities can differ
+    slightly from one-token-at-a-time decoding (see _BatchDecoder).
+    """
+
+    def __init__(self, llm: llama_cpp.Llama):
+        self._n_vocab = llm.n_vocab()
+        params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
+        self._n_batch = params.n_batch
+        with contextlib.redirect_stderr(io.StringIO()):
+            self.ctx = llama_cpp.llama_init_from_model(llm.model, params)
+        if not self.ctx:
+            raise RagtuneError("llama.cpp could not create a context for scoring", "lower the context size")
+        self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
+        self._memory = llama_cpp.llama_get_memory(self.ctx)
+        self._finalizer = weakref.finalize(self, _free, llm, self.ctx, self._batch)
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def score(self, prompt: list[int], continuations: list[list[int]]) -> list[float]:
+        last = len(prompt) - 1
+        llama_cpp.llama_memory_clear(self._memory, True)
+        self._decode(prompt[:last], 0)
+        scores = []
+        for tokens in continuations:
+            scores.append(self._decode([prompt[last], *tokens[:-1]], last, tokens) if tokens else 0.0)
+            if not llama_cpp.llama_memory_seq_rm(self._memory, 0, last, -1):
+                raise RagtuneError("llama.cpp cannot drop a continuation from this model's cache",
+                                   "score continuations with a transformer model")
+        return scores
+
+    def _decode(self, tokens: list[int], first_position: int, next_tokens: list[int] | None = None) -> float:
+        """Decode `tokens` from `first_position`; the summed log-probability of next_tokens[i] after tokens[i]."""
+        batch, total = self._batch, 0.0
+        for begin in range(0, len(tokens), self._n_batch):
+            chunk = range(begin, min(begin + self._n_batch, len(tokens)))
+            batch.n_tokens = len(chunk)
+            for row, i in enumerate(chunk):
+                batch.token[row], batch.pos[row], batch.logits[row] = tokens[i], first_position + i, bool(next_tokens)
+                batch.n_seq_id[row], batch.seq_id[row][0] = 1, 0
+            status = llama_cpp.llama_decode(self.ctx, batch)
+            if status != 0:
+                raise RagtuneError(f"llama_decode failed with status {status}", "lower the context size")
+            for row, i in enumerate(chunk if next_tokens else ()):
+                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, row), shape=(self._n_vocab,))
+                total += _log_softmax_at(logits.astype(np.float64), next_tokens[i])
+        return total
+
+
+def _log_softmax_at(logits: np.ndarray, token: int) -> float:
+    peak = logits.max()
+    return float(logits[token] - peak - np.log(np.exp(logits - peak).sum()))
 
 
 def _free(llm: llama_cpp.Llama, ctx, batch) -> None:

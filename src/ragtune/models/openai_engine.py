@@ -114,6 +114,15 @@ class OpenAIEngine:
         """Answer conversations one request at a time."""
         return [self.generate(messages, config) for messages in conversations]
 
+    def score_continuations(self, messages: list[Message], continuations: list[str]) -> list[float]:
+        """Not available: chat-completions servers do not return the log-probabilities of given text."""
+        raise RagtuneError(
+            f"{self.name} cannot score answer choices: multiple-choice scoring needs the log-probabilities "
+            "of each choice, which only a local model provides",
+            "evaluate a local model (a built-in name, a .gguf file or a Hugging Face folder), "
+            "or drop `choices` from the questions to grade generated answers instead",
+        )
+
     def count_tokens(self, text: str) -> int:
         """An estimate (about 4 characters a token): the server's tokenizer is not available locally."""
         return max(1, round(len(text) / CHARS_PER_TOKEN)) if text else 0

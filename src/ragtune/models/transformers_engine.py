@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from transformers import (  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from ragtune.errors import RagtuneError  # noqa: E402
-from ragtune.models.base import Generation, GenerationConfig, Message  # noqa: E402
+from ragtune.models.base import Generation, GenerationConfig, Message, continuation_tokens  # noqa: E402
 from ragtune.models.prompting import PLAIN_STOPS, plain_prompt  # noqa: E402
 
 
@@ -67,6 +68,9 @@ class TransformersEngine:
             raise RagtuneError(f"cannot load a Hugging Face model from {model_dir}: {exc}",
                                "the folder needs config.json, weights and tokenizer files") from exc
         self.model.eval()
+        base_model = self.model.get_base_model() if adapter_dir is not None else self.model
+        # Models that can compute logits for the last positions only spare scoring a vocabulary-wide row per token.
+        self._computes_last_logits_only = "logits_to_keep" in inspect.signature(base_model.forward).parameters
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -177,4 +181,42 @@ class TransformersEngine:
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens the model sees for `text` (no special tokens)."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self._tokenize(text, starts_prompt=False))
+
+    def _tokenize(self, text: str, *, starts_prompt: bool) -> list[int]:
+        # A chat template writes its own special tokens; the plain template needs the model's BOS.
+        return self.tokenizer(text, add_special_tokens=starts_prompt and not self.has_chat_template)["input_ids"]
+
+    def score_continuations(self, messages: list[Message], continuations: list[str]) -> list[float]:
+        """Summed log-probability of each continuation's tokens after the rendered prompt.
+
+        Prompt + continuation sequences run in right-padded batches of `batch_size`, one forward pass each.
+        """
+        prompt_text = self.render(messages)
+        prompt = self._tokenize(prompt_text, starts_prompt=True)
+        sequences = [prompt + continuation_tokens(prompt, self._tokenize(prompt_text + text, starts_prompt=True),
+                                                  self._tokenize(text, starts_prompt=False))
+                     for text in continuations]
+        longest = max((len(sequence) for sequence in sequences), default=0)
+        if longest > self.context_tokens:
+            raise RagtuneError(f"prompt and continuation are {longest} tokens but the context window is "
+                               f"{self.context_tokens}", "shorten the question or choices, or raise context_tokens")
+        scores = []
+        for first in range(0, len(sequences), self.batch_size):
+            scores += self._score_batch(sequences[first: first + self.batch_size], len(prompt))
+        return scores
+
+    def _score_batch(self, sequences: list[list[int]], prompt_length: int) -> list[float]:
+        width = max(len(sequence) for sequence in sequences)
+        input_ids = torch.tensor([s + [self.tokenizer.pad_token_id] * (width - len(s)) for s in sequences])
+        attention_mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences])
+        # Position i predicts token i + 1, so the continuation's tokens are predicted from prompt_length - 1 on.
+        needed = width - prompt_length + 1
+        kwargs = {"logits_to_keep": needed} if self._computes_last_logits_only else {}
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+        # The last positions are the tokens' (prompt tuning puts its virtual tokens first).
+        predicted = logits[:, -needed:-1].float().log_softmax(dim=-1)
+        continuation = input_ids[:, prompt_length:]
+        token_log_probs = predicted.gather(-1, continuation.unsqueeze(-1)).squeeze(-1)
+        return (token_log_probs.double() * attention_mask[:, prompt_length:]).sum(dim=1).tolist()

@@ -1,0 +1,132 @@
+"""Confidence intervals and significance tests for per-question scores of strategies on the same questions."""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+from typing import Sequence
+
+import numpy as np
+
+BINARY_METRICS = frozenset({"exact_match", "mc_accuracy"})  # 0/1 per question: McNemar applies
+SIGNIFICANCE_LEVEL = 0.05
+_EXACT_MCNEMAR_BELOW = 25  # discordant pairs; from there on the chi-square approximation is used
+_DRAWS_PER_CHUNK = 1 << 22  # resampled indices held in memory at once
+
+
+def _resampled_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """Means of `resamples` bootstrap samples (n draws with replacement), in memory-bounded chunks."""
+    rng = np.random.default_rng(seed)
+    n = len(values)
+    rows_per_chunk = max(1, _DRAWS_PER_CHUNK // n)
+    means = [values[rng.integers(0, n, size=(min(rows_per_chunk, resamples - start), n))].mean(axis=1)
+             for start in range(0, resamples, rows_per_chunk)]
+    return np.concatenate(means)
+
+
+def _as_array(values: Sequence[float]) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError("need a non-empty sequence of numbers")
+    return array
+
+
+def _percentile_interval(means: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_ci(values: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of the mean; the same seed gives the same interval.
+
+    A single value, or values that are all equal, give (value, value).
+    """
+    array = _as_array(values)
+    if np.all(array == array[0]):
+        return float(array[0]), float(array[0])
+    return _percentile_interval(_resampled_means(array, resamples, seed), confidence)
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000,
+                     seed: int = 0) -> dict:
+    """Bootstrap of the mean per-question difference a − b, resampling questions (pairs stay together).
+
+    Returns mean_difference, the percentile interval ci_low..ci_high, and a two-sided p_value: twice
+    the share of resampled mean differences on the other side of zero from the observed one (zero
+    itself counts as the other side), capped at 1; 1.0 when the observed difference is 0. Its
+    resolution is 2 / resamples, and it is reliable only with enough questions (a few dozen or more).
+    """
+    first, second = _as_array(a), _as_array(b)
+    if first.shape != second.shape:
+        raise ValueError(f"paired samples differ in length: {first.size} and {second.size}")
+    differences = first - second
+    observed = float(differences.mean())
+    means = _resampled_means(differences, resamples, seed)
+    low, high = _percentile_interval(means, confidence)
+    if observed == 0:
+        p_value = 1.0
+    else:
+        other_side = np.mean(means <= 0) if observed > 0 else np.mean(means >= 0)
+        p_value = min(1.0, 2 * float(other_side))
+    return {"mean_difference": observed, "ci_low": low, "ci_high": high, "p_value": p_value}
+
+
+def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
+    """McNemar's test on paired right/wrong outcomes of two strategies.
+
+    b counts questions a got right and b wrong, c the reverse. With b + c < 25 the exact two-sided
+    binomial test (statistic = min(b, c), p = 2·P(X <= min(b, c)) for X ~ Binomial(b + c, 1/2),
+    capped at 1); otherwise the chi-square test with continuity correction
+    (statistic = (|b − c| − 1)² / (b + c), 1 degree of freedom). `test` names the one used.
+    """
+    if len(a_correct) != len(b_correct):
+        raise ValueError(f"paired samples differ in length: {len(a_correct)} and {len(b_correct)}")
+    only_a = sum(bool(x) and not bool(y) for x, y in zip(a_correct, b_correct))
+    only_b = sum(bool(y) and not bool(x) for x, y in zip(a_correct, b_correct))
+    discordant = only_a + only_b
+    if discordant < _EXACT_MCNEMAR_BELOW:
+        smaller = min(only_a, only_b)
+        tail = sum(math.comb(discordant, i) for i in range(smaller + 1)) / 2**discordant
+        return {"b": only_a, "c": only_b, "statistic": float(smaller), "p_value": min(1.0, 2 * tail),
+                "test": "exact_binomial"}
+    statistic = (abs(only_a - only_b) - 1) ** 2 / discordant
+    # The chi-square(1) upper tail: P(Z² > x) = erfc(sqrt(x / 2)) for a standard normal Z.
+    return {"b": only_a, "c": only_b, "statistic": statistic, "p_value": math.erfc(math.sqrt(statistic / 2)),
+            "test": "chi_square_continuity_corrected"}
+
+
+def compare_strategies(per_question: dict[str, dict[str, list[float]]], metric: str, *, seed: int = 0) -> list[dict]:
+    """Paired comparisons of every two strategies (sorted names, each pair once) on one metric.
+
+    `per_question[strategy][metric]` lists that strategy's score on each question, in the same
+    question order for every strategy. Strategies without the metric are left out; questions where
+    either strategy of a pair has no score (None or NaN) are left out of that pair, `n` says how
+    many were compared, and a pair with none in common is left out. Each result has a, b, metric,
+    n, mean_difference (a − b), ci_low, ci_high, p_value and test ("paired_bootstrap"),
+    `significant` (bootstrap p < 0.05), and for the 0/1 metrics exact_match and mc_accuracy also
+    mcnemar_p_value.
+    """
+    scored = {name: metrics[metric] for name, metrics in per_question.items() if metric in metrics}
+    results = []
+    for a, b in combinations(sorted(scored), 2):
+        first, second = _paired_scores(scored[a], scored[b], a, b)
+        if first.size == 0:
+            continue
+        result = {"a": a, "b": b, "metric": metric, "n": int(first.size),
+                  **paired_bootstrap(first, second, seed=seed), "test": "paired_bootstrap"}
+        result["significant"] = result["p_value"] < SIGNIFICANCE_LEVEL
+        if metric in BINARY_METRICS:
+            result["mcnemar_p_value"] = mcnemar(first == 1, second == 1)["p_value"]
+        results.append(result)
+    return results
+
+
+def _paired_scores(a: list[float | None], b: list[float | None], name_a: str, name_b: str):
+    if len(a) != len(b):
+        raise ValueError(f"strategies {name_a} and {name_b} have scores for {len(a)} and {len(b)} questions")
+    first = np.array([np.nan if x is None else x for x in a], dtype=np.float64)
+    second = np.array([np.nan if x is None else x for x in b], dtype=np.float64)
+    both = ~(np.isnan(first) | np.isnan(second))
+    return first[both], second[both]
