@@ -184,38 +184,34 @@ def models(as_json: bool = JsonOption):
 
 @app.command()
 @_user_errors
-def demo(project: Path = typer.Option(Path("ragtune-demo"), "--project", "-p", help="Project directory."),
-         questions: int = typer.Option(3, help="How many bundled questions to answer."),
+def demo(out: Path = typer.Option(Path("ragtune-demo"), "--out", "--project", "-p", help="Output directory."),
+         quick: bool = typer.Option(False, "--quick", help="A small budget (a minute or two)."),
+         resume: bool = typer.Option(False, "--resume", help="Reuse the finished stages in --out."),
          as_json: bool = JsonOption):
-    """The main job on built-in defaults: ingest the bundled COVID-QA subset and answer some of its questions."""
-    from ragtune.demo import demo_corpus_dir, demo_questions, run_demo
-    from ragtune.progress import rich_progress
+    """The main job on built-in defaults: compare base, rag, ft, ft+rag and raft on the bundled COVID-QA subset,
+    write the report and recommend a strategy."""
+    from ragtune.demo import demo_experiment
+    from ragtune.evaluation.cli import print_comparison
+    from ragtune.evaluation.compare import run_compare
 
+    results = run_compare(demo_experiment(quick=quick), out, resume=resume, console=None if as_json else err_console)
     if as_json:
-        _print_json(run_demo(project, questions))
+        _print_json(results)
         return
-    proj = _project(project)
-    console.print(f"Ingesting the bundled COVID-QA subset into {proj.workspace.root}")
-    with rich_progress(err_console) as progress:
-        report = proj.ingest([str(demo_corpus_dir())], progress=progress)
-    _print_ingest_report(report)
-    for row in demo_questions(questions):
-        console.print(f"\n[bold]Q:[/] {row['question']}\n[bold]A:[/] ", end="")
-        answer = proj.ask(row["question"], on_text=lambda piece: console.print(piece, end="", markup=False,
-                                                                              highlight=False))
-        console.print()
-        _print_citations(answer)
-        console.print(f"  [dim]reference ({row['source']}): {row['answer'][:200]}[/]")
-    console.print(f"\nProject: {proj.workspace.root}. Try: ragtune ask \"...\" --project {project}")
+    print_comparison(results)
+    console.print(f"report: {out.resolve() / 'report.html'}")
 
 
 def _register_command_groups() -> None:
     """Commands defined beside their packages (they import helpers from this module)."""
     from ragtune.data.cli import data_app
+    from ragtune.evaluation.cli import compare, eval_command
     from ragtune.training.cli import export, finetune
 
     app.command()(finetune)
     app.command()(export)
+    app.command("eval")(eval_command)
+    app.command()(compare)
     app.add_typer(data_app, name="data", help="Prepare training data: formats, cleaning, splits, RAFT.")
 
 

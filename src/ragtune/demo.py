@@ -6,8 +6,11 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from ragtune.progress import ProgressReporter
-from ragtune.project import Project
+from ragtune.evaluation.experiment import Budget, Experiment, load_experiment
+
+# Sized so the whole comparison finishes in under 15 minutes on a 2-core laptop CPU (BENCHMARKS.md).
+DEMO_BUDGET = Budget(sft_max_steps=40, raft_max_steps=20, cpt_max_steps=20, batch_size=8, max_seq_length=768,
+                     max_new_tokens=48, max_test_questions=30).model_dump()
 
 
 def demo_corpus_dir() -> Path:
@@ -17,18 +20,17 @@ def demo_corpus_dir() -> Path:
 
 def demo_questions(limit: int | None = None) -> list[dict]:
     """The bundled questions: `id`, `question`, `answer`, `answer_start`, `source`."""
-    path = Path(str(resources.files("ragtune") / "demo_data" / "covidqa" / "questions.jsonl"))
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for line in demo_questions_file().read_text(encoding="utf-8").splitlines()
+            if line.strip()]
     return rows[:limit] if limit is not None else rows
 
 
-def run_demo(project_dir: str | Path, questions: int = 3, progress: ProgressReporter | None = None) -> dict:
-    """Ingest the bundled corpus into `project_dir` and answer the first `questions` bundled questions."""
-    project = Project(project_dir)
-    report = project.ingest([str(demo_corpus_dir())], progress=progress)
-    answers = []
-    for row in demo_questions(questions):
-        answer = project.ask(row["question"])
-        answers.append({"id": row["id"], "question": row["question"], "reference": row["answer"],
-                        **answer.to_dict()})
-    return {"project": str(project.workspace.root), "ingest": report.to_dict(), "answers": answers}
+def demo_questions_file() -> Path:
+    """The bundled questions as Q&A JSONL."""
+    return Path(str(resources.files("ragtune") / "demo_data" / "covidqa" / "questions.jsonl"))
+
+
+def demo_experiment(*, quick: bool = False, **overrides) -> Experiment:
+    """`ragtune compare` on the bundled data with base, rag, ft, ft+rag and raft (the default strategies)."""
+    return load_experiment(None, {"docs": str(demo_corpus_dir()), "train": str(demo_questions_file()),
+                                  "quick": quick, "budget": DEMO_BUDGET, **overrides})

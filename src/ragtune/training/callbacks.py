@@ -106,3 +106,21 @@ class SessionClockCallback(TrainerCallback):
         record = {"seconds": round(time.perf_counter() - self._started, 3), "resumed_from": self.resumed_from}
         sessions = sessions + [record] if append or not sessions else sessions[:-1] + [record]
         self.path.write_text("".join(json.dumps(s) + "\n" for s in sessions), encoding="utf-8")
+
+
+class ProgressTaskCallback(TrainerCallback):
+    """Report optimizer steps to a ragtune ProgressReporter (for commands that show several stages at once)."""
+
+    def __init__(self, progress, description: str):
+        self.progress = progress
+        self.description = description
+        self._task = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self._task = self.progress.task(self.description, total=state.max_steps)
+            self._task.advance(state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._task is not None:
+            self._task.advance()

@@ -1,0 +1,177 @@
+"""`ragtune compare`: build every strategy on the same data, evaluate them on the same held-out questions,
+measure cost, latency and (optionally) the cost of new knowledge, recommend one, and write the report.
+
+Stages, each saved when finished (`--resume` reuses them): split the questions → ingest the documents →
+one fine-tuning run per objective the strategies need → one evaluation per strategy → knowledge update.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+from rich.console import Console
+
+from ragtune.data import parse_dataset_spec
+from ragtune.evaluation.advice import Constraints, recommend
+from ragtune.evaluation.costs import directory_mb, strategy_cost
+from ragtune.evaluation.experiment import Experiment
+from ragtune.evaluation.question_split import split_questions
+from ragtune.evaluation.report import write_report
+from ragtune.evaluation.runner import evaluate
+from ragtune.evaluation.stages import StageCache
+from ragtune.evaluation.statistics import compare_strategies
+from ragtune.evaluation.test_set import load_test_set
+from ragtune.progress import ProgressReporter, SilentProgress, rich_progress
+from ragtune.strategies import STRATEGIES, Strategy
+from ragtune.training.callbacks import ProgressTaskCallback, read_log
+from ragtune.training.recipe import resolve_recipe
+from ragtune.training.runs import LOG_FILE, partial_dir
+
+SCHEMA_VERSION = 1
+
+
+def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False,
+                console: Console | None = None) -> dict:
+    """Run the experiment into `out_dir` and return the results (also written as results.json and reports)."""
+    from ragtune.project import Project
+
+    out_dir = out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = StageCache(out_dir, experiment.model_dump(), experiment.fingerprint(), resume=resume)
+    strategies = [STRATEGIES[name] for name in experiment.strategies]
+    objectives = list(dict.fromkeys(s.training_objective for s in strategies if s.training_objective))
+    budget = experiment.effective_budget()
+    with rich_progress(console) if console is not None else nullcontext(SilentProgress()) as progress:
+        stages = progress.task("compare: stages", total=3 + len(objectives) + len(strategies)
+                               + (1 if experiment.update_split else 0))
+        split = cache.run("questions", lambda: split_questions(experiment, out_dir / "data"))
+        stages.advance()
+        project = Project(out_dir / "project", {"models": {"generator": experiment.model},
+                                                "generation": {"max_new_tokens": budget.max_new_tokens},
+                                                "retrieval": {"k": experiment.k}})
+        try:
+            index = cache.run("ingest", lambda: _ingest(project, split["documents"], progress))
+            stages.advance()
+            runs = {}
+            for objective in objectives:
+                runs[objective] = cache.run(f"train-{objective}", lambda o=objective: _train(
+                    project, experiment, o, Path(split["train"]), out_dir / "runs" / o, progress))
+                stages.advance()
+            test = load_test_set(Path(split["test"]))
+            evaluations = {}
+            for strategy in strategies:
+                evaluations[strategy.name] = cache.run(f"eval-{strategy.name}", lambda s=strategy: evaluate(
+                    project, test, s, model=_model_of(s, runs), k=experiment.k, seed=experiment.seed,
+                    progress=progress).to_dict())
+                stages.advance()
+            update = None
+            if experiment.update_split:
+                from ragtune.evaluation.knowledge_update import measure_knowledge_update
+
+                update = cache.run("knowledge-update", lambda: measure_knowledge_update(
+                    project, experiment, strategies, split, runs, evaluations, out_dir, progress))
+                stages.advance()
+        finally:
+            project.close()
+        stages.advance()
+    results = _results(experiment, strategies, split, index, runs, evaluations, update)
+    results["recommendation"] = recommend(results, _constraints(experiment))
+    results["resumed_stages"] = cache.reused
+    write_report(results, out_dir)
+    return results
+
+
+def _ingest(project, documents: list[str], progress: ProgressReporter) -> dict:
+    started = time.perf_counter()
+    report = project.ingest(documents, progress=progress)
+    seconds = time.perf_counter() - started
+    state = project.workspace.state_dir
+    size = sum(path.stat().st_size for path in state.glob("knowledge.sqlite*")) / 1024 ** 2
+    return {"seconds": seconds, "index_mb": size + directory_mb(project.workspace.index_dir),
+            "documents": report.documents, "chunks": report.chunks}
+
+
+def _train(project, experiment: Experiment, objective: str, train_file: Path, run_dir: Path,
+           progress: ProgressReporter, base_model: str | None = None) -> dict:
+    """One fine-tuning run (resumed when an earlier attempt was interrupted); returns its metadata."""
+    budget = experiment.effective_budget()
+    steps = {"sft": budget.sft_max_steps, "cpt": budget.cpt_max_steps, "raft": budget.raft_max_steps}[objective]
+    recipe = resolve_recipe(experiment.method, overrides={
+        "model": base_model or experiment.model, "objective": objective, "max_steps": steps,
+        "batch_size": budget.batch_size, "learning_rate": experiment.learning_rate, "seed": experiment.seed,
+        "data": {"max_seq_length": budget.max_seq_length, "raft_k": experiment.raft_k, "seed": experiment.seed}})
+    train = [parse_dataset_spec("kb" if objective == "cpt" else str(train_file))]
+    resume = partial_dir(run_dir).is_dir()
+    callbacks = [ProgressTaskCallback(progress, f"training {objective} ({experiment.method})")]
+    result = project.finetune(None if resume else train, None if resume else recipe, out=run_dir, resume=resume,
+                              callbacks=callbacks)
+    curve = [{key: record[key] for key in ("step", "loss", "eval_loss") if key in record}
+             for record in read_log(result.run_dir / LOG_FILE) if "loss" in record or "eval_loss" in record]
+    return {**result.metadata, "run_dir": str(result.run_dir), "training_curve": curve,
+            "adapter_mb": directory_mb(result.run_dir / "adapter") or directory_mb(result.run_dir / "model")}
+
+
+def _model_of(strategy: Strategy, runs: dict[str, dict]) -> str | None:
+    return runs[strategy.training_objective]["run_dir"] if strategy.training_objective else None
+
+
+def _constraints(experiment: Experiment) -> Constraints:
+    return Constraints(latency_p95_s=experiment.latency_p95_s, budget_per_1000=experiment.budget_per_1000,
+                       knowledge_changes=experiment.knowledge_changes, must_cite=experiment.must_cite)
+
+
+def _results(experiment: Experiment, strategies: list[Strategy], split: dict, index: dict, runs: dict,
+             evaluations: dict, update: dict | None) -> dict:
+    per_strategy = {}
+    for strategy in strategies:
+        evaluation = evaluations[strategy.name]
+        run = runs.get(strategy.training_objective) if strategy.training_objective else None
+        entry = {"description": strategy.description, "model": evaluation["model"],
+                 "uses_retrieval": strategy.uses_retrieval, "k": evaluation["k"], "metrics": evaluation["metrics"],
+                 "cost": strategy_cost(evaluation, run, index if strategy.uses_retrieval else None,
+                                       experiment.price_per_hour),
+                 "latency": evaluation["latency"]}
+        if run:
+            entry["training_curve"] = run["training_curve"]
+        per_strategy[strategy.name] = entry
+    per_question_scores = {name: {metric: [row.get(metric) for row in evaluation["per_question"]]
+                                  for metric in (experiment.primary_metric, "exact_match")}
+                           for name, evaluation in evaluations.items()}
+    significance = []
+    for metric in dict.fromkeys((experiment.primary_metric, "exact_match")):
+        significance += compare_strategies(per_question_scores, metric, seed=experiment.seed)
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seed": experiment.seed,
+        "config": {"model": experiment.model, "method": experiment.method, "k": experiment.k,
+                   "docs": experiment.docs, "train": experiment.train, "test": experiment.test or "split of train",
+                   "price_per_hour": experiment.price_per_hour, "quick": experiment.quick,
+                   "budget": experiment.effective_budget().model_dump(), "runs": {o: r["run_dir"] for o, r in
+                                                                                 runs.items()}},
+        "constraints": _constraints(experiment).to_dict(),
+        "primary_metric": experiment.primary_metric,
+        "test_set": {"n": split["test_questions"], "train_questions": split["train_questions"]},
+        "strategies": per_strategy,
+        "significance": significance,
+        "per_question": _side_by_side(evaluations),
+    }
+    if update is not None:
+        results["knowledge_update"] = update
+    return results
+
+
+def _side_by_side(evaluations: dict) -> list[dict]:
+    names = list(evaluations)
+    rows = []
+    for index, first in enumerate(evaluations[names[0]]["per_question"]):
+        answers = {}
+        for name in names:
+            row = evaluations[name]["per_question"][index]
+            answers[name] = {"answer": row["answer"], "passages": row["passages"], "exact_match": row["exact_match"],
+                             "f1": row["f1"], "latency_s": row["latency_s"]}
+        rows.append({"id": first["id"], "question": first["question"], "reference": first["reference"],
+                     "answers": answers})
+    return rows

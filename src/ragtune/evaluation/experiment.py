@@ -1,0 +1,95 @@
+"""An experiment: which documents, questions, strategies, model and budgets `ragtune compare` uses.
+
+Built-in defaults < the experiment YAML file < command-line flags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ragtune.errors import RagtuneError
+from ragtune.strategies import STRATEGIES
+
+DEFAULT_STRATEGIES = ["base", "rag", "ft", "ft+rag", "raft"]
+
+
+class Budget(BaseModel):
+    """Training budget of each fine-tuning run and the decoding budget of every answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sft_max_steps: int = Field(60, ge=1, description="Optimizer steps of the supervised run (ft, ft+rag).")
+    cpt_max_steps: int = Field(30, ge=1, description="Optimizer steps of continued pre-training (ft-docs).")
+    raft_max_steps: int = Field(40, ge=1, description="Optimizer steps of the RAFT run.")
+    batch_size: int = Field(8, ge=1)
+    max_seq_length: int = Field(768, ge=64)
+    max_new_tokens: int = Field(48, ge=1, description="Answer length limit, the same for every strategy.")
+    max_test_questions: int | None = Field(None, ge=1, description="Evaluate on at most this many questions.")
+
+
+QUICK_BUDGET = Budget(sft_max_steps=8, cpt_max_steps=4, raft_max_steps=4, batch_size=4, max_seq_length=512,
+                      max_new_tokens=24, max_test_questions=8)
+
+
+class Experiment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    docs: str = Field(description="Documents: a file or directory to ingest.")
+    train: str = Field(description="Q&A JSONL the fine-tuned strategies learn from.")
+    test: str | None = Field(None, description="Held-out Q&A JSONL; default: a seeded split of `train`.")
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    strategies: list[str] = DEFAULT_STRATEGIES
+    model: str = "smollm2-135m"
+    method: str = "lora"
+    k: int = Field(3, ge=1, description="Passages retrieved by the strategies that use retrieval.")
+    raft_k: int = Field(3, ge=1, description="Passages per RAFT training row.")
+    seed: int = 0
+    quick: bool = False
+    budget: Budget = Budget()
+    learning_rate: float | None = Field(None, gt=0, description="Fine-tuning learning rate (default per method).")
+    primary_metric: str = "f1"
+    price_per_hour: float = Field(0.0, ge=0, description="What an hour of this machine costs (any currency).")
+    latency_p95_s: float | None = Field(None, gt=0, description="Constraint: 95th-percentile answer latency.")
+    budget_per_1000: float | None = Field(None, ge=0, description="Constraint: cost per 1,000 questions.")
+    knowledge_changes: Literal["never", "monthly", "weekly", "daily"] = "monthly"
+    must_cite: bool = False
+    update_split: float | None = Field(None, gt=0, lt=1, description="Share of documents held back to measure "
+                                                                      "how each strategy absorbs new knowledge.")
+
+    def effective_budget(self) -> Budget:
+        return QUICK_BUDGET if self.quick else self.budget
+
+    def fingerprint(self) -> str:
+        """Identifies the settings finished stages were computed with (resume refuses a changed experiment)."""
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_experiment(path: Path | None, overrides: dict[str, Any]) -> Experiment:
+    """The experiment from `path` (YAML, optional) with `overrides` (None values ignored) on top."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise RagtuneError(f"experiment file not found: {path}", "pass an existing YAML file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise RagtuneError(f"{path}: not valid YAML ({exc})", "fix the syntax") from exc
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    if "docs" not in data or "train" not in data:
+        raise RagtuneError("an experiment needs documents and training questions",
+                           "pass --docs PATH and --train FILE (or put docs: and train: in the experiment file)")
+    try:
+        experiment = Experiment.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise RagtuneError(f"invalid experiment: {problems}", "correct the named settings") from exc
+    unknown = [name for name in experiment.strategies if name not in STRATEGIES]
+    if unknown:
+        raise RagtuneError(f"unknown strategies: {', '.join(unknown)}", f"choose among: {', '.join(STRATEGIES)}")
+    return experiment

@@ -1,0 +1,83 @@
+"""Knowledge update: after the first round, the held-back documents arrive and each strategy absorbs them its
+own way — strategies with retrieval by an incremental ingest, fine-tuned ones by further training on the new
+material — then each is measured on questions about the new documents and again on the old ones (forgetting)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ragtune.data import parse_dataset_spec
+from ragtune.evaluation.experiment import Experiment
+from ragtune.evaluation.runner import evaluate
+from ragtune.evaluation.test_set import load_test_set
+from ragtune.progress import ProgressReporter
+from ragtune.strategies import Strategy
+from ragtune.training.callbacks import ProgressTaskCallback
+from ragtune.training.recipe import resolve_recipe
+from ragtune.training.runs import partial_dir
+
+SUMMARY_METRICS = ("exact_match", "f1")
+
+
+def measure_knowledge_update(project, experiment: Experiment, strategies: list[Strategy], split: dict, runs: dict,
+                             evaluations: dict, out_dir: Path, progress: ProgressReporter) -> dict:
+    """Absorb the held-back documents with every strategy and measure new-question accuracy and forgetting."""
+    started = time.perf_counter()
+    project.ingest(split["new_documents"], progress=progress)
+    ingest_seconds = time.perf_counter() - started
+    updated_runs = {objective: _further_training(project, experiment, objective, run, split, out_dir, progress)
+                    for objective, run in runs.items() if objective in ("sft", "cpt")}
+    new_questions, old_questions = load_test_set(Path(split["test_new"])), load_test_set(Path(split["test"]))
+    report = {}
+    for strategy in strategies:
+        absorb = _absorption(strategy, ingest_seconds, updated_runs)
+        model = absorb.pop("model", None) or (runs[strategy.training_objective]["run_dir"]
+                                              if strategy.training_objective else None)
+        new = evaluate(project, new_questions, strategy, model=model, k=experiment.k, seed=experiment.seed,
+                       progress=progress)
+        old = evaluate(project, old_questions, strategy, model=model, k=experiment.k, seed=experiment.seed,
+                       progress=progress)
+        before = _summary(evaluations[strategy.name]["metrics"])
+        after = _summary(old.metrics)
+        report[strategy.name] = {**absorb, "new": _summary(new.metrics), "old_before": before, "old_after": after,
+                                 "forgetting": before[experiment.primary_metric] - after[experiment.primary_metric]
+                                 if experiment.primary_metric in before else None}
+    return {"new_documents": len(split["new_documents"]), "new_questions": len(new_questions),
+            "old_questions": len(old_questions), "strategies": report}
+
+
+def _further_training(project, experiment: Experiment, objective: str, run: dict, split: dict, out_dir: Path,
+                      progress: ProgressReporter) -> dict:
+    """Continue the run on the new material: the new documents (cpt) or the questions about them (sft)."""
+    budget = experiment.effective_budget()
+    steps = budget.cpt_max_steps if objective == "cpt" else budget.sft_max_steps
+    recipe = resolve_recipe(experiment.method, overrides={
+        "model": run["run_dir"], "objective": objective, "max_steps": steps, "batch_size": budget.batch_size,
+        "learning_rate": experiment.learning_rate, "seed": experiment.seed,
+        "data": {"max_seq_length": budget.max_seq_length, "seed": experiment.seed}})
+    data = ([parse_dataset_spec(path) for path in split["new_documents"]] if objective == "cpt"
+            else [parse_dataset_spec(split["train_new"])])
+    run_dir = out_dir / "runs" / f"{objective}-update"
+    resume = partial_dir(run_dir).is_dir()
+    result = project.finetune(None if resume else data, None if resume else recipe, out=run_dir, resume=resume,
+                              callbacks=[ProgressTaskCallback(progress, f"absorbing new documents ({objective})")])
+    return {"run_dir": str(result.run_dir), "train_seconds": result.metadata["train_seconds"],
+            "peak_memory_gb": result.metadata["peak_memory_gb"]}
+
+
+def _absorption(strategy: Strategy, ingest_seconds: float, updated_runs: dict) -> dict:
+    if strategy.uses_retrieval:
+        return {"absorb_seconds": ingest_seconds, "absorb_peak_memory_gb": None,
+                "how": "incremental ingest of the new documents (the model is unchanged)"}
+    if strategy.training_objective in updated_runs:
+        run = updated_runs[strategy.training_objective]
+        what = "the new documents" if strategy.training_objective == "cpt" else "the questions about them"
+        return {"absorb_seconds": run["train_seconds"], "absorb_peak_memory_gb": run["peak_memory_gb"],
+                "how": f"further {strategy.training_objective} training on {what}", "model": run["run_dir"]}
+    return {"absorb_seconds": 0.0, "absorb_peak_memory_gb": None,
+            "how": "nothing: the base model never sees the documents"}
+
+
+def _summary(metrics: dict) -> dict:
+    return {name: metrics[name]["value"] for name in SUMMARY_METRICS if name in metrics}

@@ -1,0 +1,122 @@
+"""Run one strategy on a test set: answer every question with the same prompts and decoding as `ragtune ask`,
+score each answer, and aggregate the scores with bootstrap confidence intervals, latency and token usage."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ragtune.errors import RagtuneError
+from ragtune.evaluation.metrics import (embedding_similarity, exact_match, groundedness, multiple_choice_correct,
+                                        passage_contains_answer, reciprocal_rank, recall_at_k, rouge_scores,
+                                        sentence_bleu, token_f1)
+from ragtune.evaluation.statistics import bootstrap_ci
+from ragtune.evaluation.test_set import TestQuestion
+from ragtune.knowledge.types import Hit
+from ragtune.progress import ProgressReporter, SilentProgress
+from ragtune.prompts import build_messages
+from ragtune.strategies import Strategy
+
+RANKING_DEPTH = 10  # hits ranked for recall@k and MRR
+GOLD = "gold"
+
+
+@dataclass
+class EvaluationResult:
+    strategy: str
+    model: str
+    k: int
+    metrics: dict[str, dict[str, float]]  # name → {"value", "ci_low", "ci_high"}
+    latency: dict[str, float | list[float]]
+    usage: dict[str, float]
+    per_question: list[dict]
+
+    @property
+    def n(self) -> int:
+        return len(self.per_question)
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, **asdict(self)}
+
+
+def evaluate(project, questions: list[TestQuestion], strategy: Strategy, *, model: str | None = None,
+             k: int | None = None, seed: int = 0, progress: ProgressReporter | None = None) -> EvaluationResult:
+    """Answer and score `questions` with `strategy`; `model` is the generator (a fine-tuned run directory for
+    the fine-tuned strategies), `k` the passages retrieved for strategies that use retrieval."""
+    if strategy.training_objective and model is None:
+        raise RagtuneError(f"strategy '{strategy.name}' answers with a fine-tuned model",
+                           f"pass --model RUN_DIR (a run of `ragtune finetune --objective "
+                           f"{strategy.training_objective}`)")
+    model = model or project.config.models.generator
+    k = (k or project.config.retrieval.k) if strategy.uses_retrieval else 0
+    if strategy.uses_retrieval and k < 1:
+        raise RagtuneError(f"strategy '{strategy.name}' retrieves passages but k is {k}", "use --k 1 or more")
+    pipeline = project.pipeline(model)
+    task = (progress or SilentProgress()).task(f"evaluating {strategy.name}", total=len(questions))
+    rows = []
+    for question in questions:
+        rows.append(_answer_and_score(project, pipeline, question, strategy, k))
+        task.advance()
+    for row, similarity in zip(rows, embedding_similarity([r["answer"] for r in rows],
+                                                          [r["reference"] for r in rows], project.kb.embedder)):
+        row["similarity"] = similarity
+    return EvaluationResult(strategy.name, model, k, _aggregate(rows, seed), _latency(rows), _usage(rows), rows)
+
+
+def _answer_and_score(project, pipeline, question: TestQuestion, strategy: Strategy, k: int) -> dict:
+    answer = pipeline.answer(question.question, k=k)
+    text, reference = answer.answer, question.reference
+    row = {"id": question.id, "question": question.question, "reference": reference, "answer": text,
+           "passages": [{"source": hit.source, "text": hit.text} for hit in answer.passages],
+           "latency_s": answer.timings["total_s"], "generation_s": answer.timings["generation_s"],
+           "prompt_tokens": answer.timings["prompt_tokens"], "completion_tokens": answer.timings["completion_tokens"],
+           "exact_match": exact_match(text, reference), "f1": token_f1(text, reference),
+           **rouge_scores(text, reference), "bleu": sentence_bleu(text, reference)}
+    if question.choices:
+        messages = build_messages(question.question, answer.passages)
+        scores = pipeline.generator.score_continuations(messages, question.choices)
+        row["mc_accuracy"] = float(multiple_choice_correct(scores, question.choices, reference))
+    if strategy.uses_retrieval:
+        ranked = project.search(question.question, k=max(k, RANKING_DEPTH))
+        keys = [GOLD if _is_gold(hit, question) else f"other-{i}" for i, hit in enumerate(ranked)]
+        row["recall_at_k"] = recall_at_k(keys, {GOLD}, k)
+        row["mrr"] = reciprocal_rank(keys, {GOLD}, RANKING_DEPTH)
+        row["groundedness"] = groundedness(text, [hit.text for hit in answer.passages])
+    return row
+
+
+def _is_gold(hit: Hit, question: TestQuestion) -> bool:
+    """A hit from the gold document when the question names one, else a hit containing the reference answer."""
+    if question.gold_source:
+        return hit.source == question.gold_source or hit.source.endswith("/" + question.gold_source)
+    return passage_contains_answer(hit.text, question.reference)
+
+
+QUALITY_METRICS = ("exact_match", "f1", "rouge1", "rouge2", "rougeL", "bleu", "similarity", "mc_accuracy",
+                   "recall_at_k", "mrr", "groundedness")
+
+
+def _aggregate(rows: list[dict], seed: int) -> dict[str, dict[str, float]]:
+    """Mean and 95% bootstrap interval of every metric present (over the rows where it applies)."""
+    metrics = {}
+    for name in QUALITY_METRICS:
+        values = [row[name] for row in rows if row.get(name) is not None]
+        if values:
+            low, high = bootstrap_ci(values, seed=seed)
+            metrics[name] = {"value": float(np.mean(values)), "ci_low": low, "ci_high": high}
+    return metrics
+
+
+def _latency(rows: list[dict]) -> dict:
+    seconds = [row["latency_s"] for row in rows]
+    generation = sum(row["generation_s"] for row in rows)
+    return {"p50_s": float(np.percentile(seconds, 50)), "p95_s": float(np.percentile(seconds, 95)),
+            "mean_s": float(np.mean(seconds)),
+            "tokens_per_second": sum(row["completion_tokens"] for row in rows) / generation if generation else 0.0,
+            "samples_s": seconds}
+
+
+def _usage(rows: list[dict]) -> dict:
+    return {"prompt_tokens_per_question": float(np.mean([row["prompt_tokens"] for row in rows])),
+            "completion_tokens_per_question": float(np.mean([row["completion_tokens"] for row in rows]))}

@@ -1,0 +1,149 @@
+"""`compare` and `eval` end to end on a tiny Llama (real MiniLM retrieval): the results schema, reproducibility,
+resume, knowledge update and the command contract."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ragtune.cli import app
+from ragtune.evaluation.compare import run_compare
+from ragtune.evaluation.experiment import load_experiment
+from tiny_models import build_tiny_llama
+
+FACTS = {
+    "cats.txt": [("How long do cats sleep?", "fifteen hours"), ("What do cats hunt?", "mice"),
+                 ("What amino acid do cats need?", "taurine")],
+    "mars.txt": [("Which planet is fourth from the Sun?", "Mars"), ("What makes Mars red?", "iron oxide"),
+                 ("What is the tallest volcano?", "Olympus Mons")],
+    "moon.txt": [("How often does the Moon orbit the Earth?", "every 27.3 days"),
+                 ("Who walked on the Moon in 1969?", "Neil Armstrong")],
+    "dogs.txt": [("What were dogs domesticated from?", "wolves"), ("What do dogs herd?", "sheep")],
+}
+METRICS = {"exact_match", "f1", "rouge1", "rouge2", "rougeL", "bleu", "similarity"}
+RETRIEVAL_METRICS = {"recall_at_k", "mrr", "groundedness"}
+TINY_BUDGET = {"sft_max_steps": 4, "cpt_max_steps": 2, "raft_max_steps": 2, "batch_size": 4, "max_seq_length": 512,
+               "max_new_tokens": 8}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory):
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-generator"))
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    rows = []
+    for name, facts in FACTS.items():
+        sentences = " ".join(f"{question.rstrip('?')}: {answer}." for question, answer in facts)
+        (docs / name).write_text(f"Notes about {name[:-4]}. {sentences}", encoding="utf-8")
+        rows += [{"id": f"{name[:-4]}-{i}", "question": q, "answer": a, "source": name}
+                 for i, (q, a) in enumerate(facts)]
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return docs, questions
+
+
+def experiment(dataset, tiny_generator, **overrides):
+    docs, questions = dataset
+    return load_experiment(None, {"docs": str(docs), "train": str(questions), "model": str(tiny_generator),
+                                  "budget": TINY_BUDGET, "test_fraction": 0.3, "k": 2, "raft_k": 2, **overrides})
+
+
+def test_compare_results_schema_reproducibility_and_resume(dataset, tiny_generator, embedder, monkeypatch,
+                                                           tmp_path):
+    from ragtune.knowledge.knowledge_base import KnowledgeBase
+
+    monkeypatch.setattr(KnowledgeBase, "embedder", embedder, raising=False)
+    settings = experiment(dataset, tiny_generator, strategies=["base", "rag", "ft", "ft+rag", "raft", "ft-docs"],
+                          price_per_hour=2.0)
+    results = run_compare(settings, tmp_path / "out")
+
+    assert set(results["strategies"]) == {"base", "rag", "ft", "ft+rag", "raft", "ft-docs"}
+    for name, entry in results["strategies"].items():
+        expected = METRICS | (RETRIEVAL_METRICS if entry["uses_retrieval"] else set())
+        assert expected <= set(entry["metrics"]), name
+        for metric in entry["metrics"].values():
+            assert metric["ci_low"] <= metric["value"] <= metric["ci_high"]
+        assert entry["latency"]["p95_s"] >= entry["latency"]["p50_s"] > 0
+        assert entry["cost"]["cost_per_1000_questions"] > 0
+        assert (entry["cost"]["train_seconds"] is None) == (name in ("base", "rag"))
+    assert results["strategies"]["rag"]["cost"]["prompt_tokens_per_question"] > \
+        results["strategies"]["base"]["cost"]["prompt_tokens_per_question"]  # context costs tokens
+    assert results["recommendation"]["strategy"] in results["strategies"]
+    assert len(results["significance"]) == 2 * 15  # every pair of six strategies, for f1 and exact match
+    assert len(results["per_question"]) == results["test_set"]["n"]
+    for name in ("results.json", "report.html", "report.md"):
+        assert (tmp_path / "out" / name).is_file()
+
+    again = run_compare(settings, tmp_path / "out", resume=True)
+    assert {"questions", "ingest", "train-sft", "eval-rag"} <= set(again["resumed_stages"])
+    assert again["strategies"]["ft"]["metrics"] == results["strategies"]["ft"]["metrics"]
+
+    fresh = run_compare(settings, tmp_path / "fresh")
+    for name in results["strategies"]:
+        assert fresh["strategies"][name]["metrics"] == results["strategies"][name]["metrics"], name
+
+
+def test_knowledge_update_measures_absorption_and_forgetting(dataset, tiny_generator, embedder, monkeypatch,
+                                                             tmp_path):
+    from ragtune.knowledge.knowledge_base import KnowledgeBase
+
+    monkeypatch.setattr(KnowledgeBase, "embedder", embedder, raising=False)
+    settings = experiment(dataset, tiny_generator, strategies=["base", "rag", "ft"], update_split=0.5)
+    update = run_compare(settings, tmp_path / "out")["knowledge_update"]
+
+    assert update["new_documents"] == 2 and update["new_questions"] > 0 and update["old_questions"] > 0
+    strategies = update["strategies"]
+    assert strategies["base"]["absorb_seconds"] == 0.0
+    assert strategies["rag"]["absorb_seconds"] > 0 and "ingest" in strategies["rag"]["how"]
+    assert strategies["ft"]["absorb_seconds"] > 0 and "training" in strategies["ft"]["how"]
+    for entry in strategies.values():
+        assert set(entry["new"]) == {"exact_match", "f1"}
+        assert entry["forgetting"] == pytest.approx(entry["old_before"]["f1"] - entry["old_after"]["f1"])
+
+
+def test_changed_settings_are_not_resumed_and_an_existing_output_needs_resume(dataset, tiny_generator, embedder,
+                                                                                 monkeypatch, tmp_path):
+    from ragtune.errors import RagtuneError
+    from ragtune.evaluation.stages import StageCache
+
+    cache = StageCache(tmp_path, {"a": 1}, "fingerprint-1", resume=False)
+    cache.run("questions", lambda: {"n": 1})
+    with pytest.raises(RagtuneError, match="--resume"):
+        StageCache(tmp_path, {"a": 1}, "fingerprint-1", resume=False)
+    with pytest.raises(RagtuneError, match="different settings"):
+        StageCache(tmp_path, {"a": 2}, "fingerprint-2", resume=True)
+
+
+def test_eval_command_contract(dataset, tiny_generator, embedder, monkeypatch, tmp_path):
+    from ragtune.knowledge.knowledge_base import KnowledgeBase
+
+    monkeypatch.setattr(KnowledgeBase, "embedder", embedder, raising=False)
+    docs, questions = dataset
+    project = tmp_path / "project"
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(docs), "--project", str(project)]).exit_code == 0
+    result = runner.invoke(app, ["eval", "--test", str(questions), "--strategy", "rag", "--model",
+                                 str(tiny_generator), "--k", "2", "--project", str(project), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["strategy"] == "rag" and data["n"] == 10
+    assert METRICS | RETRIEVAL_METRICS <= set(data["metrics"])
+    assert {"id", "question", "reference", "answer"} <= set(data["per_question"][0])
+
+    refused = runner.invoke(app, ["eval", "--test", str(questions), "--strategy", "ft", "--project", str(project)])
+    assert refused.exit_code == 1 and "--model RUN_DIR" in refused.output
