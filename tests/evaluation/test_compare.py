@@ -147,3 +147,24 @@ def test_eval_command_contract(dataset, tiny_generator, embedder, monkeypatch, t
 
     refused = runner.invoke(app, ["eval", "--test", str(questions), "--strategy", "ft", "--project", str(project)])
     assert refused.exit_code == 1 and "--model RUN_DIR" in refused.output
+
+
+def test_compare_command_reads_an_experiment_file_and_flags_override_it(dataset, tiny_generator, embedder,
+                                                                        monkeypatch, tmp_path):
+    from ragtune.knowledge.knowledge_base import KnowledgeBase
+
+    monkeypatch.setattr(KnowledgeBase, "embedder", embedder, raising=False)
+    docs, questions = dataset
+    settings = tmp_path / "experiment.yaml"
+    settings.write_text(f"docs: {docs}\ntrain: {questions}\nmodel: {tiny_generator}\nstrategies: [base, rag, ft]\n"
+                        f"test_fraction: 0.3\nbudget: {json.dumps(TINY_BUDGET)}\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["compare", "--experiment", str(settings), "--strategies", "base,rag",
+                                      "--out", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.stdout)
+    assert list(results["strategies"]) == ["base", "rag"]  # the flag replaced the file's list
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["strategies"].keys() == {"base", "rag"}
+
+    bad = CliRunner().invoke(app, ["compare", "--experiment", str(settings), "--strategies", "base,rga",
+                                   "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 1 and "unknown strategies: rga" in bad.output
