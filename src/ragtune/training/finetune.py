@@ -17,7 +17,7 @@ from typing import Callable
 
 from accelerate import PartialState
 from rich.console import Console
-from transformers import TrainerCallback
+from transformers import TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from ragtune.data import (DatasetSpec, PreparedData, TrainingCollator, encode_examples, encode_texts,
@@ -100,6 +100,7 @@ def _prepare_session(work_dir: Path, train, val, recipe: TrainingRecipe | None, 
     _say(console, state, data.report.warnings)
     model = _load_model(checkpoint, recipe)
     _check_context(model, recipe)
+    set_seed(recipe.seed)  # new adapter weights are drawn at random: the same recipe must draw the same ones
     model = apply_method(model, recipe)
     trainable, total = trainable_parameters(model)
     estimate = estimate_memory(model, batch_size=recipe.batch_size, seq_length=_longest(train_rows),
