@@ -223,11 +223,8 @@ def _load_model(checkpoint: Path, recipe: TrainingRecipe):
     from transformers import AutoModelForCausalLM
 
     quantization = quantization_config(recipe.method)
-    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32 if quantization is None else None,
-                                                 quantization_config=quantization)
-    if recipe.method not in ("lora", "dora", "qlora") and hasattr(model.config, "attention_dropout"):
-        model.config.attention_dropout = recipe.dropout
-    return model
+    return AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32 if quantization is None else None,
+                                                quantization_config=quantization)
 
 
 def _check_context(model, recipe: TrainingRecipe) -> None:

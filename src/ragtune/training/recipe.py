@@ -48,7 +48,8 @@ class TrainingRecipe(BaseModel):
     warmup: float = Field(0.05, ge=0, description="Warmup: a fraction of the steps (<1) or a step count.")
     scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
     weight_decay: float = Field(0.0, ge=0)
-    dropout: float = Field(0.05, ge=0, lt=1, description="Adapter dropout (LoRA/DoRA) or attention dropout.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA/DoRA/QLoRA adapter dropout (other methods train "
+                                                         "with the model's own dropout settings).")
     max_grad_norm: float = Field(1.0, gt=0)
     seed: int = 0
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the hardware has it.")
