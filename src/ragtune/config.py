@@ -70,23 +70,36 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
+def read_yaml_mapping(path: Path, *, syntax_hint: str = "fix the syntax",
+                      mapping_hint: str = "write one `key: value` per line") -> dict[str, Any]:
+    """The mapping in the YAML file `path` ({} for an empty file); a clear error for bad YAML or another type."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise RagtuneError(f"{path}: not valid YAML ({exc})", syntax_hint) from exc
+    if not isinstance(data, dict):
+        raise RagtuneError(f"{path}: expected a mapping of settings", mapping_hint)
+    return data
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """A pydantic validation error as `dotted.key: message; ...`."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
 def load_config(project_dir: Path, overrides: dict[str, Any] | None = None) -> ProjectConfig:
     """Read `ragtune.yaml` from the project (if present) and apply `overrides` (nested dict) on top."""
     path = project_dir / CONFIG_FILE
     data: dict = {}
     if path.exists():
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise RagtuneError(f"{path}: not valid YAML ({exc})", "fix the syntax or delete the file") from exc
-        if not isinstance(data, dict):
-            raise RagtuneError(f"{path}: expected a mapping of sections", "see README for the config layout")
+        data = read_yaml_mapping(path, syntax_hint="fix the syntax or delete the file",
+                                 mapping_hint="see README for the config layout")
     data = _deep_merge(data, overrides or {})
     try:
         return ProjectConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise RagtuneError(f"{path}: invalid configuration: {problems}", "correct the named keys") from exc
+        raise RagtuneError(f"{path}: invalid configuration: {validation_problems(exc)}",
+                           "correct the named keys") from exc
 
 
 def save_config(project_dir: Path, config: ProjectConfig) -> Path:

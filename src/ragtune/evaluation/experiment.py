@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ragtune.config import read_yaml_mapping, validation_problems
 from ragtune.errors import RagtuneError
 from ragtune.strategies import STRATEGIES
 
@@ -76,10 +76,7 @@ def load_experiment(path: Path | None, overrides: dict[str, Any]) -> Experiment:
     if path is not None:
         if not path.is_file():
             raise RagtuneError(f"experiment file not found: {path}", "pass an existing YAML file")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise RagtuneError(f"{path}: not valid YAML ({exc})", "fix the syntax") from exc
+        data = read_yaml_mapping(path, mapping_hint="e.g. `docs: documents/` and `train: questions.jsonl`")
     data.update({key: value for key, value in overrides.items() if value is not None})
     if "docs" not in data or "train" not in data:
         raise RagtuneError("an experiment needs documents and training questions",
@@ -87,8 +84,7 @@ def load_experiment(path: Path | None, overrides: dict[str, Any]) -> Experiment:
     try:
         experiment = Experiment.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise RagtuneError(f"invalid experiment: {problems}", "correct the named settings") from exc
+        raise RagtuneError(f"invalid experiment: {validation_problems(exc)}", "correct the named settings") from exc
     unknown = [name for name in experiment.strategies if name not in STRATEGIES]
     if unknown:
         raise RagtuneError(f"unknown strategies: {', '.join(unknown)}", f"choose among: {', '.join(STRATEGIES)}")

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ragtune.config import read_yaml_mapping, validation_problems
 from ragtune.data import PrepareOptions
 from ragtune.errors import RagtuneError
 
@@ -98,21 +99,15 @@ def resolve_recipe(method: str | None = None, recipe_file: Path | None = None,
     try:
         return TrainingRecipe.model_validate(merged)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         where = f"{recipe_file}: " if recipe_file else ""
-        raise RagtuneError(f"{where}invalid training recipe: {problems}", "correct the named settings") from exc
+        raise RagtuneError(f"{where}invalid training recipe: {validation_problems(exc)}",
+                           "correct the named settings") from exc
 
 
 def _read_recipe_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RagtuneError(f"recipe file not found: {path}", "pass an existing YAML file to --recipe")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise RagtuneError(f"{path}: not valid YAML ({exc})", "fix the syntax") from exc
-    if not isinstance(data, dict):
-        raise RagtuneError(f"{path}: a recipe is a mapping of settings", "e.g. `learning_rate: 0.001`")
-    return data
+    return read_yaml_mapping(path, mapping_hint="e.g. `learning_rate: 0.001`")
 
 
 def save_recipe(recipe: TrainingRecipe, path: Path) -> None:
