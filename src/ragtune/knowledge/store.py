@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+from filelock import FileLock
 
 from ragtune.knowledge.types import Chunk, Hit, RawDocument
 
@@ -90,11 +91,14 @@ class KnowledgeStore:
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA journal_mode = WAL")
+        # Switching to WAL and creating the schema need the database to themselves: processes opening the same
+        # store at once (the ranks of a multi-process training run) take turns instead of failing "locked".
+        with FileLock(f"{path}.lock"):
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
         self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.executescript(_SCHEMA)
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
 
     def close(self) -> None:
         self.db.close()
