@@ -1,28 +1,24 @@
 """Fine-tuning throughput and peak memory: ragtune `finetune()` vs a plain transformers Trainer + peft script.
 
     python benchmarks/bench_finetune_throughput.py [--methods lora,full] [--lora-steps 20] [--full-steps 10]
-                                                   [--batch-size 8] [--repeats 2] [--no-final-checkpoint-variant]
-                                                   [--out results.json]
+                                                   [--batch-size 8] [--repeats 4] [--out results.json]
 
 Both sides train SmolLM2-135M (the trainable checkpoint ragtune converts from the packaged GGUF) on the same rows:
 the bundled COVID-QA questions as closed-book chat SFT rows (ragtune's closed-book prompt, rendered with the chat
 template, prompt tokens masked), as ragtune's data preparation keeps them (normalised, duplicates removed; no
 validation split, no length-outlier removal, so nothing is evaluated). Same batch size, max_steps, learning rate
 (ragtune's method default), cosine schedule with 5% warmup, seed, bf16 autocast where ragtune's precision "auto"
-picks it, and for LoRA the same config (r 16, alpha 32, dropout 0.05 on q/k/v/o/gate/up/down).
+picks it, and for LoRA the same config (r 16, alpha 32, dropout 0 on q/k/v/o/gate/up/down).
 
-  ragtune  `ragtune.training.finetune(...)` with its defaults otherwise (checkpoints, JSONL log, TensorBoard,
-           curves, GGUF export: what a user gets). tokens/s = metadata tokens_seen / train_seconds.
+  ragtune  `ragtune.training.finetune(...)` with its defaults otherwise (timed checkpoints, JSONL log,
+           TensorBoard, curves, GGUF export: what a user gets). tokens/s = metadata tokens_seen / train_seconds.
   plain    the script a user would write: AutoModelForCausalLM + peft get_peft_model + Trainer with
            DataCollatorForSeq2Seq, no checkpoints, no evaluation, nothing saved. tokens/s = non-padding tokens fed
            to the model / wall time of trainer.train().
-  ragtune_final_checkpoint  ragtune with `save_every` = max_steps: one checkpoint, at the end, instead of the
-           default of one per tenth of the run (model or adapter, optimizer, scheduler and RNG state each time),
-           to show what those cost (skip with --no-final-checkpoint-variant).
 
 Model loading is excluded from throughput on both sides. Every measurement runs in its own process, so its peak RSS
-(ru_maxrss) is that run's alone; the order alternates (ragtune, plain, variant, ragtune, plain, variant) and
-medians are reported.
+(ru_maxrss) is that run's alone; the order alternates (ragtune, plain, plain, ragtune, ...: successive runs on
+this machine tend to get faster, which would favour whichever side always ran second) and medians are reported.
 `train_loop_seconds` is the same clock on both sides (a callback's on_train_begin -> on_train_end) as a cross-check;
 `cpu_pressure_pct` is the share of it in which some task waited for a CPU (Linux PSI): other processes, or the
 kernel writing checkpoints back to disk. Before each measurement the script waits (up to --quiet-wait seconds) for
@@ -49,11 +45,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 from reporting import emit  # noqa: E402
 
-LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
+LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0,
         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
 IGNORE = -100
 PSI = Path("/proc/pressure/cpu")
-FINAL_CHECKPOINT = "ragtune_final_checkpoint"
 
 
 def cpu_stall_seconds() -> float:
@@ -167,8 +162,6 @@ def worker_ragtune(args) -> dict:
 
     started = time.perf_counter()
     recipe = bench_recipe(args.method, args.steps, args.batch_size)
-    if args.worker == FINAL_CHECKPOINT:
-        recipe = recipe.model_copy(update={"save_every": args.steps})
     probe = _Probe.make()
     result = finetune([DatasetSpec(str(args.data))], recipe, runs_dir=args.workdir / "runs", callbacks=[probe])
     total = time.perf_counter() - started
@@ -292,19 +285,17 @@ def main() -> None:
     parser.add_argument("--lora-steps", type=int, default=20)
     parser.add_argument("--full-steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=2, help="measurements per side and method")
+    parser.add_argument("--repeats", type=int, default=4, help="measurements per side and method (even: each side "
+                                                              "runs first equally often)")
     parser.add_argument("--quiet-pct", type=float, default=5.0,
                         help="before each measurement, wait until CPU pressure (PSI avg10) is below this")
     parser.add_argument("--quiet-wait", type=float, default=120.0, help="longest wait for quiet, in seconds")
     parser.add_argument("--max-pressure", type=float, default=10.0,
                         help="a measurement with more CPU pressure than this (%%) is taken again")
     parser.add_argument("--attempts", type=int, default=3, help="most tries per measurement")
-    parser.add_argument("--no-final-checkpoint-variant", action="store_true",
-                        help=f"skip {FINAL_CHECKPOINT}: ragtune with save_every = max_steps (one checkpoint, at the "
-                             "end), which shows what the default checkpoints (about 10 per run) cost")
     parser.add_argument("--out", type=Path)
     # worker mode (one measurement, in its own process)
-    parser.add_argument("--worker", choices=["ragtune", "plain", FINAL_CHECKPOINT], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["ragtune", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--learning-rate", type=float, help=argparse.SUPPRESS)
@@ -346,27 +337,20 @@ def main() -> None:
         for method in args.methods.split(","):
             steps = args.lora_steps if method == "lora" else args.full_steps
             lr = default_recipe(method).learning_rate
-            sides = ["ragtune", "plain"] + ([] if args.no_final_checkpoint_variant else [FINAL_CHECKPOINT])
-            runs: dict[str, list[dict]] = {side: [] for side in sides}
-            for _ in range(args.repeats):
-                for side in sides:
+            runs: dict[str, list[dict]] = {"ragtune": [], "plain": []}
+            for repeat in range(args.repeats):
+                for side in (["ragtune", "plain"] if repeat % 2 == 0 else ["plain", "ragtune"]):
                     index += 1
                     runs[side].append(run_worker(side, method, steps, lr, bf16, args, data, checkpoint, tmp, index))
-            summary = {side: summarise(side_runs) for side, side_runs in runs.items()}
-            baseline = summary["plain"]
-            results[method] = {"steps": steps, **summary,
-                               "same_tokens": len({s["tokens"] for s in summary.values()}) == 1}
-            for side in (s for s in sides if s != "plain"):
-                ours, suffix = summary[side], "" if side == "ragtune" else "_" + FINAL_CHECKPOINT
-                results[method].update({
-                    f"ratio_tokens_per_s{suffix}": round(ours["tokens_per_s"] / baseline["tokens_per_s"], 3),
-                    f"ratio_loop_tokens_per_s{suffix}": round(
-                        ours["loop_tokens_per_s"] / baseline["loop_tokens_per_s"], 3),
-                    f"ratio_peak_rss{suffix}": round(ours["peak_rss_mb"] / baseline["peak_rss_mb"], 3),
-                    f"ratio_peak_rss_training{suffix}": round(
-                        ours["peak_rss_train_mb"] / baseline["peak_rss_train_mb"], 3)})
-                print(f"{method}: {side}/plain tokens/s {results[method]['ratio_tokens_per_s' + suffix]}, "
-                      f"peak RSS {results[method]['ratio_peak_rss' + suffix]}", file=sys.stderr)
+            ours, baseline = summarise(runs["ragtune"]), summarise(runs["plain"])
+            results[method] = {
+                "steps": steps, "ragtune": ours, "plain": baseline, "same_tokens": ours["tokens"] == baseline["tokens"],
+                "ratio_tokens_per_s": round(ours["tokens_per_s"] / baseline["tokens_per_s"], 3),
+                "ratio_loop_tokens_per_s": round(ours["loop_tokens_per_s"] / baseline["loop_tokens_per_s"], 3),
+                "ratio_peak_rss": round(ours["peak_rss_mb"] / baseline["peak_rss_mb"], 3),
+                "ratio_peak_rss_training": round(ours["peak_rss_train_mb"] / baseline["peak_rss_train_mb"], 3)}
+            print(f"{method}: ragtune/plain tokens/s {results[method]['ratio_tokens_per_s']}, "
+                  f"peak RSS {results[method]['ratio_peak_rss']}", file=sys.stderr)
     emit(results, args.out)
 
 

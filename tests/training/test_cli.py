@@ -74,7 +74,8 @@ def test_resume_continues_the_latest_interrupted_run(tiny_model, qa_file, tmp_pa
     from .test_finetune import StopAfterCheckpoint
 
     runs_dir = tmp_path / "p" / ".ragtune" / "runs"
-    recipe = resolve_recipe("lora", overrides={"model": str(tiny_model), "max_steps": 6, "eval_every": 2})
+    recipe = resolve_recipe("lora", overrides={"model": str(tiny_model), "max_steps": 6, "eval_every": 2,
+                                               "save_every": 2})
     with pytest.raises(KeyboardInterrupt):
         finetune([parse_dataset_spec(str(qa_file))], recipe, runs_dir=runs_dir, callbacks=[StopAfterCheckpoint(2)])
     result = runner.invoke(app, ["finetune", "--resume", "--project", str(tmp_path / "p"), "--json"])

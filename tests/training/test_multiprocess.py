@@ -17,11 +17,13 @@ def test_two_process_training_under_accelerate_launch(tiny_model, qa_file, tmp_p
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     assert accelerate, "accelerate is a dependency and installs the `accelerate` command"
     out = tmp_path / "ddp-run"
+    recipe = tmp_path / "recipe.yaml"  # a timed checkpoint at every step: the processes must agree on each one
+    recipe.write_text("checkpoint_minutes: 1.0e-9\n", encoding="utf-8")
     # --multi_gpu picks accelerate's torchrun launcher; without a GPU the processes join over gloo on the CPU.
     command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ragtune.cli", "finetune",
                "--train", str(qa_file), "--model", str(tiny_model), "--method", "lora", "--max-steps", "4",
-               "--batch-size", "4", "--project", str(tmp_path / "project"), "--out", str(out), "--json"]
+               "--batch-size", "4", "--recipe", str(recipe), "--project", str(tmp_path / "project"), "--out", str(out), "--json"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes share the machine's cores
     completed = subprocess.run(command, capture_output=True, text=True, timeout=280, env=environment)
     assert completed.returncode == 0, completed.stderr[-3000:]

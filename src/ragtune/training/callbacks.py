@@ -1,4 +1,5 @@
-"""Trainer callbacks: a Rich progress bar (loss, tokens/s, ETA) and a JSONL log of every logged value."""
+"""Trainer callbacks: a Rich progress bar (loss, tokens/s, ETA), a JSONL log of every logged value, the session
+clock, and checkpoints by elapsed time."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+from accelerate import PartialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import TrainerCallback
@@ -78,7 +81,6 @@ def read_log(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-
 class SessionClockCallback(TrainerCallback):
     """Keep one line per training session (a run plus each resume) with its wall time up to the latest
     checkpoint, so a killed session's useful time still counts in the run's total."""
@@ -124,3 +126,34 @@ class ProgressTaskCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self._task is not None:
             self._task.advance()
+
+
+class TimedCheckpointCallback(TrainerCallback):
+    """Checkpoint (weights, optimizer, scheduler and RNG state) once `minutes` have passed since the last one, so
+    a killed run loses at most that much work and a short run pays for no checkpoint at all. In a multi-process
+    run the main process's clock decides for every process (they must save together)."""
+
+    def __init__(self, minutes: float, clock=time.monotonic):
+        self.seconds = minutes * 60
+        self.clock = clock
+        self._last_save = clock()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last_save = self.clock()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step < state.max_steps and self._due():
+            control.should_save = True  # the finished run's weights are saved anyway: no checkpoint at the end
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self._last_save = self.clock()
+
+    def _due(self) -> bool:
+        due = self.clock() - self._last_save >= self.seconds
+        process = PartialState()
+        if process.num_processes == 1:
+            return due
+        flag = torch.tensor([int(due)], device=process.device)
+        torch.distributed.broadcast(flag, src=0)
+        return bool(flag.item())

@@ -33,8 +33,8 @@ from ragtune.training.memory import estimate_memory, peak_memory_gb
 from ragtune.training.methods import apply_method, check_method_available, quantization_config, trainable_parameters
 from ragtune.training.recipe import TrainingRecipe, load_recipe, save_recipe
 from ragtune.training.sampled_metrics import sampled_generation_metrics
-from ragtune.training.trainer_setup import (build_trainer, device_type, process_state, training_arguments, use_bf16,
-                                            world_size)
+from ragtune.training.trainer_setup import (build_trainer, device_type, process_state,
+                                            return_only_the_loss_in_training, training_arguments, use_bf16, world_size)
 
 log = logging.getLogger(__name__)
 SESSIONS_FILE = "sessions.jsonl"  # one line per training session: wall time of the run and of each resume
@@ -100,6 +100,7 @@ def _prepare_session(work_dir: Path, train, val, recipe: TrainingRecipe | None, 
     _say(console, state, data.report.warnings)
     model = _load_model(checkpoint, recipe)
     _check_context(model, recipe)
+    return_only_the_loss_in_training(model)
     set_seed(recipe.seed)  # new adapter weights are drawn at random: the same recipe must draw the same ones
     model = apply_method(model, recipe)
     trainable, total = trainable_parameters(model)

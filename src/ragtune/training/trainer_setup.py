@@ -15,7 +15,9 @@ import torch
 from accelerate import PartialState
 from torch.utils.data import Dataset
 from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.utils import ModelOutput
 
+from ragtune.training.callbacks import TimedCheckpointCallback
 from ragtune.training.recipe import TrainingRecipe
 
 AUTO_EVALUATIONS = 10  # validation runs per training run when eval_every is not set
@@ -75,12 +77,16 @@ def total_steps(recipe: TrainingRecipe, train_rows: int) -> int:
 
 def training_arguments(recipe: TrainingRecipe, output_dir: Path, *, train_rows: int, has_validation: bool
                        ) -> TrainingArguments:
-    """TrainingArguments for `recipe`; evaluations (and checkpoints with them) about AUTO_EVALUATIONS per run."""
+    """TrainingArguments for `recipe`: evaluations about AUTO_EVALUATIONS per run; checkpoints every `save_every`
+    steps, or else at each new best validation loss (the TimedCheckpointCallback of `build_trainer` adds
+    checkpoints by time). Checkpoints hold the optimizer state: for full fine-tuning three times the model's size,
+    which on a short CPU run costs as much as the training (BENCHMARKS.md), hence none by default."""
     steps = total_steps(recipe, train_rows)
     eval_every = recipe.eval_every or max(1, steps // AUTO_EVALUATIONS)
-    save_every = recipe.save_every or eval_every
-    if has_validation and save_every % eval_every:
+    save_every = recipe.save_every
+    if save_every and has_validation and save_every % eval_every:
         save_every = eval_every * max(1, round(save_every / eval_every))  # best-model tracking needs aligned steps
+    save_strategy = "steps" if save_every else ("best" if has_validation else "no")
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=recipe.batch_size,
@@ -101,8 +107,8 @@ def training_arguments(recipe: TrainingRecipe, output_dir: Path, *, train_rows: 
         gradient_checkpointing_kwargs={"use_reentrant": False} if recipe.gradient_checkpointing else None,
         eval_strategy="steps" if has_validation else "no",
         eval_steps=eval_every if has_validation else None,
-        save_strategy="steps",
-        save_steps=save_every,
+        save_strategy=save_strategy,
+        **({"save_steps": save_every} if save_every else {}),
         save_total_limit=2,  # the best and the latest
         load_best_model_at_end=has_validation,
         metric_for_best_model="eval_loss" if has_validation else None,
@@ -118,11 +124,26 @@ def training_arguments(recipe: TrainingRecipe, output_dir: Path, *, train_rows: 
     )
 
 
+def return_only_the_loss_in_training(model) -> None:
+    """In training the Trainer reads only the loss of a forward pass; the logits returned with it are copied to
+    float32 by accelerate under bf16 autocast (tokens x vocabulary x 4 bytes per step), about 10 % of a LoRA step
+    of SmolLM2 on this CPU (BENCHMARKS.md). Evaluation and generation (eval mode, or no labels) keep them."""
+
+    def loss_only(module, inputs, output):
+        if module.training and isinstance(output, ModelOutput) and output.get("loss") is not None:
+            return type(output)(loss=output.loss)
+        return None
+
+    model.register_forward_hook(loss_only)
+
+
 def build_trainer(model, tokenizer, recipe: TrainingRecipe, args: TrainingArguments, *, train_rows: list[dict],
                   val_rows: list[dict], collator, tensorboard_dir: Path,
                   callbacks: list[TrainerCallback]) -> Trainer:
     """The Trainer with early stopping (when there is validation data) and the logging callbacks."""
     all_callbacks = list(callbacks) + _tracking_callbacks(tensorboard_dir)
+    if recipe.save_every is None:
+        all_callbacks.append(TimedCheckpointCallback(recipe.checkpoint_minutes))
     if val_rows and recipe.patience:
         all_callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.patience))
     trainer = Trainer(model=model, args=args, train_dataset=RowDataset(train_rows),
