@@ -14,9 +14,8 @@ uses with k = 0), patience 0 so early stopping never ends the run. Two runs with
   with validation     records the validation-loss curve (curves.png is copied to --curves); as ragtune does
                       whenever there is validation data, the run finishes with its best-validation checkpoint;
   without validation  the same training, finishing with the last step's weights: what memorising the training
-                      questions gives. (Not bit for bit the same: each evaluation draws a random number, as every
-                      PyTorch DataLoader iteration does, so dropout masks differ after the first one; both
-                      training-loss curves are reported.)
+                      questions gives. (With LoRA dropout, the default 0, each evaluation's random draw would
+                      shift the dropout masks; both training-loss curves are reported.)
 Answering: greedy, closed book (`build_messages(question, [])`), --max-new-tokens, through `load_generator`: the
 base model `smollm2-135m` (the baseline) and each finished run directory (llama.cpp with the run's LoRA GGUF
 adapter). Scores: exact match and token F1 (SQuAD normalisation) on the training questions (memorisation) and on

@@ -8,6 +8,7 @@ import pytest
 
 from ragtune.evaluation.advice import Constraints, recommend
 
+PRICE_PER_HOUR = 2.0
 DESCRIPTIONS = {"base": "closed book", "rag": "retrieval", "ft": "fine-tuned, closed book",
                 "ft-docs": "continued pre-training on the documents", "ft+rag": "fine-tuned with retrieval",
                 "raft": "RAFT with retrieval"}
@@ -27,7 +28,7 @@ def strategy(f1: float, *, retrieval: bool, cost: float = 0.1, p95: float = 1.0,
                  "adapter_mb": 4.0 if train_seconds else None, "index_seconds": 3.2 if retrieval else None,
                  "index_mb": 1.5 if retrieval else None, "prompt_tokens_per_question": 900.0 if retrieval else 60.0,
                  "completion_tokens_per_question": 12.0, "cost_per_1000_questions": cost,
-                 "training_cost": training_cost},
+                 "machine_seconds_per_1000_questions": cost / PRICE_PER_HOUR * 3600, "training_cost": training_cost},
         "latency": {"p50_s": p95 / 2, "p95_s": p95, "mean_s": p95 / 1.8, "tokens_per_second": 40.0,
                     "samples_s": [p95 / 4, p95 / 2, p95 / 2, p95 * 0.7, p95]},
     }
@@ -44,7 +45,7 @@ def make_results(strategies: dict[str, dict], significance: list[tuple] = (), kn
     results = {
         "schema_version": 1, "created": "2026-11-25T10:00:00+00:00", "seed": 7,
         "config": {"model": "tiny", "method": "lora", "k": 4, "docs": "docs/", "train": "train.jsonl",
-                   "test": "test.jsonl", "price_per_hour": 2.0, "quick": True},
+                   "test": "test.jsonl", "price_per_hour": PRICE_PER_HOUR, "quick": True},
         "constraints": constraints or {"knowledge_changes": "monthly", "must_cite": False},
         "primary_metric": "f1", "test_set": {"n": 50}, "strategies": strategies,
         "significance": [{"a": a, "b": b, "metric": "f1", "mean_difference": difference,
@@ -117,6 +118,18 @@ def test_tie_goes_to_the_cheaper_strategy(rag_cost, ft_cost, expected):
     cheaper, dearer = (f"{rag_cost:.2f}", f"{ft_cost:.2f}")[::1 if expected == "rag" else -1]
     assert f"{expected} is the cheapest: ${cheaper} per 1,000 questions" in texts(advice)
     assert f"${dearer} per 1,000 questions" in texts(advice)
+
+
+def test_without_a_price_the_tie_is_broken_on_machine_time():
+    results = make_results({"rag": strategy(0.42, retrieval=True, cost=0.05),
+                            "ft": strategy(0.40, retrieval=False, cost=0.20, train_seconds=300, training_cost=0.2)},
+                           significance=[("rag", "ft", 0.02, 0.41)])
+    results["config"]["price_per_hour"] = 0.0
+    advice = advise(results)
+    assert advice["strategy"] == "rag"
+    assert ("rag is the cheapest: 90 s per 1,000 questions and no training, vs ft 6.0 min per 1,000 questions "
+            "and 5.0 min training") in texts(advice)
+    assert "$" not in texts(advice)
 
 
 def test_training_cost_breaks_a_tie_in_cost_per_question():

@@ -86,7 +86,7 @@ def test_markdown_has_summary_links_and_first_twenty_questions(written):
     markdown = written["report.md"].read_text()
     assert "## Recommendation: rag" in markdown
     assert "| strategy | description | exact match | F1 |" in markdown
-    assert "| raft | RAFT with retrieval | 0.34 [0.29, 0.39] | 0.44 [0.39, 0.49] | $0.12 | 8.0 min |" in markdown
+    assert "| raft | RAFT with retrieval | 0.34 [0.29, 0.39] | 0.44 [0.39, 0.49] | 3.6 min | $0.12 | 8.0 min |" in markdown
     assert "- [Quality per strategy](plots/quality.png)" in markdown
     assert "## Knowledge update" in markdown
     assert "| q19 |" in markdown and "| q20 |" not in markdown

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal, get_args
 
+from ragtune.evaluation.costs import is_priced
+
 KnowledgeChanges = Literal["never", "monthly", "weekly", "daily"]
 FREQUENT_CHANGES = ("weekly", "daily")
 ACCURACY_KEPT = 0.9  # an update keeps accuracy when its new-question score is at least 90% of the best one
@@ -194,21 +196,26 @@ def _quality_reasons(results: dict, metric: str, ranked: list[str]) -> tuple[lis
 
 
 def _cost_key(strategy: dict) -> tuple[float, float]:
-    return strategy["cost"]["cost_per_1000_questions"], strategy["cost"]["training_cost"] or 0.0
+    """Machine time per 1,000 questions, then training time (money is the same order at any price per hour)."""
+    return strategy["cost"]["machine_seconds_per_1000_questions"], strategy["cost"]["train_seconds"] or 0.0
 
 
 def _cheapest(results: dict, tied: list[str]) -> tuple[str, dict]:
-    """The tied strategy with the lowest cost per 1,000 questions, then the lowest training cost."""
+    """The tied strategy that answers for the least machine time, then trained in the least; described in money
+    when the comparison had a price per hour, in machine time otherwise."""
     strategies = results["strategies"]
     chosen = min(tied, key=lambda name: _cost_key(strategies[name]))
+    keys = ("cost_per_1000_questions", "training_cost") if is_priced(results) else (
+        "machine_seconds_per_1000_questions", "train_seconds")
+    show = format_money if is_priced(results) else format_seconds
 
     def describe(name: str) -> str:
         cost = strategies[name]["cost"]
-        training = "no training" if cost["training_cost"] is None else f"{format_money(cost['training_cost'])} training"
-        return f"{format_money(cost['cost_per_1000_questions'])} per 1,000 questions and {training}"
+        training = "no training" if cost[keys[1]] is None else f"{show(cost[keys[1]])} training"
+        return f"{show(cost[keys[0]])} per 1,000 questions and {training}"
 
     others = "; ".join(f"{name} {describe(name)}" for name in tied if name != chosen)
-    evidence = [_cost_path(name, key) for name in tied for key in ("cost_per_1000_questions", "training_cost")]
+    evidence = [_cost_path(name, key) for name in tied for key in keys]
     return chosen, _reason(f"Among the tied strategies {chosen} is the cheapest: {describe(chosen)}, vs {others}.",
                            *evidence)
 

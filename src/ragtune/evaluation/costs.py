@@ -1,4 +1,5 @@
-"""Cost of a strategy: training, index and per-question figures, and money at a user-set price per machine hour."""
+"""Cost of a strategy: training, index and per-question figures in machine time, and money at a user-set price per
+machine hour (without one, strategies are compared on machine time)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ def strategy_cost(evaluation: dict, run: dict | None, index: dict | None, price_
         "index_mb": round(index["index_mb"], 3) if index else None,
         "prompt_tokens_per_question": evaluation["usage"]["prompt_tokens_per_question"],
         "completion_tokens_per_question": evaluation["usage"]["completion_tokens_per_question"],
+        "machine_seconds_per_1000_questions": mean_latency * 1000,
         "cost_per_1000_questions": mean_latency * 1000 / SECONDS_PER_HOUR * price_per_hour,
         "training_cost": train_seconds / SECONDS_PER_HOUR * price_per_hour if train_seconds is not None else None,
     }
+
+
+def is_priced(results: dict) -> bool:
+    """Whether the comparison had a price per machine hour (otherwise every money figure is 0)."""
+    return results["config"]["price_per_hour"] > 0

@@ -13,6 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ragtune.evaluation.advice import format_seconds, metric_label
+from ragtune.evaluation.costs import is_priced
 
 DPI = 100
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray",
@@ -59,21 +60,23 @@ def quality_plot(results: dict) -> bytes:
 
 
 def quality_cost_plot(results: dict) -> bytes:
-    """The primary metric against cost per 1,000 questions; marker area grows with training time."""
-    metric, colors = results["primary_metric"], _colors(results)
+    """The primary metric against cost per 1,000 questions (machine minutes without a price per hour); marker area
+    grows with training time."""
+    metric, colors, priced = results["primary_metric"], _colors(results), is_priced(results)
     figure = _new_figure(7, 4.5)
     axes = figure.add_subplot()
     for name, strategy in results["strategies"].items():
         if metric not in strategy["metrics"]:
             continue
         measure, cost = strategy["metrics"][metric], strategy["cost"]
-        x, y, train = cost["cost_per_1000_questions"], measure["value"], cost["train_seconds"]
+        x = cost["cost_per_1000_questions"] if priced else cost["machine_seconds_per_1000_questions"] / 60
+        y, train = measure["value"], cost["train_seconds"]
         axes.errorbar(x, y, yerr=[[y - measure["ci_low"]], [measure["ci_high"] - y]], color=colors[name], capsize=3)
         axes.scatter(x, y, s=30 + 8 * (train or 0) ** 0.5, color=colors[name], alpha=0.8, zorder=3)
         label = name if train is None else f"{name} (train {format_seconds(train)})"
         axes.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     axes.margins(x=0.25, y=0.1)
-    axes.set_xlabel("cost per 1,000 questions ($)")
+    axes.set_xlabel("cost per 1,000 questions ($)" if priced else "machine minutes per 1,000 questions")
     axes.set_ylabel(metric_label(metric))
     axes.set_title(f"{metric_label(metric)} against cost (marker size: training time)")
     axes.grid(alpha=0.3)

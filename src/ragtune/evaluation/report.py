@@ -23,6 +23,7 @@ from ragtune.evaluation.advice import (
     metric_label,
     recommend,
 )
+from ragtune.evaluation.costs import is_priced
 from ragtune.evaluation.plots import all_plots, knowledge_update_metric
 
 MARKDOWN_QUESTIONS = 20
@@ -94,18 +95,23 @@ def _optional(value, formatter) -> str:
 
 
 def summary_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    """One row per strategy: every metric with its CI, costs, training time, latency and prompt size."""
-    metrics = _metric_names(results)
-    header = ["strategy", "description", *map(metric_label, metrics), "cost / 1,000 questions", "training time",
-              "training cost", "p50 latency", "p95 latency", "prompt tokens / question"]
+    """One row per strategy: every metric with its CI, machine time (and money, when the comparison had a price
+    per hour) per 1,000 questions, training time, latency and prompt size."""
+    metrics, priced = _metric_names(results), is_priced(results)
+    header = ["strategy", "description", *map(metric_label, metrics), "machine time / 1,000 questions",
+              *(["cost / 1,000 questions"] if priced else []), "training time", *(["training cost"] if priced else []),
+              "p50 latency", "p95 latency", "prompt tokens / question"]
     rows = []
     for name, strategy in results["strategies"].items():
         cost, latency = strategy["cost"], strategy["latency"]
+        money = [format_money(cost["cost_per_1000_questions"])] if priced else []
+        training_money = [_optional(cost["training_cost"], format_money)] if priced else []
         rows.append([name, strategy["description"],
                      *(_optional(strategy["metrics"].get(metric), format_interval) for metric in metrics),
-                     format_money(cost["cost_per_1000_questions"]), _optional(cost["train_seconds"], format_seconds),
-                     _optional(cost["training_cost"], format_money), format_seconds(latency["p50_s"]),
-                     format_seconds(latency["p95_s"]), f"{cost['prompt_tokens_per_question']:.0f}"])
+                     format_seconds(cost["machine_seconds_per_1000_questions"]), *money,
+                     _optional(cost["train_seconds"], format_seconds), *training_money,
+                     format_seconds(latency["p50_s"]), format_seconds(latency["p95_s"]),
+                     f"{cost['prompt_tokens_per_question']:.0f}"])
     return header, rows
 
 

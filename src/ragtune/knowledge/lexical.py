@@ -7,6 +7,7 @@ precomputed sparse scores about 4 ms (BENCHMARKS.md).
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +17,9 @@ import Stemmer
 
 from ragtune.knowledge.stamps import read_stamp, write_stamp
 from ragtune.knowledge.store import KnowledgeStore
+
+# bm25s sets its logger to DEBUG, which prints "Building index from tokens" wherever logging has a handler
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 @lru_cache(maxsize=1)

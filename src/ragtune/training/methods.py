@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -59,7 +61,9 @@ def apply_method(model: nn.Module, recipe: TrainingRecipe) -> nn.Module:
 
     if recipe.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.gradient_checkpointing)
-    return get_peft_model(model, peft_config(recipe))
+    with warnings.catch_warnings():  # peft reads a transformers property deprecated in v5: nothing a user can do
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, peft_config(recipe))
 
 
 def peft_config(recipe: TrainingRecipe):
