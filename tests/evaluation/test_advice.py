@@ -245,3 +245,25 @@ def test_constraints_round_trip_and_validate():
         Constraints(knowledge_changes="hourly")
     with pytest.raises(ValueError, match="latency"):
         Constraints.from_dict({"latency": 2})
+
+
+def test_a_tie_prefers_the_strategies_shown_better_than_the_base_model():
+    """The demo's situation: with few test questions a cheap fine-tune ties with RAG, but only RAG beats base."""
+    results = make_results({"base": strategy(0.09, retrieval=False, cost=0.01),
+                            "rag": strategy(0.17, retrieval=True, cost=0.3),
+                            "ft": strategy(0.10, retrieval=False, cost=0.02, train_seconds=90, training_cost=0.05)},
+                           significance=[("rag", "base", 0.08, 0.03), ("rag", "ft", 0.07, 0.11),
+                                         ("ft", "base", 0.01, 0.6)])
+    advice = advise(results)
+    assert advice["strategy"] == "rag"
+    assert ("ft is not significantly better than base on F1 (ft 0.10 vs 0.09: difference +0.01, CI [-0.05, +0.07], "
+            "p = 0.6), so the tie is settled among those that are: rag.") in texts(advice)
+
+
+def test_without_any_strategy_beating_base_the_tie_goes_to_cost_as_before():
+    results = make_results({"base": strategy(0.12, retrieval=False, cost=0.01),
+                            "rag": strategy(0.17, retrieval=True, cost=0.3),
+                            "ft": strategy(0.15, retrieval=False, cost=0.02, train_seconds=90, training_cost=0.05)},
+                           significance=[("rag", "base", 0.05, 0.2), ("rag", "ft", 0.02, 0.5), ("ft", "base", 0.03, 0.4)])
+    advice = advise(results)
+    assert advice["strategy"] == "base" and "better than base" not in texts(advice)

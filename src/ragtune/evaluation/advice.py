@@ -2,8 +2,9 @@
 
 Hard constraints (p95 latency, cost per 1,000 questions, citations) filter the strategies; the rest are ranked
 by the primary metric; those whose difference to the best is not significant count as tied, and ties are broken
-by how fast a strategy absorbs new documents (when knowledge changes weekly or daily), then by cost. Every
-reason quotes the numbers it rests on and cites their JSON paths in the results dict.
+by whether a strategy is shown better than the base model, by how fast it absorbs new documents (when knowledge
+changes weekly or daily), then by cost. Every reason quotes the numbers it rests on and cites their JSON paths in
+the results dict.
 """
 
 from __future__ import annotations
@@ -267,9 +268,34 @@ def _retrieval_first(results: dict, tied: list[str], changes: str) -> tuple[list
     return retrieving or tied, _reason(text, *(f"strategies.{name}.uses_retrieval" for name in tied))
 
 
+def _better_than_base(results: dict, tied: list[str], metric: str) -> tuple[list[str], dict] | None:
+    """The tied strategies shown to beat the base model, when it was measured and some (not all) of them do: a
+    strategy that cannot be told apart from the base model has not shown that it adds anything."""
+    strategies = results["strategies"]
+    if "base" not in strategies or "base" in tied:
+        return None
+    base_value = strategies["base"]["metrics"][metric]["value"]
+    comparisons = {name: _compare(results, metric, name, "base") for name in tied}
+    proven = [name for name in tied
+              if comparisons[name].significant and strategies[name]["metrics"][metric]["value"] > base_value]
+    unproven = [name for name in tied if name not in proven]
+    if not proven or not unproven:
+        return None
+    details = "; ".join(f"{name} {strategies[name]['metrics'][metric]['value']:.2f} vs {base_value:.2f}: "
+                        f"{comparisons[name].text}" for name in unproven)
+    text = (f"{_subject(unproven, 'is', 'are')} not significantly better than base on {metric_label(metric)} "
+            f"({details}), so the tie is settled among those that are: {', '.join(proven)}.")
+    return proven, _reason(text, *(path for name in unproven for path in comparisons[name].evidence))
+
+
 def _break_tie(results: dict, tied: list[str], metric: str, constraints: Constraints) -> tuple[str, list[dict]]:
-    """Pick among tied strategies: update speed first when knowledge changes often, then cost."""
+    """Pick among tied strategies: those shown better than the base model, then update speed when knowledge
+    changes often, then cost."""
     reasons = []
+    better = _better_than_base(results, tied, metric) if len(tied) > 1 else None
+    if better:
+        tied, reason = better
+        reasons.append(reason)
     if len(tied) > 1 and constraints.knowledge_changes in FREQUENT_CHANGES:
         changes = constraints.knowledge_changes
         update = _fastest_update(results, tied, metric, changes) if "knowledge_update" in results else None
