@@ -168,3 +168,8 @@ def test_compare_command_reads_an_experiment_file_and_flags_override_it(dataset,
     bad = CliRunner().invoke(app, ["compare", "--experiment", str(settings), "--strategies", "base,rga",
                                    "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 1 and "unknown strategies: rga" in bad.output
+
+    unpriced = CliRunner().invoke(app, ["compare", "--experiment", str(settings), "--budget-per-1000", "0.5",
+                                        "--out", str(tmp_path / "unpriced")])
+    assert unpriced.exit_code == 1 and "--price-per-hour" in unpriced.output
+    assert not (tmp_path / "unpriced").exists()

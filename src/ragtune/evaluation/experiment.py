@@ -85,6 +85,9 @@ def load_experiment(path: Path | None, overrides: dict[str, Any]) -> Experiment:
         experiment = Experiment.model_validate(data)
     except ValidationError as exc:
         raise RagtuneError(f"invalid experiment: {validation_problems(exc)}", "correct the named settings") from exc
+    if experiment.budget_per_1000 is not None and experiment.price_per_hour == 0:
+        raise RagtuneError("a budget per 1,000 questions needs a price per machine hour to compare costs with",
+                           "pass --price-per-hour (or put price_per_hour: in the experiment file)")
     unknown = [name for name in experiment.strategies if name not in STRATEGIES]
     if unknown:
         raise RagtuneError(f"unknown strategies: {', '.join(unknown)}", f"choose among: {', '.join(STRATEGIES)}")
