@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import tempfile
 from html import escape
 from pathlib import Path
 
+from ragtune.atomic_files import write_bytes_atomically
 from ragtune.evaluation.advice import (
     METRIC_LABELS,
     Constraints,
@@ -60,26 +59,12 @@ def write_report(results: dict, out_dir: Path) -> dict[str, Path]:
     plots = all_plots(results)
     written = {}
     for name, png in plots.items():
-        written[f"plots/{name}.png"] = _write_atomic(out_dir / "plots" / f"{name}.png", png)
+        written[f"plots/{name}.png"] = write_bytes_atomically(out_dir / "plots" / f"{name}.png", png)
     documents = {"report.md": render_markdown(results, list(plots)), "report.html": render_html(results, plots),
                  "results.json": json.dumps(results, indent=2, ensure_ascii=False)}
     for name, text in documents.items():
-        written[name] = _write_atomic(out_dir / name, text.encode("utf-8"))
+        written[name] = write_bytes_atomically(out_dir / name, text.encode("utf-8"))
     return written
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
-    """Write to a temporary file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # Tables as plain strings, shared by the HTML and the Markdown.

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
+from ragtune.atomic_files import write_bytes_atomically
 from ragtune.errors import RagtuneError
 
 STAGES_DIR = "stages"
@@ -43,9 +43,7 @@ class StageCache:
             self.reused.append(name)
             return json.loads(path.read_text(encoding="utf-8"))
         result = compute()
-        temp = path.with_suffix(".tmp")
-        temp.write_text(json.dumps(result, default=str), encoding="utf-8")
-        os.replace(temp, path)
+        write_bytes_atomically(path, json.dumps(result, default=str).encode("utf-8"))
         return result
 
     def _path(self, name: str) -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from ragtune.atomic_files import write_atomically
 from ragtune.errors import RagtuneError
 
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -116,19 +116,6 @@ def _read_base(base_gguf: Path) -> _Base:
         shapes={t.name: tuple(int(d) for d in t.shape) for t in reader.tensors},
         name_map=gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_blocks),
     )
-
-
-def _write_atomically(out_path: Path, write: Callable[[Path], None]) -> Path:
-    """Run `write(temp)` on a sibling temp file, then rename it to `out_path` (never a half-written file)."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    temp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    try:
-        write(temp)
-        os.replace(temp, out_path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return out_path
 
 
 def _finish(writer: gguf.GGUFWriter) -> None:
@@ -238,7 +225,7 @@ def write_lora_gguf(adapter_dir: Path, base_gguf: Path, out_path: Path) -> Path:
             writer.add_tensor(f"{name}.lora_b", np.ascontiguousarray(lora_b, dtype=np.float32))
         _finish(writer)
 
-    return _write_atomically(out_path, write)
+    return write_atomically(out_path, write)
 
 
 # -------------------------------------------------------------------------------------------- merged
@@ -384,4 +371,4 @@ def write_merged_gguf(model_dir: Path, base_gguf: Path, out_path: Path, tensor_t
             writer.add_tensor(name, data, raw_dtype=dtype if dtype == gguf.GGMLQuantizationType.Q8_0 else None)
         _finish(writer)
 
-    return _write_atomically(out_path, write)
+    return write_atomically(out_path, write)
