@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from ragtune.data import parse_dataset_spec
+from ragtune.data import DatasetSpec, parse_dataset_spec
 from ragtune.evaluation.advice import Constraints, recommend
 from ragtune.evaluation.costs import directory_mb, strategy_cost
 from ragtune.evaluation.experiment import Experiment
@@ -25,9 +26,13 @@ from ragtune.evaluation.statistics import compare_strategies
 from ragtune.evaluation.test_set import load_test_set
 from ragtune.progress import ProgressReporter, SilentProgress, rich_progress
 from ragtune.strategies import STRATEGIES, Strategy
+from ragtune.training.artifacts import trained_weights_dir
 from ragtune.training.callbacks import ProgressTaskCallback, read_log
 from ragtune.training.recipe import resolve_recipe
 from ragtune.training.runs import LOG_FILE, partial_dir
+
+if TYPE_CHECKING:
+    from ragtune.training.finetune import FinetuneResult
 
 SCHEMA_VERSION = 1
 
@@ -93,24 +98,32 @@ def _ingest(project, documents: list[str], progress: ProgressReporter) -> dict:
             "documents": report.documents, "chunks": report.chunks}
 
 
-def _train(project, experiment: Experiment, objective: str, train_file: Path, run_dir: Path,
-           progress: ProgressReporter, base_model: str | None = None) -> dict:
-    """One fine-tuning run (resumed when an earlier attempt was interrupted); returns its metadata."""
+def train_with_budget(project, experiment: Experiment, objective: str, train: list[DatasetSpec], run_dir: Path,
+                      progress: ProgressReporter, *, description: str, base_model: str | None = None
+                      ) -> FinetuneResult:
+    """One fine-tuning run of `objective` within the experiment's budget, from `base_model` (default the
+    experiment's model); an interrupted earlier attempt at `run_dir` is resumed instead."""
     budget = experiment.effective_budget()
     steps = {"sft": budget.sft_max_steps, "cpt": budget.cpt_max_steps, "raft": budget.raft_max_steps}[objective]
     recipe = resolve_recipe(experiment.method, overrides={
         "model": base_model or experiment.model, "objective": objective, "max_steps": steps,
         "batch_size": budget.batch_size, "learning_rate": experiment.learning_rate, "seed": experiment.seed,
         "data": {"max_seq_length": budget.max_seq_length, "raft_k": experiment.raft_k, "seed": experiment.seed}})
-    train = [parse_dataset_spec("kb" if objective == "cpt" else str(train_file))]
     resume = partial_dir(run_dir).is_dir()
-    callbacks = [ProgressTaskCallback(progress, f"training {objective} ({experiment.method})")]
-    result = project.finetune(None if resume else train, None if resume else recipe, out=run_dir, resume=resume,
-                              callbacks=callbacks)
+    return project.finetune(None if resume else train, None if resume else recipe, out=run_dir, resume=resume,
+                            callbacks=[ProgressTaskCallback(progress, description)])
+
+
+def _train(project, experiment: Experiment, objective: str, train_file: Path, run_dir: Path,
+           progress: ProgressReporter) -> dict:
+    """The run a strategy needs; returns its metadata with the training curve and the adapter's size."""
+    train = [parse_dataset_spec("kb" if objective == "cpt" else str(train_file))]
+    result = train_with_budget(project, experiment, objective, train, run_dir, progress,
+                               description=f"training {objective} ({experiment.method})")
     curve = [{key: record[key] for key in ("step", "loss", "eval_loss") if key in record}
              for record in read_log(result.run_dir / LOG_FILE) if "loss" in record or "eval_loss" in record]
     return {**result.metadata, "run_dir": str(result.run_dir), "training_curve": curve,
-            "adapter_mb": directory_mb(result.run_dir / "adapter") or directory_mb(result.run_dir / "model")}
+            "adapter_mb": directory_mb(trained_weights_dir(result.run_dir))}
 
 
 def _model_of(strategy: Strategy, runs: dict[str, dict]) -> str | None:

@@ -8,14 +8,12 @@ import time
 from pathlib import Path
 
 from ragtune.data import parse_dataset_spec
+from ragtune.evaluation.compare import train_with_budget
 from ragtune.evaluation.experiment import Experiment
 from ragtune.evaluation.runner import evaluate
 from ragtune.evaluation.test_set import load_test_set
 from ragtune.progress import ProgressReporter
 from ragtune.strategies import Strategy
-from ragtune.training.callbacks import ProgressTaskCallback
-from ragtune.training.recipe import resolve_recipe
-from ragtune.training.runs import partial_dir
 
 SUMMARY_METRICS = ("exact_match", "f1")
 
@@ -50,18 +48,11 @@ def measure_knowledge_update(project, experiment: Experiment, strategies: list[S
 def _further_training(project, experiment: Experiment, objective: str, run: dict, split: dict, out_dir: Path,
                       progress: ProgressReporter) -> dict:
     """Continue the run on the new material: the new documents (cpt) or the questions about them (sft)."""
-    budget = experiment.effective_budget()
-    steps = budget.cpt_max_steps if objective == "cpt" else budget.sft_max_steps
-    recipe = resolve_recipe(experiment.method, overrides={
-        "model": run["run_dir"], "objective": objective, "max_steps": steps, "batch_size": budget.batch_size,
-        "learning_rate": experiment.learning_rate, "seed": experiment.seed,
-        "data": {"max_seq_length": budget.max_seq_length, "seed": experiment.seed}})
     data = ([parse_dataset_spec(path) for path in split["new_documents"]] if objective == "cpt"
             else [parse_dataset_spec(split["train_new"])])
-    run_dir = out_dir / "runs" / f"{objective}-update"
-    resume = partial_dir(run_dir).is_dir()
-    result = project.finetune(None if resume else data, None if resume else recipe, out=run_dir, resume=resume,
-                              callbacks=[ProgressTaskCallback(progress, f"absorbing new documents ({objective})")])
+    result = train_with_budget(project, experiment, objective, data, out_dir / "runs" / f"{objective}-update",
+                               progress, description=f"absorbing new documents ({objective})",
+                               base_model=run["run_dir"])
     return {"run_dir": str(result.run_dir), "train_seconds": result.metadata["train_seconds"],
             "peak_memory_gb": result.metadata["peak_memory_gb"]}
 
