@@ -31,11 +31,3 @@ def get_strategy(name: str) -> Strategy:
     if name not in STRATEGIES:
         raise RagtuneError(f"unknown strategy '{name}'", f"choose among: {', '.join(STRATEGIES)}")
     return STRATEGIES[name]
-
-
-def parse_strategies(text: str) -> list[Strategy]:
-    """Strategies from a comma-separated list such as `base,rag,ft`."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise RagtuneError("no strategies given", f"e.g. --strategies base,rag,ft (choices: {', '.join(STRATEGIES)})")
-    return [get_strategy(name) for name in dict.fromkeys(names)]

@@ -206,9 +206,10 @@ def _cheapest(results: dict, tied: list[str]) -> tuple[str, dict]:
     when the comparison had a price per hour, in machine time otherwise."""
     strategies = results["strategies"]
     chosen = min(tied, key=lambda name: _cost_key(strategies[name]))
-    keys = ("cost_per_1000_questions", "training_cost") if is_priced(results) else (
+    priced = is_priced(results)
+    keys = ("cost_per_1000_questions", "training_cost") if priced else (
         "machine_seconds_per_1000_questions", "train_seconds")
-    show = format_money if is_priced(results) else format_seconds
+    show = format_money if priced else format_seconds
 
     def describe(name: str) -> str:
         cost = strategies[name]["cost"]

@@ -32,7 +32,7 @@ def eval_command(test: Path = typer.Option(..., "--test", help="Q&A JSONL: quest
     proj = _project(project)
     if as_json:
         result = evaluate(proj, questions, chosen, model=model, k=k, seed=seed)
-        _print_json({"strategy": result.strategy, **result.to_dict()})
+        _print_json(result.to_dict())
         return
     with rich_progress(err_console) as progress:
         result = evaluate(proj, questions, chosen, model=model, k=k, seed=seed, progress=progress)

@@ -33,9 +33,6 @@ class StageCache:
         marker.write_text(json.dumps({"fingerprint": fingerprint, "experiment": experiment}, indent=2),
                           encoding="utf-8")
 
-    def done(self, name: str) -> bool:
-        return self._path(name).is_file()
-
     def run(self, name: str, compute: Callable[[], dict]) -> dict:
         """The stage's saved result, or compute it and save it (atomically) when it has not finished before."""
         path = self._path(name)

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from ragtune.errors import RagtuneError
-from ragtune.training.checkpoint import source_gguf
+from ragtune.training.checkpoint import SOURCE_FILE, SOURCE_KEY, source_gguf
 from ragtune.training.methods import PROMPT_LEARNING_METHODS
 from ragtune.training.runs import ADAPTER_DIR, ADAPTER_GGUF, MODEL_DIR, MODEL_GGUF
 
@@ -77,8 +77,6 @@ def merged_checkpoint(run_dir: Path) -> Path:
 def export_merged(run_dir: Path, base_checkpoint: Path, out_dir: Path) -> dict[str, str]:
     """A standalone merged model: a transformers folder (with tokenizer) and, for GGUF bases, a GGUF file
     recorded as the folder's source, so that a fine-tune of the merged model exports onto it."""
-    from ragtune.training.checkpoint import SOURCE_FILE, SOURCE_KEY
-
     from transformers import AutoTokenizer
 
     from ragtune.training.gguf_export import write_merged_gguf

@@ -107,7 +107,7 @@ def _prepare_session(work_dir: Path, train, val, recipe: TrainingRecipe | None, 
     estimate = estimate_memory(model, batch_size=recipe.batch_size, seq_length=_longest(train_rows),
                                bf16=use_bf16(recipe.precision), gradient_checkpointing=recipe.gradient_checkpointing,
                                device=device_type())
-    _say(console, state, [estimate.warning()] if estimate.warning() else [])
+    _say(console, state, [warning] if (warning := estimate.warning()) else [])
     return _Session(recipe, checkpoint, tokenizer, data, train_rows, val_rows, model, trainable, total,
                     estimate.to_dict())
 
@@ -198,11 +198,8 @@ def _run_data(work_dir: Path, train, val, recipe: TrainingRecipe, tokenizer, kno
 
 def _encode(data: PreparedData, tokenizer, recipe: TrainingRecipe) -> tuple[list[dict], list[dict]]:
     length = recipe.data.max_seq_length
-    if recipe.objective == "cpt":
-        train_rows, val_rows = encode_texts(data.train, tokenizer, length), encode_texts(data.val, tokenizer, length)
-    else:
-        train_rows, val_rows = encode_examples(data.train, tokenizer, length), encode_examples(data.val, tokenizer,
-                                                                                                length)
+    encode = encode_texts if recipe.objective == "cpt" else encode_examples
+    train_rows, val_rows = encode(data.train, tokenizer, length), encode(data.val, tokenizer, length)
     if recipe.packing:
         train_rows = pack_sequences(train_rows, length, recipe.seed)
     if not train_rows:
@@ -243,7 +240,7 @@ def _truncate_log(path: Path, last_checkpoint: str | None) -> None:
     """On resume, drop log lines past the checkpoint (the resumed run logs those steps again)."""
     if not path.exists():
         return
-    keep_until = int(last_checkpoint.rsplit("-", 1)[1]) if last_checkpoint else 0
+    keep_until = _step_of(last_checkpoint) or 0
     kept = [record for record in read_log(path) if record["step"] <= keep_until]
     path.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
 
@@ -260,13 +257,14 @@ def _initial_val_loss(work_dir: Path) -> float | None:
 
 def _metadata(session: _Session, trainer, history: list[dict], work_dir: Path, *, gguf_file: Path | None) -> dict:
     recipe, checkpoint, data, state = session.recipe, session.checkpoint, session.data, trainer.state
+    base_gguf = source_gguf(checkpoint)
     sessions = read_log(work_dir / SESSIONS_FILE)
     train_seconds = sum(session["seconds"] for session in sessions)
     losses = [record["loss"] for record in history if "loss" in record]
     return {
         "base_model": recipe.model,
         "base_checkpoint": str(checkpoint),
-        "base_gguf": str(source_gguf(checkpoint)) if source_gguf(checkpoint) else None,
+        "base_gguf": str(base_gguf) if base_gguf else None,
         "method": recipe.method,
         "objective": recipe.objective,
         "recipe_changes": recipe.describe_changes(),
