@@ -28,3 +28,8 @@ def test_quick_demo_compares_the_default_strategies_on_real_models(tmp_path):
     assert results["recommendation"]["reasons"]
     html = (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")
     assert "data:image/png;base64," in html and results["recommendation"]["strategy"] in html
+    # No price per hour was given: costs are machine time, never "$0".
+    for entry in results["strategies"].values():
+        assert entry["cost"]["machine_seconds_per_1000_questions"] == pytest.approx(1000 * entry["latency"]["mean_s"])
+    assert "machine time / 1,000 questions" in html
+    assert "$" not in " ".join(reason["text"] for reason in results["recommendation"]["reasons"])
