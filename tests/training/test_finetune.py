@@ -165,3 +165,16 @@ def test_supervised_tuning_after_continued_pretraining_starts_from_the_cpt_run(t
     assert sft.metadata["base_checkpoint"] == str(cpt.run_dir / "merged")
     assert load_generator(str(sft.run_dir)).generate([{"role": "user", "content": "Box 3?"}],
                                                      GenerationConfig(max_new_tokens=4)).text is not None
+
+
+def test_rows_removed_while_cleaning_are_named_in_a_warning(tiny_model, tmp_path, caplog):
+    rows = qa_rows(12)
+    data = tmp_path / "qa.jsonl"
+    lines = [json.dumps(row) for row in rows]
+    lines.insert(3, '{"question": "broken?", "answer": ')
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = finetune([parse_dataset_spec(str(data))], lora_recipe(tiny_model, max_steps=1),
+                      runs_dir=tmp_path / "runs")
+    assert result.metadata["status"] == "finished"
+    assert f"1 of 13 rows removed while cleaning (invalid JSON 1): {data}:4 invalid JSON" in caplog.text
+    assert "data/report.md" in caplog.text

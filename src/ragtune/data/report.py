@@ -35,6 +35,16 @@ class DataReport:
         """Removed rows per reason, most frequent first."""
         return dict(Counter(row["reason"] for row in self.removed).most_common())
 
+    def removal_summary(self, examples: int = 3) -> str | None:
+        """One line on the removed rows (per reason, the first few with file and line), None when none was."""
+        if not self.removed:
+            return None
+        reasons = ", ".join(f"{reason} {count}" for reason, count in self.removal_reasons().items())
+        first = "; ".join(f"{row['origin']} {row['reason']}" + (f" ({row['detail']})" if row.get("detail") else "")
+                          for row in self.removed[:examples])
+        return (f"{len(self.removed)} of {self.stages.get('loaded', '?')} rows removed while cleaning ({reasons}): "
+                f"{first}{'; ...' if len(self.removed) > examples else ''}; every row is listed in data/report.md")
+
     def to_markdown(self) -> str:
         """A human-readable report (written as report.md next to the data)."""
         lines = [f"# Training data ({self.objective})", "", "## Rows", "", "| step | rows |", "|---|---|"]

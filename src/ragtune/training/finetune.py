@@ -97,7 +97,7 @@ def _prepare_session(work_dir: Path, train, val, recipe: TrainingRecipe | None, 
     with state.main_process_first():  # the main process prepares the data; the others read what it wrote
         data = _run_data(work_dir, train, val, recipe, tokenizer, knowledge_base_factory, console, state)
     train_rows, val_rows = _encode(data, tokenizer, recipe)
-    _say(console, state, data.report.warnings)
+    _say(console, state, [*filter(None, [data.report.removal_summary()]), *data.report.warnings])
     model = _load_model(checkpoint, recipe)
     _check_context(model, recipe)
     return_only_the_loss_in_training(model)
