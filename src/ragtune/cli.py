@@ -19,6 +19,20 @@ app = typer.Typer(help="Build RAG and fine-tuned models on your own documents an
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
+
+@app.callback()
+def _configure_logging() -> None:
+    """Warnings logged by ragtune and its libraries go to stderr in one format, at WARNING and above. Set up
+    before any library does it for us (absl, under rouge-score, installs a bare root handler on first use,
+    which also printed other loggers' DEBUG records)."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=err_console, level=logging.WARNING, show_time=False, show_path=False)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])  # no-op if configured
+
+
 ProjectOption = typer.Option(Path("."), "--project", "-p", help="Project directory (config and stores).")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 

@@ -83,3 +83,21 @@ def test_resume_continues_the_latest_interrupted_run(tiny_model, qa_file, tmp_pa
     metadata = json.loads(result.stdout)
     assert metadata["steps"] == 6 and metadata["sessions"] == 2
     assert not list(runs_dir.glob("*.partial"))
+
+
+def test_warnings_reach_stderr_in_one_format(tiny_model, tmp_path):
+    """In a fresh process, as a user runs it: without ragtune's own logging set-up, rouge-score's absl logging
+    installs a bare root handler on import, and warnings print as `WARNING:ragtune.training.finetune:...`."""
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "qa.jsonl"
+    data.write_text('{"question": "What colour is box 1?", "answer": "red"}\n{"question": "q2?", "answer": \n',
+                    encoding="utf-8")
+    completed = subprocess.run([sys.executable, "-m", "ragtune.cli", "finetune", "--train", str(data), "--model",
+                                str(tiny_model), "--max-steps", "1", "--project", str(tmp_path / "p"), "--json"],
+                               capture_output=True, text=True, timeout=240, env={**os.environ, "COLUMNS": "200"})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "WARNING  1 of 2 rows removed while cleaning (invalid JSON 1)" in completed.stderr
+    assert "WARNING:" not in completed.stderr
