@@ -9,8 +9,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _mode_from_umask() -> int:
+    """The mode a plain open() would create a file with: 0o666 less the process umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    """Run `write(temp)` on a temp file beside `path`, then rename it to `path` (the temp is removed on failure)."""
+    """Run `write(temp)` on a temp file beside `path`, then rename it to `path` (the temp is removed on failure).
+
+    The file gets the permissions the umask gives new files (mkstemp alone would leave it readable by its owner
+    only, so a shared report could not be read by the team).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -18,6 +29,7 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
     temp = Path(name)
     try:
         write(temp)
+        os.chmod(temp, _mode_from_umask())
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)

@@ -205,27 +205,24 @@ def demo(out: Path = typer.Option(Path("ragtune-demo"), "--out", "--project", "-
     """The main job on built-in defaults: compare base, rag, ft, ft+rag and raft on the bundled COVID-QA subset,
     write the report and recommend a strategy."""
     from ragtune.demo import demo_experiment
-    from ragtune.evaluation.cli import print_comparison
+    from ragtune.evaluation.cli import show_results
     from ragtune.evaluation.compare import run_compare
 
     results = run_compare(demo_experiment(quick=quick), out, resume=resume, console=None if as_json else err_console)
-    if as_json:
-        _print_json(results)
-        return
-    print_comparison(results)
-    console.print(f"report: {out.resolve() / 'report.html'}")
+    show_results(results, out, as_json)
 
 
 def _register_command_groups() -> None:
     """Commands defined beside their packages (they import helpers from this module)."""
     from ragtune.data.cli import data_app
-    from ragtune.evaluation.cli import compare, eval_command
+    from ragtune.evaluation.cli import advise, compare, eval_command
     from ragtune.training.cli import export, finetune
 
     app.command()(finetune)
     app.command()(export)
     app.command("eval")(eval_command)
     app.command()(compare)
+    app.command()(advise)
     app.add_typer(data_app, name="data", help="Prepare training data: formats, cleaning, splits, RAFT.")
 
 

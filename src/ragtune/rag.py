@@ -26,6 +26,7 @@ class Answer:
     citations: list[dict]
     passages: list[Hit]
     timings: dict = field(default_factory=dict)
+    ranked: list[Hit] = field(default_factory=list)  # every hit retrieved (to rank_depth), best first
 
     def to_dict(self) -> dict:
         return {"answer": self.answer, "citations": self.citations, "timings": self.timings}
@@ -61,10 +62,16 @@ class RagPipeline:
         return GenerationConfig(max_new_tokens=self.settings.max_new_tokens, temperature=self.settings.temperature)
 
     def answer(self, question: str, k: int | None = None, source_glob: str | None = None,
-               on_text: Callable[[str], None] | None = None) -> Answer:
-        """Answer one question; `on_text` receives the answer as it streams."""
+               on_text: Callable[[str], None] | None = None, rank_depth: int = 0) -> Answer:
+        """Answer one question from its top `k` passages; `on_text` receives the answer as it streams.
+
+        With `rank_depth`, the one retrieval ranks that many hits (Answer.ranked, for recall@k and MRR) and the
+        prompt takes the first k of them, the same passages a depth-k retrieval gives.
+        """
         started = time.perf_counter()
-        hits = self.retriever.search(question, k=k, source_glob=source_glob)
+        k = self.retriever.config.k if k is None else k
+        ranked = self.retriever.search(question, k=max(k, rank_depth) if k > 0 else 0, source_glob=source_glob)
+        hits = ranked[:k]
         retrieval = self.retriever.last_timings
         budget = self.settings.context_tokens - self.settings.max_new_tokens - _PROMPT_MARGIN_TOKENS
         passages = fit_passages(question, hits, budget, self.generator.count_tokens)
@@ -98,4 +105,4 @@ class RagPipeline:
         }
         if first_token_at:
             timings["time_to_first_token_s"] = round(first_token_at - generation_started, 3)
-        return Answer(text, cite(text, passages), passages, timings)
+        return Answer(text, cite(text, passages), passages, timings, ranked)

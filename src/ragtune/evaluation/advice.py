@@ -1,38 +1,33 @@
-"""Which strategy to use, derived from the measured numbers.
+"""Which strategy to use, derived from the measured numbers, or "inconclusive" with what would decide it.
 
 Hard constraints (p95 latency, cost per 1,000 questions, citations) filter the strategies; the rest are ranked
-by the primary metric; those whose difference to the best is not significant count as tied, and ties are broken
-by whether a strategy is shown better than the base model, by how fast it absorbs new documents (when knowledge
-changes weekly or daily), then by cost. Every reason quotes the numbers it rests on and cites their JSON paths in
-the results dict.
+by the deciding metric; those whose difference to the best is not significant after Holm's correction count as
+tied. When nothing is separated from the best and the test set could not have detected a difference of
+EQUIVALENCE_MARGIN, the verdict is "inconclusive", with the questions, training budget or model that would decide
+it. Otherwise ties are broken by whether a strategy is shown better than the base model, by how fast it absorbs
+new documents (when knowledge changes weekly or daily), then by cost. Every reason quotes the numbers it rests on
+and cites their paths in the results (see ragtune.evaluation.results.resolve).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Literal, get_args
+import statistics
+from dataclasses import dataclass
 
-from ragtune.evaluation.costs import is_priced
+from ragtune.evaluation.registry import METRICS, metric_label
+from ragtune.evaluation.results import Constraints, Reason, Recommendation, Results, StrategyResult
+from ragtune.evaluation.statistics import POWER, SIGNIFICANCE_LEVEL, detectable_difference, required_questions
 
-KnowledgeChanges = Literal["never", "monthly", "weekly", "daily"]
 FREQUENT_CHANGES = ("weekly", "daily")
 ACCURACY_KEPT = 0.9  # an update keeps accuracy when its new-question score is at least 90% of the best one
-
-METRIC_LABELS = {
-    "exact_match": "exact match", "f1": "F1", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L",
-    "bleu": "BLEU", "similarity": "similarity", "mc_accuracy": "multiple-choice accuracy",
-    "recall_at_k": "recall@k", "mrr": "MRR", "groundedness": "groundedness",
-}
+EQUIVALENCE_MARGIN = 0.05  # strategies no test set of this power tells apart are equivalent, not undecided
+WEAK_SCORE = 0.2  # a best score below this suggests a stronger base model
+MAX_SIZING_LINES = 3
 
 
-def metric_label(metric: str) -> str:
-    """The display name of a metric ("f1" -> "F1")."""
-    return METRIC_LABELS.get(metric, metric)
-
-
-def format_interval(measure: dict) -> str:
+def format_interval(measure) -> str:
     """A metric with its confidence interval: "0.41 [0.35, 0.47]"."""
-    return f"{measure['value']:.2f} [{measure['ci_low']:.2f}, {measure['ci_high']:.2f}]"
+    return f"{measure.value:.2f} [{measure.ci_low:.2f}, {measure.ci_high:.2f}]"
 
 
 def format_money(amount: float) -> str:
@@ -54,41 +49,14 @@ def format_p(p_value: float) -> str:
 
 
 @dataclass
-class Constraints:
-    """What the deployment needs: a p95 latency target (s), a budget per 1,000 questions ($), how often the
-    knowledge changes, and whether answers must cite retrieved sources."""
-
-    latency_p95_s: float | None = None
-    budget_per_1000: float | None = None
-    knowledge_changes: KnowledgeChanges = "monthly"
-    must_cite: bool = False
-
-    def __post_init__(self):
-        if self.knowledge_changes not in get_args(KnowledgeChanges):
-            raise ValueError(f"knowledge_changes must be one of {', '.join(get_args(KnowledgeChanges))}, "
-                             f"not {self.knowledge_changes!r}")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Constraints:
-        unknown = set(data) - {field.name for field in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown constraints: {', '.join(sorted(unknown))}")
-        return cls(**data)
-
-    def to_dict(self) -> dict:
-        """The set constraints (unset targets left out, as in results.json)."""
-        return {key: value for key, value in asdict(self).items() if value is not None}
-
-
-@dataclass
 class _Comparison:
     significant: bool
     text: str
     evidence: list[str]
 
 
-def _reason(text: str, *evidence: str) -> dict:
-    return {"text": text, "evidence": list(evidence)}
+def _reason(text: str, *evidence: str) -> Reason:
+    return Reason(text=text, evidence=list(evidence))
 
 
 def _verb(names: list[str], singular: str, plural: str) -> str:
@@ -112,10 +80,10 @@ def _update_path(name: str, key: str) -> str:
     return f"knowledge_update.strategies.{name}.{key}"
 
 
-def _violations(name: str, strategy: dict, constraints: Constraints) -> dict[str, tuple[str, str]]:
+def _violations(name: str, strategy: StrategyResult, constraints: Constraints) -> dict[str, tuple[str, str]]:
     """The hard constraints a strategy breaks, keyed by constraint: (what is wrong, evidence path)."""
     broken = {}
-    p95, cost = strategy["latency"]["p95_s"], strategy["cost"]["cost_per_1000_questions"]
+    p95, cost = strategy.latency.p95_s, strategy.cost.cost_per_1000_questions
     if constraints.latency_p95_s is not None and p95 > constraints.latency_p95_s:
         broken["latency_p95_s"] = ((f"p95 latency {format_seconds(p95)} is above the "
                                     f"{format_seconds(constraints.latency_p95_s)} target"),
@@ -124,26 +92,27 @@ def _violations(name: str, strategy: dict, constraints: Constraints) -> dict[str
         broken["budget_per_1000"] = ((f"{format_money(cost)} per 1,000 questions is above the "
                                       f"{format_money(constraints.budget_per_1000)} budget"),
                                      _cost_path(name, "cost_per_1000_questions"))
-    if constraints.must_cite and not strategy["uses_retrieval"]:
+    if constraints.must_cite and not strategy.uses_retrieval:
         broken["must_cite"] = ("it answers closed book (no retrieval), so it has no sources to cite",
                                f"strategies.{name}.uses_retrieval")
     return broken
 
 
-def _nothing_passes(strategies: dict, broken: dict[str, dict[str, tuple[str, str]]], metric: str) -> dict:
+def _nothing_passes(strategies: dict[str, StrategyResult], broken: dict[str, dict[str, tuple[str, str]]],
+                    metric: str) -> Reason:
     """Say which constraint no strategy met (or that none met all at once) before recommending regardless."""
     unmet = [key for key in ("latency_p95_s", "budget_per_1000", "must_cite")
              if all(key in broken[name] for name in broken)]
     texts, evidence = [], []
     if "latency_p95_s" in unmet:
-        fastest = min(broken, key=lambda name: strategies[name]["latency"]["p95_s"])
+        fastest = min(broken, key=lambda name: strategies[name].latency.p95_s)
         texts.append(f"no strategy meets the p95 latency target (the fastest, {fastest}, takes "
-                     f"{format_seconds(strategies[fastest]['latency']['p95_s'])})")
+                     f"{format_seconds(strategies[fastest].latency.p95_s)})")
         evidence.append(f"strategies.{fastest}.latency.p95_s")
     if "budget_per_1000" in unmet:
-        cheapest = min(broken, key=lambda name: strategies[name]["cost"]["cost_per_1000_questions"])
+        cheapest = min(broken, key=lambda name: strategies[name].cost.cost_per_1000_questions)
         texts.append(f"no strategy fits the budget (the cheapest, {cheapest}, costs "
-                     f"{format_money(strategies[cheapest]['cost']['cost_per_1000_questions'])} per 1,000 questions)")
+                     f"{format_money(strategies[cheapest].cost.cost_per_1000_questions)} per 1,000 questions)")
         evidence.append(_cost_path(cheapest, "cost_per_1000_questions"))
     if "must_cite" in unmet:
         texts.append("no strategy retrieves passages it could cite")
@@ -152,33 +121,48 @@ def _nothing_passes(strategies: dict, broken: dict[str, dict[str, tuple[str, str
         texts.append("each constraint is met by some strategy, but none meets all of them at once")
         evidence += [path for name in broken for _, path in broken[name].values()]
     summary = "; ".join(texts)
-    return _reason(f"Nothing passes the constraints: {summary}. Recommending the best by {metric_label(metric)} "
+    return _reason(f"Nothing passes the constraints: {summary}. Considering all of them on {metric_label(metric)} "
                    "anyway.", *evidence)
 
 
-def _compare(results: dict, metric: str, winner: str, other: str) -> _Comparison:
-    """Whether `winner` beats `other` on the metric: the paired test when recorded, else CI overlap."""
-    for index, entry in enumerate(results.get("significance", [])):
-        if entry["metric"] == metric and {entry["a"], entry["b"]} == {winner, other}:
-            sign = 1 if entry["a"] == winner else -1
-            low, high = sorted((sign * entry["ci_low"], sign * entry["ci_high"]))
-            text = (f"difference {sign * entry['mean_difference']:+.2f}, CI [{low:+.2f}, {high:+.2f}], "
-                    f"{format_p(entry['p_value'])}")
-            return _Comparison(bool(entry["significant"]), text, [f"significance[{index}]"])
-    first, second = (results["strategies"][name]["metrics"][metric] for name in (winner, other))
-    overlap = second["ci_high"] >= first["ci_low"] and first["ci_high"] >= second["ci_low"]
+def _test_between(results: Results, metric: str, first: str, second: str) -> tuple[int, object] | None:
+    """The recorded paired test of two strategies on the metric, with its index in results.significance."""
+    for index, entry in enumerate(results.significance):
+        if entry.metric == metric and {entry.a, entry.b} == {first, second}:
+            return index, entry
+    return None
+
+
+def _family_size(results: Results, metric: str) -> int:
+    return max(1, sum(entry.metric == metric for entry in results.significance))
+
+
+def _compare(results: Results, metric: str, winner: str, other: str) -> _Comparison:
+    """Whether `winner` beats `other` on the metric: the Holm-adjusted paired test when recorded, else CI overlap."""
+    found = _test_between(results, metric, winner, other)
+    if found:
+        index, entry = found
+        sign = 1 if entry.a == winner else -1
+        low, high = sorted((sign * entry.ci_low, sign * entry.ci_high))
+        text = (f"difference {sign * entry.mean_difference:+.2f}, CI [{low:+.2f}, {high:+.2f}], "
+                f"{format_p(entry.p_value)}")
+        if _family_size(results, metric) > 1:
+            text += f", Holm-adjusted {format_p(entry.p_adjusted)}"
+        return _Comparison(entry.significant, text, [f"significance[{index}]"])
+    first, second = (results.strategies[name].metrics[metric] for name in (winner, other))
+    overlap = second.ci_high >= first.ci_low and first.ci_high >= second.ci_low
     text = f"no paired test recorded; the confidence intervals {'overlap' if overlap else 'do not overlap'}"
     return _Comparison(not overlap, text, [_metric_path(winner, metric), _metric_path(other, metric)])
 
 
-def _quality_reasons(results: dict, metric: str, ranked: list[str]) -> tuple[list[str], list[dict]]:
-    """The ranking by the primary metric and, against the best, which strategies are tied with it."""
+def _quality_reasons(results: Results, metric: str, ranked: list[str]) -> tuple[list[str], list[Reason]]:
+    """The ranking by the deciding metric and, against the best, which strategies are tied with it."""
     label, best = metric_label(metric), ranked[0]
-    measures = {name: results["strategies"][name]["metrics"][metric] for name in ranked}
+    measures = {name: results.strategies[name].metrics[metric] for name in ranked}
     if len(ranked) == 1:
         return ranked, [_reason(f"{best} is the only strategy considered: {label} {format_interval(measures[best])}.",
                                 _metric_path(best, metric))]
-    others = ", ".join(f"{measures[name]['value']:.2f} for {name}" for name in ranked[1:])
+    others = ", ".join(f"{measures[name].value:.2f} for {name}" for name in ranked[1:])
     reasons = [_reason(f"{best} has the highest {label} of the {len(ranked)} strategies considered: "
                        f"{format_interval(measures[best])} vs {others}.",
                        *(_metric_path(name, metric) for name in ranked))]
@@ -186,35 +170,115 @@ def _quality_reasons(results: dict, metric: str, ranked: list[str]) -> tuple[lis
     for name in ranked[1:]:
         comparison = _compare(results, metric, best, name)
         if comparison.significant:
-            text = (f"{best} is significantly better than {name} on {label}: {measures[best]['value']:.2f} vs "
-                    f"{measures[name]['value']:.2f} ({comparison.text}).")
+            text = (f"{best} is significantly better than {name} on {label}: {measures[best].value:.2f} vs "
+                    f"{measures[name].value:.2f} ({comparison.text}).")
         else:
             tied.append(name)
             text = (f"{name} is not significantly worse than {best} on {label}: {format_interval(measures[name])} "
-                    f"vs {measures[best]['value']:.2f} ({comparison.text}), so they count as tied.")
+                    f"vs {measures[best].value:.2f} ({comparison.text}), so they count as tied.")
         reasons.append(_reason(text, *comparison.evidence))
     return tied, reasons
 
 
-def _cost_key(strategy: dict) -> tuple[float, float]:
+def _pair_tests(results: Results, metric: str, names: list[str]) -> list[tuple[int, object]]:
+    return [(index, entry) for index, entry in enumerate(results.significance)
+            if entry.metric == metric and entry.a in names and entry.b in names]
+
+
+def test_set_resolution(results: Results, metric: str, names: list[str]) -> tuple[float, Reason] | None:
+    """The smallest difference on `metric` this test set detects between two of `names` (the median over their
+    pairs, 80% power at the Holm-corrected 5% level), with a sentence saying so; None without paired tests."""
+    pairs = _pair_tests(results, metric, names)
+    if not pairs:
+        return None
+    comparisons = _family_size(results, metric)
+    detectable = statistics.median(detectable_difference(entry.sd_difference, entry.n, comparisons=comparisons)
+                                   for _, entry in pairs)
+    n = max(entry.n for _, entry in pairs)
+    text = (f"With {n} test questions this comparison detects differences of about {detectable:.2f} in "
+            f"{metric_label(metric)} between two strategies ({POWER:.0%} power, {SIGNIFICANCE_LEVEL:.0%} level "
+            f"Holm-corrected over {comparisons} comparisons; the median over {len(pairs)} pairs); smaller ones can "
+            "go unseen.")
+    return detectable, _reason(text, *(f"significance[{index}]" for index, _ in pairs))
+
+
+def _sizing_reasons(results: Results, metric: str, ranked: list[str]) -> list[Reason]:
+    """How many test questions would separate the best strategy from each rival it is tied with."""
+    best, comparisons, reasons = ranked[0], _family_size(results, metric), []
+    label, n = metric_label(metric), results.test_set.n
+    rivals = []
+    for name in ranked[1:]:
+        found = _test_between(results, metric, best, name)
+        if found:
+            rivals.append(found)
+    observed = [(index, entry) for index, entry in rivals if entry.mean_difference != 0]
+    for index, entry in sorted(observed, key=lambda pair: abs(pair[1].mean_difference))[:MAX_SIZING_LINES]:
+        other = entry.b if entry.a == best else entry.a
+        needed = required_questions(entry.sd_difference, entry.mean_difference, comparisons=comparisons)
+        reasons.append(_reason(
+            f"To tell {best} from {other} on {label} (a difference of {abs(entry.mean_difference):.2f}, per-question "
+            f"SD {entry.sd_difference:.2f}) takes about {needed} test questions ({POWER:.0%} power, Holm-corrected "
+            f"over {comparisons} comparisons); this test set has {n}. Pass a larger --test file or raise "
+            "budget.max_test_questions.", f"significance[{index}]"))
+    if rivals and not observed:
+        reasons.append(_reason(f"{best} and every other strategy scored the same on average; more questions alone will "
+                               "not separate them.", *(f"significance[{index}]" for index, _ in rivals)))
+    return reasons
+
+
+def _budget_reason(results: Results, ranked: list[str]) -> Reason | None:
+    """How long the fine-tuned strategies trained, and whether their loss was still falling."""
+    trained = [name for name in ranked if results.strategies[name].training_curve]
+    if not trained:
+        return None
+    parts = []
+    for name in trained:
+        losses = [point for point in results.strategies[name].training_curve if point.loss is not None]
+        if losses:
+            parts.append(f"{name} trained {losses[-1].step} steps (training loss {losses[0].loss:.2f} → "
+                         f"{losses[-1].loss:.2f})")
+    if not parts:
+        return None
+    return _reason("A larger training budget (more steps: --full-budget, or budget.sft_max_steps and "
+                   f"budget.raft_max_steps in the experiment) may separate the fine-tuned strategies: {'; '.join(parts)}.",
+                   *(f"strategies.{name}.training_curve" for name in trained))
+
+
+def _model_reason(results: Results, metric: str, ranked: list[str]) -> Reason | None:
+    """A stronger base model when even the best strategy scores low."""
+    best = results.strategies[ranked[0]].metrics[metric]
+    if best.value >= WEAK_SCORE:
+        return None
+    return _reason(f"Even the best strategy scores {best.value:.2f} on {metric_label(metric)}: a stronger base model "
+                   f"than {results.config.model} (--model gemma3-270m, a local GGUF or model directory, or "
+                   "openai:MODEL@URL) would give the strategies room to differ.", _metric_path(ranked[0], metric))
+
+
+def _what_would_decide(results: Results, metric: str, ranked: list[str]) -> list[Reason]:
+    extra = [_budget_reason(results, ranked), _model_reason(results, metric, ranked)]
+    return _sizing_reasons(results, metric, ranked) + [reason for reason in extra if reason]
+
+
+def _cost_key(strategy: StrategyResult) -> tuple[float, float]:
     """Machine time per 1,000 questions, then training time (money is the same order at any price per hour)."""
-    return strategy["cost"]["machine_seconds_per_1000_questions"], strategy["cost"]["train_seconds"] or 0.0
+    return strategy.cost.machine_seconds_per_1000_questions, strategy.cost.train_seconds or 0.0
 
 
-def _cheapest(results: dict, tied: list[str]) -> tuple[str, dict]:
+def _cheapest(results: Results, tied: list[str]) -> tuple[str, Reason]:
     """The tied strategy that answers for the least machine time, then trained in the least; described in money
     when the comparison had a price per hour, in machine time otherwise."""
-    strategies = results["strategies"]
+    strategies = results.strategies
     chosen = min(tied, key=lambda name: _cost_key(strategies[name]))
-    priced = is_priced(results)
+    priced = results.is_priced()
     keys = ("cost_per_1000_questions", "training_cost") if priced else (
         "machine_seconds_per_1000_questions", "train_seconds")
     show = format_money if priced else format_seconds
 
     def describe(name: str) -> str:
-        cost = strategies[name]["cost"]
-        training = "no training" if cost[keys[1]] is None else f"{show(cost[keys[1]])} training"
-        return f"{show(cost[keys[0]])} per 1,000 questions and {training}"
+        cost = strategies[name].cost
+        training = getattr(cost, keys[1])
+        training = "no training" if training is None else f"{show(training)} training"
+        return f"{show(getattr(cost, keys[0]))} per 1,000 questions and {training}"
 
     others = "; ".join(f"{name} {describe(name)}" for name in tied if name != chosen)
     evidence = [_cost_path(name, key) for name in tied for key in keys]
@@ -222,20 +286,20 @@ def _cheapest(results: dict, tied: list[str]) -> tuple[str, dict]:
                            *evidence)
 
 
-def _fastest_update(results: dict, tied: list[str], metric: str, changes: str) -> tuple[list[str], dict] | None:
+def _fastest_update(results: Results, tied: list[str], metric: str, changes: str) -> tuple[list[str], Reason] | None:
     """The tied strategy absorbing new documents fastest among those keeping accuracy on new questions."""
-    entries = results["knowledge_update"]["strategies"]
-    measured = [name for name in tied if metric in entries.get(name, {}).get("new", {})]
+    entries = results.knowledge_update.strategies
+    measured = [name for name in tied if name in entries and metric in entries[name].new]
     if not measured:
         return None
-    best_new = max(entries[name]["new"][metric] for name in measured)
-    keeping = [name for name in measured if entries[name]["new"][metric] >= ACCURACY_KEPT * best_new]
-    fastest = min(keeping, key=lambda name: entries[name]["absorb_seconds"])
+    best_new = max(entries[name].new[metric] for name in measured)
+    keeping = [name for name in measured if entries[name].new[metric] >= ACCURACY_KEPT * best_new]
+    fastest = min(keeping, key=lambda name: entries[name].absorb_seconds)
     label = metric_label(metric)
 
     def describe(name: str) -> str:
-        return (f"{name} {format_seconds(entries[name]['absorb_seconds'])} ({label} "
-                f"{entries[name]['new'][metric]:.2f} on new questions)")
+        return (f"{name} {format_seconds(entries[name].absorb_seconds)} ({label} "
+                f"{entries[name].new[metric]:.2f} on new questions)")
 
     text = (f"Knowledge changes {changes}, so among the tied strategies the one absorbing new documents fastest "
             f"while keeping its {label} on new questions wins: {describe(fastest)}")
@@ -253,9 +317,9 @@ def _fastest_update(results: dict, tied: list[str], metric: str, changes: str) -
     return [fastest], _reason(text + ".", *evidence)
 
 
-def _retrieval_first(results: dict, tied: list[str], changes: str) -> tuple[list[str], dict]:
+def _retrieval_first(results: Results, tied: list[str], changes: str) -> tuple[list[str], Reason]:
     """Without a measured update: prefer tied strategies that read new documents from an index."""
-    retrieving = [name for name in tied if results["strategies"][name]["uses_retrieval"]]
+    retrieving = [name for name in tied if results.strategies[name].uses_retrieval]
     closed = [name for name in tied if name not in retrieving]
     text = f"Knowledge changes {changes} and the update cost was not measured: "
     if retrieving and closed:
@@ -269,27 +333,27 @@ def _retrieval_first(results: dict, tied: list[str], changes: str) -> tuple[list
     return retrieving or tied, _reason(text, *(f"strategies.{name}.uses_retrieval" for name in tied))
 
 
-def _better_than_base(results: dict, tied: list[str], metric: str) -> tuple[list[str], dict] | None:
+def _better_than_base(results: Results, tied: list[str], metric: str) -> tuple[list[str], Reason] | None:
     """The tied strategies shown to beat the base model, when it was measured and some (not all) of them do: a
     strategy that cannot be told apart from the base model has not shown that it adds anything."""
-    strategies = results["strategies"]
-    if "base" not in strategies or "base" in tied:
+    strategies = results.strategies
+    if "base" not in strategies or "base" in tied or metric not in strategies["base"].metrics:
         return None
-    base_value = strategies["base"]["metrics"][metric]["value"]
+    base_value = strategies["base"].metrics[metric].value
     comparisons = {name: _compare(results, metric, name, "base") for name in tied}
     proven = [name for name in tied
-              if comparisons[name].significant and strategies[name]["metrics"][metric]["value"] > base_value]
+              if comparisons[name].significant and strategies[name].metrics[metric].value > base_value]
     unproven = [name for name in tied if name not in proven]
     if not proven or not unproven:
         return None
-    details = "; ".join(f"{name} {strategies[name]['metrics'][metric]['value']:.2f} vs {base_value:.2f}: "
+    details = "; ".join(f"{name} {strategies[name].metrics[metric].value:.2f} vs {base_value:.2f}: "
                         f"{comparisons[name].text}" for name in unproven)
     text = (f"{_subject(unproven, 'is', 'are')} not significantly better than base on {metric_label(metric)} "
             f"({details}), so the tie is settled among those that are: {', '.join(proven)}.")
     return proven, _reason(text, *(path for name in unproven for path in comparisons[name].evidence))
 
 
-def _break_tie(results: dict, tied: list[str], metric: str, constraints: Constraints) -> tuple[str, list[dict]]:
+def _break_tie(results: Results, tied: list[str], metric: str, constraints: Constraints) -> tuple[str, list[Reason]]:
     """Pick among tied strategies: those shown better than the base model, then update speed when knowledge
     changes often, then cost."""
     reasons = []
@@ -299,7 +363,7 @@ def _break_tie(results: dict, tied: list[str], metric: str, constraints: Constra
         reasons.append(reason)
     if len(tied) > 1 and constraints.knowledge_changes in FREQUENT_CHANGES:
         changes = constraints.knowledge_changes
-        update = _fastest_update(results, tied, metric, changes) if "knowledge_update" in results else None
+        update = _fastest_update(results, tied, metric, changes) if results.knowledge_update else None
         tied, reason = update or _retrieval_first(results, tied, changes)
         reasons.append(reason)
     if len(tied) == 1:
@@ -308,65 +372,82 @@ def _break_tie(results: dict, tied: list[str], metric: str, constraints: Constra
     return chosen, reasons + [reason]
 
 
-def _knowledge_reason(results: dict, name: str, metric: str, changes: str) -> dict | None:
+def _knowledge_reason(results: Results, name: str, metric: str, changes: str) -> Reason | None:
     """What keeping the chosen strategy's knowledge current costs, measured or inferred."""
-    strategy, label = results["strategies"][name], metric_label(metric)
-    cost = strategy["cost"]
+    strategy, label = results.strategies[name], metric_label(metric)
+    cost = strategy.cost
     if changes == "never":
-        if strategy["uses_retrieval"] or cost["train_seconds"] is None:
+        if strategy.uses_retrieval or cost.train_seconds is None:
             return None
-        return _reason(f"Knowledge never changes, so {name}'s training ({format_seconds(cost['train_seconds'])}) "
+        return _reason(f"Knowledge never changes, so {name}'s training ({format_seconds(cost.train_seconds)}) "
                        "is paid once.", _cost_path(name, "train_seconds"))
-    update = results.get("knowledge_update", {})
-    entry = update.get("strategies", {}).get(name)
-    if entry and metric in entry["new"]:
+    update = results.knowledge_update
+    entry = update.strategies.get(name) if update else None
+    forgetting = entry.forgetting(metric) if entry else None
+    if entry and metric in entry.new and forgetting is not None:
         return _reason(
-            f"Knowledge changes {changes}: {name} absorbed the {update['new_documents']} new documents in "
-            f"{format_seconds(entry['absorb_seconds'])} ({entry['how']}), scoring {label} {entry['new'][metric]:.2f} "
-            f"on the {update['new_questions']} new questions and {entry['old_after'][metric]:.2f} on the "
-            f"{update['old_questions']} old ones ({entry['old_before'][metric]:.2f} before; forgetting "
-            f"{entry['forgetting']:.2f}).",
+            f"Knowledge changes {changes}: {name} absorbed the {update.new_documents} new documents in "
+            f"{format_seconds(entry.absorb_seconds)} ({entry.how}), scoring {label} {entry.new[metric]:.2f} "
+            f"on the {update.new_questions} new questions and {entry.old_after[metric]:.2f} on the "
+            f"{update.old_questions} old ones ({entry.old_before[metric]:.2f} before; forgetting {forgetting:.2f}).",
             *(_update_path(name, key) for key in ("absorb_seconds", f"new.{metric}", f"old_after.{metric}",
-                                                   f"old_before.{metric}", "forgetting")))
-    if strategy["uses_retrieval"] and cost["index_seconds"] is not None:
+                                                   f"old_before.{metric}")))
+    if strategy.uses_retrieval and cost.index_seconds is not None:
         return _reason(f"The update cost was not measured; {name} retrieves, so knowledge changing {changes} only "
-                       f"needs the new documents indexed (indexing took {format_seconds(cost['index_seconds'])}).",
+                       f"needs the new documents indexed (indexing took {format_seconds(cost.index_seconds)}).",
                        f"strategies.{name}.uses_retrieval", _cost_path(name, "index_seconds"))
-    if not strategy["uses_retrieval"] and cost["train_seconds"] is not None:
+    if not strategy.uses_retrieval and cost.train_seconds is not None:
         return _reason(f"The update cost was not measured; {name} answers closed book, so knowledge changing "
-                       f"{changes} means retraining each time (training took {format_seconds(cost['train_seconds'])}).",
+                       f"{changes} means retraining each time (training took {format_seconds(cost.train_seconds)}).",
                        f"strategies.{name}.uses_retrieval", _cost_path(name, "train_seconds"))
     return None
 
 
-def _fit_reason(results: dict, name: str, constraints: Constraints) -> dict | None:
+def _fit_reason(results: Results, name: str, constraints: Constraints) -> Reason | None:
     """How the chosen strategy meets the hard constraints that were set."""
-    strategy, texts, evidence = results["strategies"][name], [], []
+    strategy, texts, evidence = results.strategies[name], [], []
     if constraints.latency_p95_s is not None:
-        texts.append(f"p95 latency {format_seconds(strategy['latency']['p95_s'])} within the "
+        texts.append(f"p95 latency {format_seconds(strategy.latency.p95_s)} within the "
                      f"{format_seconds(constraints.latency_p95_s)} target")
         evidence.append(f"strategies.{name}.latency.p95_s")
     if constraints.budget_per_1000 is not None:
-        texts.append(f"{format_money(strategy['cost']['cost_per_1000_questions'])} per 1,000 questions within the "
+        texts.append(f"{format_money(strategy.cost.cost_per_1000_questions)} per 1,000 questions within the "
                      f"{format_money(constraints.budget_per_1000)} budget")
         evidence.append(_cost_path(name, "cost_per_1000_questions"))
     if constraints.must_cite:
-        texts.append(f"cites the {strategy['k']} passages it retrieves")
+        texts.append(f"cites the {strategy.k} passages it retrieves")
         evidence.append(f"strategies.{name}.uses_retrieval")
     return _reason(f"{name} meets the constraints: {'; '.join(texts)}.", *evidence) if texts else None
 
 
-def recommend(results: dict, constraints: Constraints) -> dict:
-    """The strategy to use, with reasons (text quoting the numbers, evidence as JSON paths into `results`).
+def _no_metric(results: Results) -> Recommendation:
+    """The verdict when no fitting metric carries information."""
+    choice = results.metric_choice
+    ranked = list(results.strategies)
+    extra = [_budget_reason(results, ranked)]
+    model = _reason(f"A stronger base model than {results.config.model} (--model gemma3-270m, a local GGUF or model "
+                    "directory, or openai:MODEL@URL), or answers the metrics can see, would let the strategies "
+                    "differ.", "metric_choice")
+    return Recommendation(verdict="inconclusive", strategy=None, metric=None,
+                          headline="Inconclusive: no metric that fits these answers tells the strategies apart",
+                          reasons=[_reason(choice.reason[0].upper() + choice.reason[1:] + ".", "metric_choice")],
+                          what_would_decide=[reason for reason in [*extra, model] if reason])
 
-    `excluded` names every strategy breaking a hard constraint (or lacking the primary metric), even when
-    nothing passes and the best of them is recommended anyway.
+
+def recommend(results: Results, constraints: Constraints) -> Recommendation:
+    """The verdict on `results` (which carry their metric choice and paired tests) under `constraints`.
+
+    `excluded` names every strategy breaking a hard constraint (or lacking the deciding metric), even when
+    nothing passes and the best of them is considered anyway.
     """
-    metric, strategies = results["primary_metric"], results["strategies"]
-    measured = {name: strategy for name, strategy in strategies.items() if metric in strategy["metrics"]}
+    metric = results.primary_metric
+    if metric is None:
+        return _no_metric(results)
+    strategies, label = results.strategies, metric_label(metric)
+    measured = {name: strategy for name, strategy in strategies.items() if metric in strategy.metrics}
     if not measured:
-        raise ValueError(f"no strategy has the primary metric {metric!r}")
-    excluded = {name: f"{metric_label(metric)} was not measured" for name in strategies if name not in measured}
+        raise ValueError(f"no strategy has the deciding metric {metric!r}")
+    excluded = {name: f"{label} was not measured" for name in strategies if name not in measured}
     broken = {name: _violations(name, strategy, constraints) for name, strategy in measured.items()}
     reasons = [_reason(f"{name} is excluded: {text}.", path)
                for name in measured for text, path in broken[name].values()]
@@ -375,10 +456,32 @@ def recommend(results: dict, constraints: Constraints) -> dict:
     if not eligible:
         reasons.append(_nothing_passes(strategies, broken, metric))
         eligible = list(measured)
-    ranked = sorted(eligible, key=lambda name: -measured[name]["metrics"][metric]["value"])
+    sign = 1 if METRICS[metric].higher_is_better else -1
+    ranked = sorted(eligible, key=lambda name: -sign * measured[name].metrics[metric].value)
     tied, quality = _quality_reasons(results, metric, ranked)
+    resolution = test_set_resolution(results, metric, ranked)
+    detectable = resolution[0] if resolution else None
+    reasons += quality + ([resolution[1]] if resolution else [])
+    best = measured[ranked[0]].metrics[metric]
+    if len(ranked) > 1 and len(tied) == len(ranked) and (detectable is None or detectable > EQUIVALENCE_MARGIN):
+        text = f"No strategy is separated from the best ({ranked[0]}, {label} {format_interval(best)})"
+        if detectable is not None:
+            text += f", and the test set could miss differences smaller than {detectable:.2f}"
+        reasons.append(_reason(text + ": the measurements do not decide, so nothing is recommended.",
+                               _metric_path(ranked[0], metric)))
+        return Recommendation(verdict="inconclusive", strategy=None, metric=metric,
+                              headline=f"Inconclusive: the {len(ranked)} strategies are not separated on {label}",
+                              reasons=reasons, excluded=excluded, what_would_decide=_what_would_decide(
+                                  results, metric, ranked), detectable_difference=detectable)
+    if len(ranked) > 1 and len(tied) == len(ranked):
+        reasons.append(_reason(f"The test set detects differences of {detectable:.2f} and none was seen, so the "
+                               f"strategies are equivalent on {label} within that margin; other measurements decide.",
+                               _metric_path(ranked[0], metric)))
     chosen, tie_break = _break_tie(results, tied, metric, constraints)
     closing = [_knowledge_reason(results, chosen, metric, constraints.knowledge_changes),
                None if broken[chosen] else _fit_reason(results, chosen, constraints)]
-    reasons += quality + tie_break + [reason for reason in closing if reason]
-    return {"strategy": chosen, "reasons": reasons, "excluded": excluded, "constraints": constraints.to_dict()}
+    reasons += tie_break + [reason for reason in closing if reason]
+    measure = measured[chosen].metrics[metric]
+    return Recommendation(verdict="recommended", strategy=chosen, metric=metric,
+                          headline=f"Recommended: {chosen} ({label} {format_interval(measure)})",
+                          reasons=reasons, excluded=excluded, detectable_difference=detectable)

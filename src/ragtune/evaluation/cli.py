@@ -10,8 +10,6 @@ from rich.table import Table
 
 from ragtune.cli import JsonOption, ProjectOption, _print_json, _project, _user_errors, console, err_console
 
-SUMMARY_METRICS = ("exact_match", "f1", "rougeL", "bleu", "similarity", "mc_accuracy", "recall_at_k", "groundedness")
-
 
 @_user_errors
 def eval_command(test: Path = typer.Option(..., "--test", help="Q&A JSONL: question, answer (optional id, "
@@ -65,6 +63,8 @@ def compare(docs: Optional[Path] = typer.Option(None, help="Documents (file or d
             must_cite: Optional[bool] = typer.Option(None, "--must-cite/--no-must-cite",
                                                      help="Answers must cite sources."),
             seed: Optional[int] = typer.Option(None, help="Seed for splits, training and intervals."),
+            metric: Optional[str] = typer.Option(None, help="The deciding metric (default: chosen from the test "
+                                                            "set's answers, e.g. f1, rougeL, chrf, mc_accuracy)."),
             out: Path = typer.Option(Path("ragtune-compare"), help="Output directory (report, results, runs)."),
             resume: bool = typer.Option(False, "--resume", help="Reuse the finished stages in --out."),
             as_json: bool = JsonOption):
@@ -76,31 +76,64 @@ def compare(docs: Optional[Path] = typer.Option(None, help="Documents (file or d
                  "test": str(test) if test else None, "method": method, "model": model, "quick": quick,
                  "update_split": update_split, "price_per_hour": price_per_hour, "latency_p95_s": latency_target,
                  "budget_per_1000": budget_per_1000, "knowledge_changes": knowledge_changes,
-                 "must_cite": must_cite, "seed": seed,
+                 "must_cite": must_cite, "seed": seed, "primary_metric": metric,
                  "strategies": [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None}
     resolved = load_experiment(experiment, overrides)
     results = run_compare(resolved, out, resume=resume, console=None if as_json else err_console)
+    show_results(results, out, as_json)
+
+
+@_user_errors
+def advise(directory: Path = typer.Argument(..., help="The --out directory of a finished `ragtune compare`."),
+           metric: Optional[str] = typer.Option(None, help="The deciding metric (default: the comparison's own "
+                                                           "choice when it was given, else chosen from the answers)."),
+           latency_target: Optional[float] = typer.Option(None, help="Constraint: p95 latency in seconds."),
+           budget_per_1000: Optional[float] = typer.Option(None, help="Constraint: cost per 1,000 questions."),
+           knowledge_changes: Optional[str] = typer.Option(None, help="never | monthly | weekly | daily."),
+           must_cite: Optional[bool] = typer.Option(None, "--must-cite/--no-must-cite",
+                                                    help="Answers must cite sources."),
+           as_json: bool = JsonOption):
+    """Re-derive the verdict and the report of a finished comparison from its stored answers, in seconds:
+    another deciding metric or other constraints, no model loaded and nothing generated again."""
+    from ragtune.evaluation.advise import readvise
+
+    results = readvise(directory, metric=metric, constraints={
+        "latency_p95_s": latency_target, "budget_per_1000": budget_per_1000,
+        "knowledge_changes": knowledge_changes, "must_cite": must_cite})
+    show_results(results, directory, as_json)
+
+
+def show_results(results, out: Path, as_json: bool) -> None:
+    """The results as JSON, or the summary table, the verdict and the report's path."""
     if as_json:
-        _print_json(results)
+        _print_json(results.model_dump(mode="json"))
         return
     print_comparison(results)
     console.print(f"report: {out.resolve() / 'report.html'}")
 
 
-def print_comparison(results: dict) -> None:
-    """The summary table and the recommendation in the terminal."""
-    primary = results["primary_metric"]
-    table = Table("strategy", primary, "exact match", "p50 s", "prompt tok", "train s",
-                  title=f"{results['test_set']['n']} test questions")
-    for name, entry in results["strategies"].items():
-        metric, exact = entry["metrics"].get(primary, {}), entry["metrics"]["exact_match"]
-        train = entry["cost"]["train_seconds"]
-        table.add_row(name, f"{metric.get('value', 0):.3f} [{metric.get('ci_low', 0):.2f}, "
-                            f"{metric.get('ci_high', 0):.2f}]", f"{exact['value']:.3f}",
-                      f"{entry['latency']['p50_s']:.2f}", f"{entry['cost']['prompt_tokens_per_question']:.0f}",
-                      "-" if train is None else f"{train:.0f}")
+def print_comparison(results) -> None:
+    """The summary table and the verdict in the terminal."""
+    from ragtune.evaluation.advice import format_interval
+    from ragtune.evaluation.plots import plotted_metric
+    from ragtune.evaluation.registry import metric_label
+
+    metric = plotted_metric(results)
+    table = Table("strategy", f"{metric_label(metric)} [95% CI]", "exact match", "p50 s", "prompt tok", "train s",
+                  title=f"{results.test_set.n} test questions")
+    for name, entry in results.strategies.items():
+        measure, exact, train = entry.metrics.get(metric), entry.metrics.get("exact_match"), entry.cost.train_seconds
+        table.add_row(name, "-" if measure is None else format_interval(measure),
+                      "-" if exact is None else f"{exact.value:.3f}", f"{entry.latency.p50_s:.2f}",
+                      f"{entry.cost.prompt_tokens_per_question:.0f}", "-" if train is None else f"{train:.0f}")
     console.print(table)
-    recommendation = results["recommendation"]
-    console.print(f"[bold green]recommended:[/] {recommendation['strategy']}")
-    for reason in recommendation["reasons"]:
-        console.print(f"  - {reason['text']}")
+    advice = results.recommendation
+    color = "green" if advice.verdict == "recommended" else "yellow"
+    console.print(f"[bold {color}]{advice.headline}[/]")
+    console.print(f"  deciding metric: {results.metric_choice.reason}")
+    for reason in advice.reasons:
+        console.print(f"  - {reason.text}")
+    if advice.what_would_decide:
+        console.print("[bold]what would decide it:[/]")
+        for reason in advice.what_would_decide:
+            console.print(f"  - {reason.text}")

@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from ragtune.data import DatasetSpec, parse_dataset_spec
-from ragtune.evaluation.advice import Constraints, recommend
+from ragtune.evaluation.analysis import analyse
 from ragtune.evaluation.costs import directory_mb, strategy_cost
 from ragtune.evaluation.experiment import Experiment
+from ragtune.evaluation.metric_choice import answer_kind_counts
 from ragtune.evaluation.question_split import split_questions
 from ragtune.evaluation.report import write_report
+from ragtune.evaluation.results import SCHEMA_VERSION, Constraints, Results
 from ragtune.evaluation.runner import evaluate
 from ragtune.evaluation.stages import StageCache
-from ragtune.evaluation.statistics import compare_strategies
 from ragtune.evaluation.test_set import load_test_set
 from ragtune.progress import ProgressReporter, SilentProgress, rich_progress
 from ragtune.strategies import STRATEGIES, Strategy
@@ -34,11 +35,9 @@ from ragtune.training.runs import LOG_FILE, partial_dir
 if TYPE_CHECKING:
     from ragtune.training.finetune import FinetuneResult
 
-SCHEMA_VERSION = 1
-
 
 def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False,
-                console: Console | None = None) -> dict:
+                console: Console | None = None) -> Results:
     """Run the experiment into `out_dir` and return the results (also written as results.json and reports)."""
     from ragtune.project import Project
 
@@ -81,9 +80,9 @@ def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False,
         finally:
             project.close()
         stages.advance()
-    results = _results(experiment, strategies, split, index, runs, evaluations, update)
-    results["recommendation"] = recommend(results, _constraints(experiment))
-    results["resumed_stages"] = cache.reused
+    measured = _results(experiment, strategies, split, index, runs, evaluations, update)
+    results = analyse(measured.model_copy(update={"resumed_stages": cache.reused}), constraints_of(experiment),
+                      experiment.primary_metric)
     write_report(results, out_dir)
     return results
 
@@ -130,61 +129,54 @@ def _model_of(strategy: Strategy, runs: dict[str, dict]) -> str | None:
     return runs[strategy.training_objective]["run_dir"] if strategy.training_objective else None
 
 
-def _constraints(experiment: Experiment) -> Constraints:
+def constraints_of(experiment: Experiment) -> Constraints:
     return Constraints(latency_p95_s=experiment.latency_p95_s, budget_per_1000=experiment.budget_per_1000,
                        knowledge_changes=experiment.knowledge_changes, must_cite=experiment.must_cite)
 
 
 def _results(experiment: Experiment, strategies: list[Strategy], split: dict, index: dict, runs: dict,
-             evaluations: dict, update: dict | None) -> dict:
+             evaluations: dict, update: dict | None) -> Results:
+    """The measurements as typed results, before any metric is chosen or verdict given (see analysis.analyse)."""
     per_strategy = {}
     for strategy in strategies:
         evaluation = evaluations[strategy.name]
         run = runs.get(strategy.training_objective) if strategy.training_objective else None
-        entry = {"description": strategy.description, "model": evaluation["model"],
-                 "uses_retrieval": strategy.uses_retrieval, "k": evaluation["k"], "metrics": evaluation["metrics"],
-                 "cost": strategy_cost(evaluation, run, index if strategy.uses_retrieval else None,
-                                       experiment.price_per_hour),
-                 "latency": evaluation["latency"]}
-        if run:
-            entry["training_curve"] = run["training_curve"]
-        per_strategy[strategy.name] = entry
-    per_question_scores = {name: {metric: [row.get(metric) for row in evaluation["per_question"]]
-                                  for metric in (experiment.primary_metric, "exact_match")}
-                           for name, evaluation in evaluations.items()}
-    significance = []
-    for metric in dict.fromkeys((experiment.primary_metric, "exact_match")):
-        significance += compare_strategies(per_question_scores, metric, seed=experiment.seed)
-    results = {
+        per_strategy[strategy.name] = {
+            "description": strategy.description, "model": evaluation["model"], "uses_retrieval": strategy.uses_retrieval,
+            "k": evaluation["k"], "metrics": evaluation["metrics"], "latency": evaluation["latency"],
+            "cost": strategy_cost(evaluation, run, index if strategy.uses_retrieval else None,
+                                  experiment.price_per_hour),
+            "training_curve": run["training_curve"] if run else []}
+    per_question = _side_by_side(evaluations)
+    return Results.model_validate({
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seed": experiment.seed,
         "config": {"model": experiment.model, "method": experiment.method, "k": experiment.k,
                    "docs": experiment.docs, "train": experiment.train, "test": experiment.test or "split of train",
                    "price_per_hour": experiment.price_per_hour, "quick": experiment.quick,
-                   "budget": experiment.effective_budget().model_dump(), "runs": {o: r["run_dir"] for o, r in
-                                                                                 runs.items()}},
-        "constraints": _constraints(experiment).to_dict(),
-        "primary_metric": experiment.primary_metric,
-        "test_set": {"n": split["test_questions"], "train_questions": split["train_questions"]},
+                   "budget": experiment.effective_budget().model_dump(),
+                   "runs": {objective: run["run_dir"] for objective, run in runs.items()}},
+        "constraints": constraints_of(experiment).model_dump(),
+        "test_set": {"n": split["test_questions"], "train_questions": split["train_questions"],
+                     "answer_kinds": answer_kind_counts([row["reference"] for row in per_question],
+                                                        [bool(row["choices"]) for row in per_question])},
         "strategies": per_strategy,
-        "significance": significance,
-        "per_question": _side_by_side(evaluations),
-    }
-    if update is not None:
-        results["knowledge_update"] = update
-    return results
+        "per_question": per_question,
+        "knowledge_update": update,
+    })
 
 
 def _side_by_side(evaluations: dict) -> list[dict]:
+    """One row per question with every strategy's answer, passages, latency and scores."""
     names = list(evaluations)
     rows = []
     for index, first in enumerate(evaluations[names[0]]["per_question"]):
         answers = {}
         for name in names:
             row = evaluations[name]["per_question"][index]
-            answers[name] = {"answer": row["answer"], "passages": row["passages"], "exact_match": row["exact_match"],
-                             "f1": row["f1"], "latency_s": row["latency_s"]}
+            answers[name] = {"answer": row["answer"], "passages": row["passages"], "latency_s": row["latency_s"],
+                             "scores": row["scores"]}
         rows.append({"id": first["id"], "question": first["question"], "reference": first["reference"],
-                     "answers": answers})
+                     "choices": first["choices"], "answers": answers})
     return rows

@@ -33,8 +33,3 @@ def strategy_cost(evaluation: dict, run: dict | None, index: dict | None, price_
         "cost_per_1000_questions": mean_latency * 1000 / SECONDS_PER_HOUR * price_per_hour,
         "training_cost": train_seconds / SECONDS_PER_HOUR * price_per_hour if train_seconds is not None else None,
     }
-
-
-def is_priced(results: dict) -> bool:
-    """Whether the comparison had a price per machine hour (otherwise every money figure is 0)."""
-    return results["config"]["price_per_hour"] > 0

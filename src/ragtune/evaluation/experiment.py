@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragtune.config import read_yaml_mapping, validation_problems
 from ragtune.errors import RagtuneError
+from ragtune.evaluation.registry import deciding_metrics
 from ragtune.strategies import STRATEGIES
 
 DEFAULT_STRATEGIES = ["base", "rag", "ft", "ft+rag", "raft"]
@@ -32,6 +33,11 @@ class Budget(BaseModel):
     max_new_tokens: int = Field(48, ge=1, description="Answer length limit, the same for every strategy.")
     max_test_questions: int | None = Field(None, ge=1, description="Evaluate on at most this many questions.")
 
+
+# Settings that change how the answers are judged, not the answers: re-running with other values reuses them.
+ANALYSIS_SETTINGS = ("primary_metric", "price_per_hour", "latency_p95_s", "budget_per_1000", "knowledge_changes",
+                     "must_cite")
+STAGES_VERSION = 2  # the format of the stored stages (2: every metric scored per question)
 
 QUICK_BUDGET = Budget(sft_max_steps=8, cpt_max_steps=4, raft_max_steps=4, batch_size=4, max_seq_length=512,
                       max_new_tokens=24, max_test_questions=8)
@@ -53,7 +59,8 @@ class Experiment(BaseModel):
     quick: bool = False
     budget: Budget = Budget()
     learning_rate: float | None = Field(None, gt=0, description="Fine-tuning learning rate (default per method).")
-    primary_metric: str = "f1"
+    primary_metric: str | None = Field(None, description="The metric that decides (default: chosen from the "
+                                                         "test set's answers).")
     price_per_hour: float = Field(0.0, ge=0, description="What an hour of this machine costs (any currency).")
     latency_p95_s: float | None = Field(None, gt=0, description="Constraint: 95th-percentile answer latency.")
     budget_per_1000: float | None = Field(None, ge=0, description="Constraint: cost per 1,000 questions.")
@@ -66,8 +73,12 @@ class Experiment(BaseModel):
         return QUICK_BUDGET if self.quick else self.budget
 
     def fingerprint(self) -> str:
-        """Identifies the settings finished stages were computed with (resume refuses a changed experiment)."""
-        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+        """Identifies the settings finished stages were computed with (resume refuses a changed experiment); the
+        settings that only analyse the answers (ANALYSIS_SETTINGS) are left out, so changing them reuses every
+        stored answer."""
+        measured = self.model_dump(exclude=set(ANALYSIS_SETTINGS))
+        return hashlib.sha256(json.dumps({"stages": STAGES_VERSION, **measured}, sort_keys=True).encode()
+                              ).hexdigest()[:16]
 
 
 def load_experiment(path: Path | None, overrides: dict[str, Any]) -> Experiment:
@@ -88,7 +99,18 @@ def load_experiment(path: Path | None, overrides: dict[str, Any]) -> Experiment:
     if experiment.budget_per_1000 is not None and experiment.price_per_hour == 0:
         raise RagtuneError("a budget per 1,000 questions needs a price per machine hour to compare costs with",
                            "pass --price-per-hour (or put price_per_hour: in the experiment file)")
-    unknown = [name for name in experiment.strategies if name not in STRATEGIES]
+    check_names(experiment.strategies, experiment.method, experiment.primary_metric)
+    return experiment
+
+
+def check_names(strategies: list[str], method: str | None, metric: str | None) -> None:
+    """Refuse unknown strategy, method and metric names before any work starts, listing the valid ones."""
+    from ragtune.training.recipe import METHODS
+
+    unknown = [name for name in strategies if name not in STRATEGIES]
     if unknown:
         raise RagtuneError(f"unknown strategies: {', '.join(unknown)}", f"choose among: {', '.join(STRATEGIES)}")
-    return experiment
+    if method is not None and method not in METHODS:
+        raise RagtuneError(f"unknown method: {method}", f"choose among: {', '.join(METHODS)}")
+    if metric is not None and metric not in deciding_metrics():
+        raise RagtuneError(f"unknown deciding metric: {metric}", f"choose among: {', '.join(deciding_metrics())}")

@@ -1,5 +1,5 @@
-"""Answer, retrieval and multiple-choice metrics; text comparisons use SQuAD normalisation
-(lower case, no punctuation, no articles, single spaces)."""
+"""Answer, retrieval and multiple-choice metrics. Prose comparisons use SQuAD normalisation (lower case, no
+punctuation, no articles, single spaces); code comparisons use code tokens, which keep what SQuAD drops."""
 
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ def exact_match(prediction: str, reference: str) -> float:
 
 def token_f1(prediction: str, reference: str) -> float:
     """Harmonic mean of token precision and recall between the normalised texts (SQuAD F1)."""
-    predicted, expected = normalize_answer(prediction).split(), normalize_answer(reference).split()
+    return _multiset_f1(normalize_answer(prediction).split(), normalize_answer(reference).split())
+
+
+def _multiset_f1(predicted: list[str], expected: list[str]) -> float:
     if not predicted or not expected:
         return float(predicted == expected)
     common = sum((Counter(predicted) & Counter(expected)).values())
@@ -59,6 +62,41 @@ def corpus_bleu(predictions: list[str], references: list[str]) -> float:
     if not predictions:
         return 0.0
     return min(sacrebleu.corpus_bleu(predictions, [references]).score / 100, 1.0)
+
+
+def chrf(prediction: str, reference: str) -> float:
+    """sacrebleu's sentence chrF (character 6-grams, beta 2) in 0..1: partial credit for identifiers and arguments."""
+    return min(sacrebleu.sentence_chrf(prediction, [reference]).score / 100, 1.0)
+
+
+# ------------------------------------------------------------------------------------------------------ code
+
+_CODE_FENCE = re.compile(r"^```[\w+-]*\s*|\s*```$")
+_CODE_TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d+)?|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\S")
+
+
+def code_tokens(text: str) -> list[str]:
+    """Identifiers, numbers, string literals (in single quotes whatever their quoting) and single symbols of a
+    code answer; a surrounding code fence or backticks and all whitespace are dropped."""
+    text = _CODE_FENCE.sub("", text.strip()).strip()
+    if len(text) > 1 and text[0] == text[-1] == "`":
+        text = text.strip("`")
+    tokens = []
+    for token in _CODE_TOKEN.findall(text):
+        if len(token) > 1 and token[0] == token[-1] == '"':
+            token = "'" + token[1:-1].replace("'", "\\'") + "'"
+        tokens.append(token)
+    return tokens
+
+
+def code_exact_match(prediction: str, reference: str) -> float:
+    """1.0 when both have the same code tokens in the same order (whitespace, quote style and fences ignored)."""
+    return float(code_tokens(prediction) == code_tokens(reference))
+
+
+def code_token_f1(prediction: str, reference: str) -> float:
+    """Harmonic mean of precision and recall over the multisets of code tokens."""
+    return _multiset_f1(code_tokens(prediction), code_tokens(reference))
 
 
 def embedding_similarity(predictions: list[str], references: list[str], embedder) -> list[float]:

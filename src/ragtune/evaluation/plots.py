@@ -12,8 +12,9 @@ import io
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ragtune.evaluation.advice import format_seconds, metric_label
-from ragtune.evaluation.costs import is_priced
+from ragtune.evaluation.advice import format_seconds
+from ragtune.evaluation.registry import metric_label
+from ragtune.evaluation.results import Results
 
 DPI = 100
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray",
@@ -35,43 +36,50 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _colors(results: dict) -> dict[str, str]:
+def _colors(results: Results) -> dict[str, str]:
     """One color per strategy, the same in every figure."""
-    return {name: COLORS[index % len(COLORS)] for index, name in enumerate(results["strategies"])}
+    return {name: COLORS[index % len(COLORS)] for index, name in enumerate(results.strategies)}
 
 
-def quality_plot(results: dict) -> bytes:
-    """Bars of the primary metric and exact match per strategy, with confidence-interval error bars."""
-    metrics = list(dict.fromkeys([results["primary_metric"], "exact_match"]))
+def plotted_metric(results: Results) -> str:
+    """The deciding metric, or the first candidate when no metric could decide."""
+    return results.primary_metric or results.metric_choice.candidates[0]
+
+
+def quality_plot(results: Results) -> bytes:
+    """Bars of the deciding metric and the next candidate per strategy, with confidence-interval error bars."""
+    first = plotted_metric(results)
+    following = [name for name in results.metric_choice.candidates if name != first]
+    metrics = [first, *following[:1]]
     colors = _colors(results)
     figure = _new_figure(4 * len(metrics) + 1, 4)
     for index, metric in enumerate(metrics):
         axes = figure.add_subplot(1, len(metrics), index + 1)
-        measured = {name: s["metrics"][metric] for name, s in results["strategies"].items() if metric in s["metrics"]}
-        values = [m["value"] for m in measured.values()]
-        errors = [[m["value"] - m["ci_low"] for m in measured.values()],
-                  [m["ci_high"] - m["value"] for m in measured.values()]]
+        measured = {name: s.metrics[metric] for name, s in results.strategies.items() if metric in s.metrics}
+        values = [m.value for m in measured.values()]
+        errors = [[m.value - m.ci_low for m in measured.values()], [m.ci_high - m.value for m in measured.values()]]
         axes.bar(list(measured), values, yerr=errors, capsize=4, color=[colors[name] for name in measured])
-        axes.set_title(metric_label(metric))
-        axes.set_ylim(0, max([1.0, *(m["ci_high"] for m in measured.values())]))
+        deciding = " (deciding)" if metric == results.primary_metric else ""
+        axes.set_title(f"{metric_label(metric)}{deciding}, 95% intervals")
+        axes.set_ylim(0, max([1.0, *(m.ci_high for m in measured.values())]))
         axes.tick_params(axis="x", labelrotation=30)
         axes.grid(axis="y", alpha=0.3)
     return _png(figure)
 
 
-def quality_cost_plot(results: dict) -> bytes:
-    """The primary metric against cost per 1,000 questions (machine minutes without a price per hour); marker area
-    grows with training time."""
-    metric, colors, priced = results["primary_metric"], _colors(results), is_priced(results)
+def quality_cost_plot(results: Results) -> bytes:
+    """The deciding metric against cost per 1,000 questions (machine minutes without a price per hour); marker
+    area grows with training time."""
+    metric, colors, priced = plotted_metric(results), _colors(results), results.is_priced()
     figure = _new_figure(7, 4.5)
     axes = figure.add_subplot()
-    for name, strategy in results["strategies"].items():
-        if metric not in strategy["metrics"]:
+    for name, strategy in results.strategies.items():
+        if metric not in strategy.metrics:
             continue
-        measure, cost = strategy["metrics"][metric], strategy["cost"]
-        x = cost["cost_per_1000_questions"] if priced else cost["machine_seconds_per_1000_questions"] / 60
-        y, train = measure["value"], cost["train_seconds"]
-        axes.errorbar(x, y, yerr=[[y - measure["ci_low"]], [measure["ci_high"] - y]], color=colors[name], capsize=3)
+        measure, cost = strategy.metrics[metric], strategy.cost
+        x = cost.cost_per_1000_questions if priced else cost.machine_seconds_per_1000_questions / 60
+        y, train = measure.value, cost.train_seconds
+        axes.errorbar(x, y, yerr=[[y - measure.ci_low], [measure.ci_high - y]], color=colors[name], capsize=3)
         axes.scatter(x, y, s=30 + 8 * (train or 0) ** 0.5, color=colors[name], alpha=0.8, zorder=3)
         label = name if train is None else f"{name} (train {format_seconds(train)})"
         axes.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
@@ -83,10 +91,10 @@ def quality_cost_plot(results: dict) -> bytes:
     return _png(figure)
 
 
-def latency_plot(results: dict) -> bytes | None:
+def latency_plot(results: Results) -> bytes | None:
     """Box plots of the per-question latency of each strategy; None when no latency was sampled."""
-    samples = {name: strategy["latency"]["samples_s"] for name, strategy in results["strategies"].items()
-               if strategy["latency"]["samples_s"]}
+    samples = {name: strategy.latency.samples_s for name, strategy in results.strategies.items()
+               if strategy.latency.samples_s}
     if not samples:
         return None
     figure = _new_figure(7, 4)
@@ -104,9 +112,9 @@ def latency_plot(results: dict) -> bytes | None:
     return _png(figure)
 
 
-def training_curves_plot(results: dict) -> bytes | None:
+def training_curves_plot(results: Results) -> bytes | None:
     """Training and validation loss against step for every strategy with a training curve; None if none has."""
-    curves = {name: s["training_curve"] for name, s in results["strategies"].items() if s.get("training_curve")}
+    curves = {name: s.training_curve for name, s in results.strategies.items() if s.training_curve}
     if not curves:
         return None
     colors = _colors(results)
@@ -114,7 +122,7 @@ def training_curves_plot(results: dict) -> bytes | None:
     axes = figure.add_subplot()
     for name, curve in curves.items():
         for key, style, kind in (("loss", "-", "training"), ("eval_loss", "o--", "validation")):
-            points = [(row["step"], row[key]) for row in curve if row.get(key) is not None]
+            points = [(point.step, getattr(point, key)) for point in curve if getattr(point, key) is not None]
             if points:
                 axes.plot(*zip(*points), style, color=colors[name], label=f"{name} {kind}", markersize=4)
     axes.set_xlabel("optimizer step")
@@ -125,42 +133,34 @@ def training_curves_plot(results: dict) -> bytes | None:
     return _png(figure)
 
 
-def knowledge_update_plot(results: dict) -> bytes | None:
+def knowledge_update_plot(results: Results) -> bytes | None:
     """Grouped bars per strategy: new-question, old-before and old-after scores, absorb time annotated."""
-    update = results.get("knowledge_update")
-    if not update or not update["strategies"]:
+    update = results.knowledge_update
+    if not update or not update.strategies:
         return None
-    entries = update["strategies"]
-    metric = knowledge_update_metric(results)
+    entries = update.strategies
+    metric = plotted_metric(results)
     figure = _new_figure(7, 4.5)
     axes = figure.add_subplot()
     groups = (("new", "new questions"), ("old_before", "old, before"), ("old_after", "old, after"))
     width = 0.8 / len(groups)
     for offset, (key, label) in enumerate(groups):
         positions = [index + (offset - 1) * width for index in range(len(entries))]
-        axes.bar(positions, [entry[key].get(metric, 0.0) for entry in entries.values()], width, label=label)
+        axes.bar(positions, [getattr(entry, key).get(metric, 0.0) for entry in entries.values()], width, label=label)
     for index, entry in enumerate(entries.values()):
-        top = max(entry[key].get(metric, 0.0) for key, _ in groups)
-        axes.annotate(f"absorb {format_seconds(entry['absorb_seconds'])}", (index, top), textcoords="offset points",
+        top = max(getattr(entry, key).get(metric, 0.0) for key, _ in groups)
+        axes.annotate(f"absorb {format_seconds(entry.absorb_seconds)}", (index, top), textcoords="offset points",
                       xytext=(0, 4), ha="center", fontsize=8)
     axes.set_xticks(range(len(entries)), list(entries))
     axes.set_ylabel(metric_label(metric))
     axes.set_ylim(0, 1.1)
-    axes.set_title(f"Knowledge update: {update['new_documents']} new documents")
+    axes.set_title(f"Knowledge update: {update.new_documents} new documents")
     axes.legend(fontsize=8)
     axes.grid(axis="y", alpha=0.3)
     return _png(figure)
 
 
-def knowledge_update_metric(results: dict) -> str:
-    """The primary metric when the knowledge update measured it, else the first metric it measured."""
-    entries = results["knowledge_update"]["strategies"].values()
-    if all(results["primary_metric"] in entry["new"] for entry in entries):
-        return results["primary_metric"]
-    return next(iter(next(iter(entries))["new"]))
-
-
-def all_plots(results: dict) -> dict[str, bytes]:
+def all_plots(results: Results) -> dict[str, bytes]:
     """Every figure that applies to these results, by file stem."""
     figures = {"quality": quality_plot(results), "quality_vs_cost": quality_cost_plot(results),
                "latency": latency_plot(results), "training_curves": training_curves_plot(results),

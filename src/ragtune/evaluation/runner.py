@@ -8,9 +8,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ragtune.errors import RagtuneError
-from ragtune.evaluation.metrics import (embedding_similarity, exact_match, groundedness, multiple_choice_correct,
-                                        passage_contains_answer, reciprocal_rank, recall_at_k, rouge_scores,
-                                        sentence_bleu, token_f1)
+from ragtune.evaluation.metrics import passage_contains_answer
+from ragtune.evaluation.registry import METRICS, ScoringItem, score_items
 from ragtune.evaluation.statistics import bootstrap_ci
 from ragtune.evaluation.test_set import TestQuestion
 from ragtune.knowledge.types import Hit
@@ -18,8 +17,7 @@ from ragtune.progress import ProgressReporter, SilentProgress
 from ragtune.prompts import build_messages
 from ragtune.strategies import Strategy
 
-RANKING_DEPTH = 10  # hits ranked for recall@k and MRR
-GOLD = "gold"
+RANKING_DEPTH = 10  # hits ranked for recall@k and MRR (one retrieval per question; the prompt takes the first k)
 
 
 @dataclass
@@ -30,7 +28,7 @@ class EvaluationResult:
     metrics: dict[str, dict[str, float]]  # name → {"value", "ci_low", "ci_high"}
     latency: dict[str, float | list[float]]
     usage: dict[str, float]
-    per_question: list[dict]
+    per_question: list[dict]  # id, question, reference, choices, answer, passages, timings, scores{metric: value}
 
     @property
     def n(self) -> int:
@@ -43,7 +41,8 @@ class EvaluationResult:
 def evaluate(project, questions: list[TestQuestion], strategy: Strategy, *, model: str | None = None,
              k: int | None = None, seed: int = 0, progress: ProgressReporter | None = None) -> EvaluationResult:
     """Answer and score `questions` with `strategy`; `model` is the generator (a fine-tuned run directory for
-    the fine-tuned strategies), `k` the passages retrieved for strategies that use retrieval."""
+    the fine-tuned strategies), `k` the passages retrieved for strategies that use retrieval. Every metric of the
+    registry that applies is scored, so any of them can decide the comparison later without answering again."""
     if strategy.training_objective and model is None:
         raise RagtuneError(f"strategy '{strategy.name}' answers with a fine-tuned model",
                            f"pass --model RUN_DIR (a run of `ragtune finetune --objective "
@@ -54,36 +53,33 @@ def evaluate(project, questions: list[TestQuestion], strategy: Strategy, *, mode
         raise RagtuneError(f"strategy '{strategy.name}' retrieves passages but k is {k}", "use --k 1 or more")
     pipeline = project.pipeline(model)
     task = (progress or SilentProgress()).task(f"evaluating {strategy.name}", total=len(questions))
-    rows = []
+    rows, items = [], []
     for question in questions:
-        rows.append(_answer_and_score(project, pipeline, question, strategy, k))
+        row, item = _answer(pipeline, question, strategy, k)
+        rows.append(row)
+        items.append(item)
         task.advance()
-    for row, similarity in zip(rows, embedding_similarity([r["answer"] for r in rows],
-                                                          [r["reference"] for r in rows], project.kb.embedder)):
-        row["similarity"] = similarity
-    return EvaluationResult(strategy.name, model, k, _aggregate(rows, seed), _latency(rows), _usage(rows), rows)
+    for row, scores in zip(rows, score_items(items, project.kb.embedder)):
+        row["scores"] = scores
+    return EvaluationResult(strategy.name, model, k, aggregate(rows, seed), _latency(rows), _usage(rows), rows)
 
 
-def _answer_and_score(project, pipeline, question: TestQuestion, strategy: Strategy, k: int) -> dict:
-    answer = pipeline.answer(question.question, k=k)
-    text, reference = answer.answer, question.reference
-    row = {"id": question.id, "question": question.question, "reference": reference, "answer": text,
+def _answer(pipeline, question: TestQuestion, strategy: Strategy, k: int) -> tuple[dict, ScoringItem]:
+    """One answer, with what the report keeps of it and what scoring needs."""
+    answer = pipeline.answer(question.question, k=k, rank_depth=RANKING_DEPTH if strategy.uses_retrieval else 0)
+    text = answer.answer
+    row = {"id": question.id, "question": question.question, "reference": question.reference,
+           "choices": question.choices, "answer": text,
            "passages": [{"source": hit.source, "text": hit.text} for hit in answer.passages],
            "latency_s": answer.timings["total_s"], "generation_s": answer.timings["generation_s"],
-           "prompt_tokens": answer.timings["prompt_tokens"], "completion_tokens": answer.timings["completion_tokens"],
-           "exact_match": exact_match(text, reference), "f1": token_f1(text, reference),
-           **rouge_scores(text, reference), "bleu": sentence_bleu(text, reference)}
+           "prompt_tokens": answer.timings["prompt_tokens"], "completion_tokens": answer.timings["completion_tokens"]}
+    choice_logprobs = None
     if question.choices:
         messages = build_messages(question.question, answer.passages)
-        scores = pipeline.generator.score_continuations(messages, question.choices)
-        row["mc_accuracy"] = float(multiple_choice_correct(scores, question.choices, reference))
-    if strategy.uses_retrieval:
-        ranked = project.search(question.question, k=max(k, RANKING_DEPTH))
-        keys = [GOLD if _is_gold(hit, question) else f"other-{i}" for i, hit in enumerate(ranked)]
-        row["recall_at_k"] = recall_at_k(keys, {GOLD}, k)
-        row["mrr"] = reciprocal_rank(keys, {GOLD}, RANKING_DEPTH)
-        row["groundedness"] = groundedness(text, [hit.text for hit in answer.passages])
-    return row
+        choice_logprobs = pipeline.generator.score_continuations(messages, question.choices)
+    gold_ranks = [_is_gold(hit, question) for hit in answer.ranked] if strategy.uses_retrieval else None
+    return row, ScoringItem(text, question.reference, [hit.text for hit in answer.passages], gold_ranks, k,
+                            question.choices, choice_logprobs)
 
 
 def _is_gold(hit: Hit, question: TestQuestion) -> bool:
@@ -93,15 +89,12 @@ def _is_gold(hit: Hit, question: TestQuestion) -> bool:
     return passage_contains_answer(hit.text, question.reference)
 
 
-QUALITY_METRICS = ("exact_match", "f1", "rouge1", "rouge2", "rougeL", "bleu", "similarity", "mc_accuracy",
-                   "recall_at_k", "mrr", "groundedness")
-
-
-def _aggregate(rows: list[dict], seed: int) -> dict[str, dict[str, float]]:
-    """Mean and 95% bootstrap interval of every metric present (over the rows where it applies)."""
+def aggregate(rows: list[dict], seed: int) -> dict[str, dict[str, float]]:
+    """Mean and 95% bootstrap interval of every metric present in the rows' scores (over the rows where it
+    applies)."""
     metrics = {}
-    for name in QUALITY_METRICS:
-        values = [row[name] for row in rows if row.get(name) is not None]
+    for name in METRICS:
+        values = [row["scores"][name] for row in rows if row["scores"].get(name) is not None]
         if values:
             low, high = bootstrap_ci(values, seed=seed)
             metrics[name] = {"value": float(np.mean(values)), "ci_low": low, "ci_high": high}

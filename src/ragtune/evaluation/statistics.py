@@ -7,9 +7,10 @@ from itertools import combinations
 from typing import Sequence
 
 import numpy as np
+from scipy.stats import norm
 
-BINARY_METRICS = frozenset({"exact_match", "mc_accuracy"})  # 0/1 per question: McNemar applies
 SIGNIFICANCE_LEVEL = 0.05
+POWER = 0.8  # the chance of detecting a real difference that power estimates aim for
 _EXACT_MCNEMAR_BELOW = 25  # discordant pairs; from there on the chi-square approximation is used
 _DRAWS_PER_CHUNK = 1 << 22  # resampled indices held in memory at once
 
@@ -97,16 +98,54 @@ def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
             "test": "chi_square_continuity_corrected"}
 
 
-def compare_strategies(per_question: dict[str, dict[str, list[float]]], metric: str, *, seed: int = 0) -> list[dict]:
-    """Paired comparisons of every two strategies (sorted names, each pair once) on one metric.
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control), in the input order.
+
+    scipy has no Holm correction (statsmodels' multipletests does, but is not worth a dependency for ten lines):
+    the i-th smallest p is multiplied by (m − i + 1), made monotone, and capped at 1.
+    """
+    order = np.argsort(p_values, kind="stable")
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * float(p_values[index])))
+        adjusted[index] = running
+    return adjusted
+
+
+def _z_sum(comparisons: int, alpha: float, power: float) -> float:
+    """z of the two-sided level alpha / comparisons (Bonferroni, Holm's first step) plus z of the power."""
+    return float(norm.ppf(1 - alpha / comparisons / 2) + norm.ppf(power))
+
+
+def required_questions(sd_difference: float, difference: float, *, comparisons: int = 1,
+                       alpha: float = SIGNIFICANCE_LEVEL, power: float = POWER) -> int | None:
+    """Questions a paired test needs to detect a mean per-question `difference` with `power`, when paired
+    differences have standard deviation `sd_difference` and `comparisons` tests share the level `alpha`
+    (normal approximation: n = ((z₁₋α/2m + z_power) · sd / difference)²). None when the difference is 0."""
+    if difference == 0:
+        return None
+    if sd_difference == 0:
+        return 2
+    return max(2, math.ceil((_z_sum(comparisons, alpha, power) * sd_difference / abs(difference)) ** 2))
+
+
+def detectable_difference(sd_difference: float, n: int, *, comparisons: int = 1, alpha: float = SIGNIFICANCE_LEVEL,
+                          power: float = POWER) -> float:
+    """The smallest mean per-question difference a paired test on `n` questions detects with `power`."""
+    return _z_sum(comparisons, alpha, power) * sd_difference / math.sqrt(n)
+
+
+def compare_strategies(per_question: dict[str, dict[str, list[float]]], metric: str, *, binary: bool = False,
+                       seed: int = 0) -> list[dict]:
+    """Paired comparisons of every two strategies (sorted names, each pair once) on one metric, Holm-corrected.
 
     `per_question[strategy][metric]` lists that strategy's score on each question, in the same
     question order for every strategy. Strategies without the metric are left out; questions where
     either strategy of a pair has no score (None or NaN) are left out of that pair, `n` says how
     many were compared, and a pair with none in common is left out. Each result has a, b, metric,
-    n, mean_difference (a − b), ci_low, ci_high, p_value and test ("paired_bootstrap"),
-    `significant` (bootstrap p < 0.05), and for the 0/1 metrics exact_match and mc_accuracy also
-    mcnemar_p_value.
+    n, mean_difference (a − b), sd_difference (of the per-question differences), ci_low, ci_high,
+    p_value and test ("paired_bootstrap"), p_adjusted (Holm over the pairs returned), `significant`
+    (adjusted p < 0.05), and for `binary` (0/1) metrics also mcnemar_p_value.
     """
     scored = {name: metrics[metric] for name, metrics in per_question.items() if metric in metrics}
     results = []
@@ -114,12 +153,16 @@ def compare_strategies(per_question: dict[str, dict[str, list[float]]], metric: 
         first, second = _paired_scores(scored[a], scored[b], a, b)
         if first.size == 0:
             continue
+        differences = first - second
         result = {"a": a, "b": b, "metric": metric, "n": int(first.size),
-                  **paired_bootstrap(first, second, seed=seed), "test": "paired_bootstrap"}
-        result["significant"] = result["p_value"] < SIGNIFICANCE_LEVEL
-        if metric in BINARY_METRICS:
+                  **paired_bootstrap(first, second, seed=seed), "test": "paired_bootstrap",
+                  "sd_difference": float(differences.std(ddof=1)) if first.size > 1 else 0.0}
+        if binary:
             result["mcnemar_p_value"] = mcnemar(first == 1, second == 1)["p_value"]
         results.append(result)
+    for result, adjusted in zip(results, holm_adjust([result["p_value"] for result in results])):
+        result["p_adjusted"] = adjusted
+        result["significant"] = adjusted < SIGNIFICANCE_LEVEL
     return results
 
 

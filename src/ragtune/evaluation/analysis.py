@@ -1,0 +1,31 @@
+"""From measurements to a verdict: choose the deciding metric, test every pair of strategies on it (Holm-corrected)
+and recommend. `compare` runs this after measuring; `advise` runs it again on stored results with other
+constraints or another metric, without answering a single question again."""
+
+from __future__ import annotations
+
+from ragtune.evaluation.advice import recommend
+from ragtune.evaluation.metric_choice import choose_metric
+from ragtune.evaluation.registry import METRICS, deciding_metrics
+from ragtune.evaluation.results import Constraints, MetricChoice, PairedTest, Results
+from ragtune.evaluation.statistics import compare_strategies
+
+
+def analyse(results: Results, constraints: Constraints, metric: str | None = None) -> Results:
+    """`results` with the metric choice, the paired tests on the deciding metric and the recommendation (re)made
+    under `constraints`; `metric` names the deciding metric (None: chosen from the test set's answers)."""
+    per_question = results.per_question
+    per_strategy = {name: {candidate: [row.answers[name].scores.get(candidate) if name in row.answers else None
+                                       for row in per_question] for candidate in deciding_metrics()}
+                    for name in results.strategies}
+    choice = MetricChoice.model_validate(choose_metric([row.reference for row in per_question],
+                                                       [bool(row.choices) for row in per_question],
+                                                       per_strategy, metric))
+    significance = []
+    if choice.metric:
+        scores = {name: {choice.metric: values[choice.metric]} for name, values in per_strategy.items()}
+        significance = [PairedTest.model_validate(entry) for entry in compare_strategies(
+            scores, choice.metric, binary=METRICS[choice.metric].binary, seed=results.seed)]
+    analysed = results.model_copy(update={"metric_choice": choice, "significance": significance,
+                                          "constraints": constraints, "recommendation": None})
+    return analysed.model_copy(update={"recommendation": recommend(analysed, constraints)})
