@@ -1,7 +1,8 @@
 """Evaluation answering: one question at a time (`generate`) vs batched (`generate_batch`) on the default engine.
 
     python benchmarks/bench_eval_batching.py [--questions 32] [--max-new-tokens 48] [--k 3]
-                                             [--batch-sizes 4,8,16] [--rounds 1] [--out results.json]
+                                             [--batch-sizes 4,8,16,32] [--rag-batch-sizes 8,16]
+                                             [--rounds 1] [--kinds closed_book,rag] [--out results.json]
 
 What `ragtune compare` does for each strategy, reduced to the generation: the first --questions bundled COVID-QA
 questions, the prompts `ask` builds (`build_messages` after `fit_passages`, the budget `RagPipeline.answer` uses)
@@ -15,6 +16,8 @@ answered greedily with --max-new-tokens (48, the demo's budget) by the project's
   batch_B      one `generate_batch` call over all questions on an engine with batch_size B (B sequences decoded
                together; each prompt is prefilled alone when its slot frees). B equal to the project engine's
                batch_size runs on that engine; the other sizes on a second LlamaCppEngine on the same GGUF.
+               --batch-sizes for closed-book prompts, --rag-batch-sizes for RAG prompts (whose passes take
+               ~10x longer; fewer sizes keep the default run near 15 minutes on 2 cores).
 The modes run in ABBA order per prompt kind (sequential, batch_4, batch_8, ..., then the reverse; --rounds
 times), so drift hits all alike; figures are means over the runs. Each engine is warmed up (one `generate`, one
 2-prompt `generate_batch`, which creates the multi-sequence context: `batch_setup_s`) before timing.
@@ -108,12 +111,16 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=48, help="48 = the demo's budget")
     parser.add_argument("--k", type=int, default=3, help="passages for the RAG prompts")
-    parser.add_argument("--batch-sizes", default="4,8,16", help="engine batch sizes to try (comma-separated)")
+    parser.add_argument("--batch-sizes", default="4,8,16,32", help="batch sizes for closed-book prompts")
+    parser.add_argument("--rag-batch-sizes", default="8,16", help="batch sizes for RAG prompts")
     parser.add_argument("--rounds", type=int, default=1, help="ABBA rounds: each mode runs 2 x rounds times")
     parser.add_argument("--kinds", default="closed_book,rag")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    sizes = [int(b) for b in args.batch_sizes.split(",") if b]
+    kinds = args.kinds.split(",")
+    kind_sizes = {"closed_book": [int(b) for b in args.batch_sizes.split(",") if b],
+                  "rag": [int(b) for b in args.rag_batch_sizes.split(",") if b]}
+    sizes = sorted({b for kind in kinds for b in kind_sizes[kind]})
     config = GenerationConfig(max_new_tokens=args.max_new_tokens)  # greedy
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,10 +144,11 @@ def main() -> None:
             eng.generate_batch(prompts["closed_book"][:2], GenerationConfig(max_new_tokens=2))
             setup[size] = round(time.perf_counter() - t, 3)
 
-        modes = [("sequential", engine, False)] + [(f"batch_{b}", engines[b], True) for b in sizes]
-        order = (modes + modes[::-1]) * args.rounds
-        results = {}
-        for kind in args.kinds.split(","):
+        results, orders = {}, {}
+        for kind in kinds:
+            modes = [("sequential", engine, False)] + [(f"batch_{b}", engines[b], True) for b in kind_sizes[kind]]
+            order = (modes + modes[::-1]) * args.rounds
+            orders[kind] = [name for name, _, _ in order]
             runs: dict[str, list[dict]] = {name: [] for name, _, _ in modes}
             for name, eng, batch in order:
                 runs[name].append(run_mode(eng, batch, prompts[kind], config))
@@ -152,8 +160,9 @@ def main() -> None:
                 table[name]["throughput_ratio_vs_sequential"] = round(
                     table[name]["answers_per_s"] / table["sequential"]["answers_per_s"], 3)
             tokens = runs["sequential"][0]["prompt_tokens"]
-            results[kind] = {"prompt_tokens_min": min(tokens), "prompt_tokens_mean": round(statistics.mean(tokens)),
-                             "prompt_tokens_max": max(tokens), "modes": table}
+            results[kind] = {"order": orders[kind], "prompt_tokens_min": min(tokens),
+                             "prompt_tokens_mean": round(statistics.mean(tokens)), "prompt_tokens_max": max(tokens),
+                             "modes": table}
         for size, eng in engines.items():
             if eng is not engine:
                 eng.close()
@@ -162,7 +171,7 @@ def main() -> None:
 
     result = {"model": spec.name, "file": str(spec.location), "threads": available_cpus(),
               "questions": len(questions), "max_new_tokens": args.max_new_tokens, "k": args.k,
-              "rounds": args.rounds, "order": [name for name, _, _ in order],
+              "rounds": args.rounds,
               "project_engine_batch_size": default_batch_size, "batch_setup_s": setup, **results,
               "total_s": round(time.perf_counter() - started, 1)}
 
@@ -171,7 +180,7 @@ def main() -> None:
     header = (f"{'kind':11s} {'mode':10s} {'s/pass':>7s} {'ans/s':>6s} {'ratio':>6s} {'tok/s':>6s} "
               f"{'lat mean':>8s} {'lat p50':>8s} {'s/ans':>6s} {'differ':>6s} {'psi%':>5s}")
     print(header, file=sys.stderr)
-    for kind in args.kinds.split(","):
+    for kind in kinds:
         for name, r in results[kind]["modes"].items():
             print(f"{kind:11s} {name:10s} {r['seconds_mean']:7.2f} {r['answers_per_s']:6.2f} "
                   f"{r.get('throughput_ratio_vs_sequential', 1.0):6.3f} {r['completion_tokens_per_s']:6.1f} "

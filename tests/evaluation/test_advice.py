@@ -1,4 +1,5 @@
-"""The recommendation follows the numbers: constraints, significance, ties broken by update speed and cost."""
+"""The verdict follows the numbers: constraints, Holm-corrected significance, "inconclusive" when the test set
+cannot separate the strategies, ties broken by update speed and cost."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import re
 
 import pytest
 
-from ragtune.evaluation.advice import Constraints, recommend
+from ragtune.evaluation.advice import recommend
+from ragtune.evaluation.results import Constraints, Results, resolve
 
 PRICE_PER_HOUR = 2.0
 DESCRIPTIONS = {"base": "closed book", "rag": "retrieval", "ft": "fine-tuned, closed book",
@@ -38,51 +40,51 @@ def strategy(f1: float, *, retrieval: bool, cost: float = 0.1, p95: float = 1.0,
 
 
 def make_results(strategies: dict[str, dict], significance: list[tuple] = (), knowledge_update: dict | None = None,
-                 constraints: dict | None = None, per_question: list[dict] | None = None) -> dict:
-    """A valid results dict; `significance` as (a, b, difference, p) tuples, significant when p < 0.05."""
+                 constraints: dict | None = None, per_question: list[dict] | None = None, n: int = 400,
+                 sd: float = 0.1, price_per_hour: float = PRICE_PER_HOUR) -> Results:
+    """Valid results; `significance` as (a, b, difference, p) tuples on F1 over `n` questions whose per-question
+    differences have SD `sd` (the defaults make a test set that detects differences of 0.05), Holm-adjusted."""
+    from ragtune.evaluation.statistics import holm_adjust
+
     for name, entry in strategies.items():
         entry["description"] = DESCRIPTIONS.get(name, name)
-    results = {
-        "schema_version": 1, "created": "2026-11-25T10:00:00+00:00", "seed": 7,
+    adjusted = holm_adjust([p for *_, p in significance])
+    data = {
+        "schema_version": 2, "created": "2026-11-25T10:00:00+00:00", "seed": 7,
         "config": {"model": "tiny", "method": "lora", "k": 4, "docs": "docs/", "train": "train.jsonl",
-                   "test": "test.jsonl", "price_per_hour": PRICE_PER_HOUR, "quick": True},
+                   "test": "test.jsonl", "price_per_hour": price_per_hour, "quick": True},
         "constraints": constraints or {"knowledge_changes": "monthly", "must_cite": False},
-        "primary_metric": "f1", "test_set": {"n": 50}, "strategies": strategies,
-        "significance": [{"a": a, "b": b, "metric": "f1", "mean_difference": difference,
+        "metric_choice": {"metric": "f1", "answer_kind": "short", "reason": "F1 fits: short answers",
+                          "candidates": ["f1", "exact_match"]},
+        "test_set": {"n": n}, "strategies": strategies,
+        "significance": [{"a": a, "b": b, "metric": "f1", "n": n, "mean_difference": difference, "sd_difference": sd,
                           "ci_low": difference - 0.06, "ci_high": difference + 0.06, "p_value": p,
-                          "significant": p < 0.05, "mcnemar_p_value": min(1.0, p * 1.5)}
-                         for a, b, difference, p in significance],
+                          "p_adjusted": p_adjusted, "test": "paired_bootstrap", "significant": p_adjusted < 0.05}
+                         for (a, b, difference, p), p_adjusted in zip(significance, adjusted)],
         "per_question": per_question or [],
     }
     if knowledge_update:
-        results["knowledge_update"] = knowledge_update
-    return results
+        data["knowledge_update"] = knowledge_update
+    return Results.model_validate(data)
 
 
 def update_entry(seconds: float, new: float, before: float, after: float, how: str) -> dict:
     return {"absorb_seconds": seconds, "absorb_peak_memory_gb": None, "how": how, "new": {"f1": new},
-            "old_before": {"f1": before}, "old_after": {"f1": after}, "forgetting": round(before - after, 4)}
+            "old_before": {"f1": before}, "old_after": {"f1": after}}
 
 
-def resolve(data, path: str):
-    """The value at an evidence path like "strategies.rag.metrics.f1" or "significance[2]" (KeyError if none)."""
-    for key, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path):
-        data = data[int(index)] if index else data[key]
-    return data
-
-
-def advise(results: dict, **constraints) -> dict:
+def advise(results: Results, **constraints):
     """recommend(), checking that every reason cites evidence that exists in the results."""
     advice = recommend(results, Constraints(**constraints))
-    for reason in advice["reasons"]:
-        assert reason["evidence"], reason["text"]
-        for path in reason["evidence"]:
+    for reason in advice.reasons + advice.what_would_decide:
+        assert reason.evidence, reason.text
+        for path in reason.evidence:
             resolve(results, path)
     return advice
 
 
-def texts(advice: dict) -> str:
-    return "\n".join(reason["text"] for reason in advice["reasons"])
+def texts(advice) -> str:
+    return "\n".join(reason.text for reason in advice.reasons + advice.what_would_decide)
 
 
 def test_rag_clearly_best_is_recommended_with_its_numbers():
@@ -90,11 +92,11 @@ def test_rag_clearly_best_is_recommended_with_its_numbers():
                             "ft": strategy(0.22, retrieval=False, train_seconds=600, training_cost=0.33)},
                            significance=[("rag", "base", 0.31, 0.0001), ("rag", "ft", 0.19, 0.002)])
     advice = advise(results)
-    assert advice["strategy"] == "rag"
+    assert advice.strategy == "rag"
     assert "F1 of the 3 strategies considered: 0.41 [0.36, 0.46] vs 0.22 for ft, 0.10 for base" in texts(advice)
-    assert "significantly better than ft on F1: 0.41 vs 0.22 (difference +0.19, CI [+0.13, +0.25], p = 0.002)" \
+    assert "significantly better than ft on F1: 0.41 vs 0.22 (difference +0.19, CI [+0.13, +0.25], p = 0.002, Holm-adjusted p = 0.002)" \
         in texts(advice)
-    assert advice["excluded"] == {}
+    assert advice.excluded == {}
 
 
 def test_ft_significantly_best_with_knowledge_that_never_changes():
@@ -102,7 +104,7 @@ def test_ft_significantly_best_with_knowledge_that_never_changes():
                             "ft": strategy(0.52, retrieval=False, train_seconds=900, training_cost=0.5)},
                            significance=[("rag", "ft", -0.22, 0.001)])
     advice = advise(results, knowledge_changes="never")
-    assert advice["strategy"] == "ft"
+    assert advice.strategy == "ft"
     assert "difference +0.22, CI [+0.16, +0.28], p = 0.001" in texts(advice)  # the a/b order of the test flipped
     assert "ft's training (15.0 min) is paid once" in texts(advice)
 
@@ -113,7 +115,7 @@ def test_tie_goes_to_the_cheaper_strategy(rag_cost, ft_cost, expected):
                             "ft": strategy(0.40, retrieval=False, cost=ft_cost, train_seconds=300, training_cost=0.2)},
                            significance=[("rag", "ft", 0.02, 0.41)])
     advice = advise(results)
-    assert advice["strategy"] == expected
+    assert advice.strategy == expected
     assert "ft is not significantly worse than rag on F1: 0.40 [0.35, 0.45] vs 0.42" in texts(advice)
     cheaper, dearer = (f"{rag_cost:.2f}", f"{ft_cost:.2f}")[::1 if expected == "rag" else -1]
     assert f"{expected} is the cheapest: ${cheaper} per 1,000 questions" in texts(advice)
@@ -123,10 +125,9 @@ def test_tie_goes_to_the_cheaper_strategy(rag_cost, ft_cost, expected):
 def test_without_a_price_the_tie_is_broken_on_machine_time():
     results = make_results({"rag": strategy(0.42, retrieval=True, cost=0.05),
                             "ft": strategy(0.40, retrieval=False, cost=0.20, train_seconds=300, training_cost=0.2)},
-                           significance=[("rag", "ft", 0.02, 0.41)])
-    results["config"]["price_per_hour"] = 0.0
+                           significance=[("rag", "ft", 0.02, 0.41)], price_per_hour=0.0)
     advice = advise(results)
-    assert advice["strategy"] == "rag"
+    assert advice.strategy == "rag"
     assert ("rag is the cheapest: 90 s per 1,000 questions and no training, vs ft 6.0 min per 1,000 questions "
             "and 5.0 min training") in texts(advice)
     assert "$" not in texts(advice)
@@ -136,7 +137,7 @@ def test_training_cost_breaks_a_tie_in_cost_per_question():
     results = make_results({"ft": strategy(0.40, retrieval=False, cost=0.1, train_seconds=900, training_cost=1.5),
                             "raft": strategy(0.41, retrieval=True, cost=0.1, train_seconds=300, training_cost=0.4)},
                            significance=[("raft", "ft", 0.01, 0.7)])
-    assert advise(results)["strategy"] == "raft"
+    assert advise(results).strategy == "raft"
 
 
 def test_latency_target_excludes_rag_and_quotes_the_numbers():
@@ -144,8 +145,8 @@ def test_latency_target_excludes_rag_and_quotes_the_numbers():
                             "ft": strategy(0.30, retrieval=False, p95=0.6, train_seconds=300, training_cost=0.2)},
                            significance=[("rag", "ft", 0.15, 0.001)])
     advice = advise(results, latency_p95_s=1.5)
-    assert advice["strategy"] == "ft"
-    assert advice["excluded"] == {"rag": "p95 latency 2.4 s is above the 1.5 s target"}
+    assert advice.strategy == "ft"
+    assert advice.excluded == {"rag": "p95 latency 2.4 s is above the 1.5 s target"}
     assert "ft meets the constraints: p95 latency 0.6 s within the 1.5 s target." in texts(advice)
 
 
@@ -154,8 +155,8 @@ def test_budget_excludes_the_expensive_strategy():
                             "ft+rag": strategy(0.40, retrieval=True, cost=0.3, train_seconds=300)},
                            significance=[("rag", "ft+rag", 0.05, 0.01)])
     advice = advise(results, budget_per_1000=0.5)
-    assert advice["strategy"] == "ft+rag"
-    assert advice["excluded"]["rag"] == "$0.90 per 1,000 questions is above the $0.50 budget"
+    assert advice.strategy == "ft+rag"
+    assert advice.excluded["rag"] == "$0.90 per 1,000 questions is above the $0.50 budget"
 
 
 def test_must_cite_excludes_closed_book_strategies():
@@ -165,9 +166,9 @@ def test_must_cite_excludes_closed_book_strategies():
                             "raft": strategy(0.38, retrieval=True, train_seconds=600, cost=0.2)},
                            significance=[("raft", "rag", 0.03, 0.5)])
     advice = advise(results, must_cite=True)
-    assert set(advice["excluded"]) == {"base", "ft", "ft-docs"}
-    assert all("closed book" in why for why in advice["excluded"].values())
-    assert advice["strategy"] == "rag"  # tied with raft, and cheaper
+    assert set(advice.excluded) == {"base", "ft", "ft-docs"}
+    assert all("closed book" in why for why in advice.excluded.values())
+    assert advice.strategy == "rag"  # tied with raft, and cheaper
     assert "cites the 4 passages it retrieves" in texts(advice)
 
 
@@ -179,11 +180,11 @@ def test_daily_changes_favour_the_fastest_absorber_among_tied():
                              "ft": update_entry(300.0, 0.50, 0.43, 0.39, "retrain on all documents")}}
     results = make_results(strategies, significance=[("ft", "rag", 0.02, 0.45)], knowledge_update=update)
     daily = advise(results, knowledge_changes="daily")
-    assert daily["strategy"] == "rag"
+    assert daily.strategy == "rag"
     assert ("absorbing new documents fastest while keeping its F1 on new questions wins: rag 2 s (F1 0.52 on new "
             "questions) vs ft 5.0 min (F1 0.50 on new questions)") in texts(daily)
     assert "rag absorbed the 12 new documents in 2 s (re-index)" in texts(daily)
-    assert advise(results, knowledge_changes="monthly")["strategy"] == "ft"  # then only cost breaks the tie
+    assert advise(results, knowledge_changes="monthly").strategy == "ft"  # then only cost breaks the tie
 
 
 def test_fast_update_that_loses_new_question_accuracy_does_not_win():
@@ -193,7 +194,7 @@ def test_fast_update_that_loses_new_question_accuracy_does_not_win():
                              "raft": update_entry(40.0, 0.55, 0.42, 0.40, "re-index")}}
     results = make_results(strategies, significance=[("raft", "rag", 0.01, 0.8)], knowledge_update=update)
     advice = advise(results, knowledge_changes="weekly")
-    assert advice["strategy"] == "raft"
+    assert advice.strategy == "raft"
     assert "rag falls below 90% of the best new-question F1 (0.55)" in texts(advice)
 
 
@@ -202,7 +203,7 @@ def test_daily_changes_without_update_measurement_prefer_retrieval():
                             "ft": strategy(0.41, retrieval=False, cost=0.1, train_seconds=200)},
                            significance=[("ft", "rag", 0.01, 0.6)])
     advice = advise(results, knowledge_changes="daily")
-    assert advice["strategy"] == "rag"
+    assert advice.strategy == "rag"
     assert "update cost was not measured: ft answers closed book and needs retraining" in texts(advice)
 
 
@@ -211,7 +212,7 @@ def test_without_significance_entries_overlapping_intervals_tie():
                             "ft": strategy(0.44, retrieval=False, cost=0.1, train_seconds=200),
                             "base": strategy(0.10, retrieval=False, cost=0.05)})
     advice = advise(results)
-    assert advice["strategy"] == "ft"
+    assert advice.strategy == "ft"
     assert "rag is not significantly worse than ft" in texts(advice)
     assert "the confidence intervals overlap" in texts(advice)
     assert "significantly better than base" in texts(advice)
@@ -222,8 +223,8 @@ def test_nothing_meets_the_latency_target_recommends_the_best_anyway():
                             "ft": strategy(0.30, retrieval=False, p95=0.9, train_seconds=300)},
                            significance=[("rag", "ft", 0.15, 0.001)])
     advice = advise(results, latency_p95_s=0.5)
-    assert advice["strategy"] == "rag"
-    assert set(advice["excluded"]) == {"rag", "ft"}
+    assert advice.strategy == "rag"
+    assert set(advice.excluded) == {"rag", "ft"}
     assert "no strategy meets the p95 latency target (the fastest, ft, takes 0.9 s)" in texts(advice)
 
 
@@ -239,12 +240,11 @@ def test_different_measurements_give_different_reasons():
 
 def test_constraints_round_trip_and_validate():
     constraints = Constraints(latency_p95_s=1.5, knowledge_changes="weekly", must_cite=True)
-    assert constraints.to_dict() == {"latency_p95_s": 1.5, "knowledge_changes": "weekly", "must_cite": True}
-    assert Constraints.from_dict(constraints.to_dict()) == constraints
+    assert Constraints.model_validate(constraints.model_dump()) == constraints
     with pytest.raises(ValueError, match="knowledge_changes"):
         Constraints(knowledge_changes="hourly")
     with pytest.raises(ValueError, match="latency"):
-        Constraints.from_dict({"latency": 2})
+        Constraints.model_validate({"latency": 2})
 
 
 def test_a_tie_prefers_the_strategies_shown_better_than_the_base_model():
@@ -252,12 +252,12 @@ def test_a_tie_prefers_the_strategies_shown_better_than_the_base_model():
     results = make_results({"base": strategy(0.09, retrieval=False, cost=0.01),
                             "rag": strategy(0.17, retrieval=True, cost=0.3),
                             "ft": strategy(0.10, retrieval=False, cost=0.02, train_seconds=90, training_cost=0.05)},
-                           significance=[("rag", "base", 0.08, 0.03), ("rag", "ft", 0.07, 0.11),
+                           significance=[("rag", "base", 0.08, 0.001), ("rag", "ft", 0.07, 0.11),
                                          ("ft", "base", 0.01, 0.6)])
     advice = advise(results)
-    assert advice["strategy"] == "rag"
+    assert advice.strategy == "rag"
     assert ("ft is not significantly better than base on F1 (ft 0.10 vs 0.09: difference +0.01, CI [-0.05, +0.07], "
-            "p = 0.6), so the tie is settled among those that are: rag.") in texts(advice)
+            "p = 0.6, Holm-adjusted p = 0.6), so the tie is settled among those that are: rag.") in texts(advice)
 
 
 def test_without_any_strategy_beating_base_the_tie_goes_to_cost_as_before():
@@ -266,4 +266,64 @@ def test_without_any_strategy_beating_base_the_tie_goes_to_cost_as_before():
                             "ft": strategy(0.15, retrieval=False, cost=0.02, train_seconds=90, training_cost=0.05)},
                            significance=[("rag", "base", 0.05, 0.2), ("rag", "ft", 0.02, 0.5), ("ft", "base", 0.03, 0.4)])
     advice = advise(results)
-    assert advice["strategy"] == "base" and "better than base" not in texts(advice)
+    assert advice.strategy == "base" and "better than base" not in texts(advice)
+
+
+def test_all_tied_on_a_small_test_set_is_inconclusive_and_says_how_many_questions_would_decide():
+    from ragtune.evaluation.statistics import required_questions
+
+    results = make_results({"base": strategy(0.12, retrieval=False, cost=0.01),
+                            "rag": strategy(0.17, retrieval=True, cost=0.3),
+                            "ft": strategy(0.15, retrieval=False, cost=0.02, train_seconds=90, training_cost=0.05,
+                                           curve=[{"step": 1, "loss": 2.5}, {"step": 8, "loss": 1.9}])},
+                           significance=[("rag", "base", 0.05, 0.2), ("rag", "ft", 0.02, 0.5), ("ft", "base", 0.03, 0.4)],
+                           n=30, sd=0.3)
+    advice = advise(results)
+    assert advice.verdict == "inconclusive" and advice.strategy is None
+    assert advice.headline == "Inconclusive: the 3 strategies are not separated on F1"
+    assert "the measurements do not decide, so nothing is recommended" in texts(advice)
+    needed = required_questions(0.3, 0.02, comparisons=3)
+    assert f"To tell rag from ft on F1 (a difference of 0.02, per-question SD 0.30) takes about {needed} test " \
+           "questions" in texts(advice)
+    assert "this test set has 30" in texts(advice)
+    assert "ft trained 8 steps (training loss 2.50 → 1.90)" in texts(advice)
+    assert "Even the best strategy scores 0.17 on F1: a stronger base model than tiny" in texts(advice)
+    assert advice.detectable_difference == pytest.approx((2.394 + 0.8416) * 0.3 / 30 ** 0.5, rel=1e-3)  # z.05/3/2 + z.8
+
+
+def test_a_win_that_does_not_survive_holm_correction_is_not_a_verdict():
+    """The demo's old situation: rag beat base at p = 0.03, one of ten comparisons; corrected, nothing is shown."""
+    names = ["base", "rag", "ft", "ft+rag", "raft"]
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    significance = [("rag", "base", 0.08, 0.03) if {a, b} == {"rag", "base"} else (a, b, 0.01, 0.5) for a, b in pairs]
+    values = {"base": 0.09, "rag": 0.17, "ft": 0.10, "ft+rag": 0.15, "raft": 0.14}
+    many = make_results({name: strategy(values[name], retrieval=name in ("rag", "ft+rag", "raft"),
+                                        train_seconds=60 if name.startswith(("ft", "raft")) else None)
+                         for name in names}, significance=significance, n=30, sd=0.3)
+    advice = advise(many)
+    assert advice.verdict == "inconclusive"
+    assert "p = 0.03, Holm-adjusted p = 0.3" in texts(advice)
+    alone = make_results({"base": strategy(0.09, retrieval=False), "rag": strategy(0.17, retrieval=True)},
+                         significance=[("rag", "base", 0.08, 0.03)], n=30, sd=0.3)
+    assert advise(alone).strategy == "rag"
+
+
+@pytest.mark.parametrize("rag_f1, ft_f1, difference, expected", [(0.45, 0.30, 0.15, "rag"), (0.30, 0.45, -0.15, "ft")])
+def test_the_verdict_follows_the_significant_direction(rag_f1, ft_f1, difference, expected):
+    results = make_results({"base": strategy(0.10, retrieval=False),
+                            "rag": strategy(rag_f1, retrieval=True),
+                            "ft": strategy(ft_f1, retrieval=False, train_seconds=300)},
+                           significance=[("rag", "ft", difference, 0.001), ("rag", "base", rag_f1 - 0.1, 0.0001),
+                                         ("ft", "base", ft_f1 - 0.1, 0.0001)], n=60, sd=0.3)
+    advice = advise(results)
+    assert advice.verdict == "recommended" and advice.strategy == expected
+    assert advice.headline.startswith(f"Recommended: {expected} (F1 0.45")
+
+
+def test_equivalent_strategies_on_a_large_test_set_are_decided_by_cost():
+    results = make_results({"rag": strategy(0.42, retrieval=True, cost=0.05),
+                            "ft": strategy(0.41, retrieval=False, cost=0.20, train_seconds=300)},
+                           significance=[("rag", "ft", 0.01, 0.5)], n=2000, sd=0.2)
+    advice = advise(results)
+    assert advice.verdict == "recommended" and advice.strategy == "rag"
+    assert "The test set detects differences of 0.01 and none was seen" in texts(advice)

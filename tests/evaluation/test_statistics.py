@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ragtune.evaluation.statistics import bootstrap_ci, compare_strategies, mcnemar, paired_bootstrap
+from ragtune.evaluation.statistics import (bootstrap_ci, compare_strategies, detectable_difference, holm_adjust, mcnemar,
+                                          paired_bootstrap, required_questions)
 
 
 def test_bootstrap_ci_of_a_normal_sample_covers_the_mean_with_the_textbook_width():
@@ -108,14 +109,15 @@ def test_compare_strategies_pairs_each_two_strategies_once():
         "base": {"exact_match": [1.0] * 5 + [0.0] * 35, "token_f1": list(rng.uniform(0.0, 0.4, 40))},
         "sft": {"exact_match": [1.0] * 6 + [0.0] * 34},
     }
-    em = compare_strategies(per_question, "exact_match")
+    em = compare_strategies(per_question, "exact_match", binary=True)
     assert [(r["a"], r["b"]) for r in em] == [("base", "rag"), ("base", "sft"), ("rag", "sft")]
     base_rag = em[0]
     assert base_rag["metric"] == "exact_match" and base_rag["test"] == "paired_bootstrap" and base_rag["n"] == 40
     assert base_rag["mean_difference"] == pytest.approx((5 - 36) / 40)
     assert base_rag["significant"] and base_rag["mcnemar_p_value"] < 1e-6
     assert not em[1]["significant"] and em[1]["mcnemar_p_value"] == 1.0  # 5 vs 6 right, 1 discordant pair
-    assert base_rag == compare_strategies(per_question, "exact_match")[0]  # seeded
+    assert base_rag == compare_strategies(per_question, "exact_match", binary=True)[0]  # seeded
+    assert [r["p_adjusted"] for r in em] == pytest.approx(holm_adjust([r["p_value"] for r in em]))
 
     f1 = compare_strategies(per_question, "token_f1")  # sft has no token_f1 and is left out
     assert [(r["a"], r["b"]) for r in f1] == [("base", "rag")]
@@ -129,3 +131,42 @@ def test_compare_strategies_leaves_out_questions_without_a_score():
     assert result["n"] == 1 and result["mean_difference"] == pytest.approx(0.25)
     with pytest.raises(ValueError, match="4 and 3 questions"):
         compare_strategies({"a": {"m": [1, 2, 3, 4]}, "b": {"m": [1, 2, 3]}}, "m")
+
+
+def test_holm_adjustment_matches_the_textbook_example():
+    # Holm (1979) step-down: sorted p 0.01, 0.02, 0.03, 0.04 times 4, 3, 2, 1, kept monotone.
+    assert holm_adjust([0.04, 0.01, 0.03, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm_adjust([0.5, 0.9]) == [1.0, 1.0]
+    assert holm_adjust([]) == []
+
+
+def test_more_comparisons_make_a_difference_harder_to_call_significant():
+    rng = np.random.default_rng(3)
+    base = list(rng.uniform(0, 1, 60))
+    per_question = {"base": {"f1": base}, "rag": {"f1": list(np.array(base) + rng.normal(0.08, 0.25, 60))}}
+    alone = compare_strategies(per_question, "f1")[0]
+    assert alone["p_adjusted"] == alone["p_value"] < 0.05
+    for index in range(8):  # eight more strategies that differ from nothing
+        per_question[f"s{index}"] = {"f1": list(rng.permutation(base))}
+    among_many = next(r for r in compare_strategies(per_question, "f1") if {r["a"], r["b"]} == {"base", "rag"})
+    assert among_many["p_value"] == alone["p_value"]
+    assert among_many["p_adjusted"] > alone["p_adjusted"] and not among_many["significant"]
+
+
+@pytest.mark.parametrize("difference, sd, comparisons", [(0.1, 0.35, 1), (0.08, 0.3, 10)])
+def test_the_power_estimate_matches_a_simulation(difference, sd, comparisons):
+    """At the estimated number of questions, the paired bootstrap at the corrected level detects the difference in
+    about 80% of simulated test sets (normal per-question differences)."""
+    n = required_questions(sd, difference, comparisons=comparisons)
+    assert detectable_difference(sd, n, comparisons=comparisons) == pytest.approx(difference, rel=0.05)
+    rng = np.random.default_rng(11)
+    level = 0.05 / comparisons
+    simulations = 200
+    detected = sum(paired_bootstrap(rng.normal(difference, sd, n), np.zeros(n), resamples=4000,
+                                    seed=index)["p_value"] < level for index in range(simulations))
+    assert 0.70 <= detected / simulations <= 0.90, (n, detected)
+
+
+def test_no_observed_difference_needs_no_sizing():
+    assert required_questions(0.3, 0.0) is None
+    assert required_questions(0.0, 0.2) == 2
