@@ -23,7 +23,8 @@ FACTS = {
                  ("Who walked on the Moon in 1969?", "Neil Armstrong")],
     "dogs.txt": [("What were dogs domesticated from?", "wolves"), ("What do dogs herd?", "sheep")],
 }
-METRICS = {"exact_match", "f1", "rouge1", "rouge2", "rougeL", "bleu", "similarity"}
+METRICS = {"exact_match", "f1", "rouge1", "rouge2", "rougeL", "bleu", "similarity", "chrf", "code_f1",
+           "code_exact_match"}
 RETRIEVAL_METRICS = {"recall_at_k", "mrr", "groundedness"}
 TINY_BUDGET = {"sft_max_steps": 4, "cpt_max_steps": 2, "raft_max_steps": 2, "batch_size": 4, "max_seq_length": 512,
                "max_new_tokens": 8}
@@ -72,30 +73,35 @@ def test_compare_results_schema_reproducibility_and_resume(dataset, tiny_generat
                           price_per_hour=2.0)
     results = run_compare(settings, tmp_path / "out")
 
-    assert set(results["strategies"]) == {"base", "rag", "ft", "ft+rag", "raft", "ft-docs"}
-    for name, entry in results["strategies"].items():
-        expected = METRICS | (RETRIEVAL_METRICS if entry["uses_retrieval"] else set())
-        assert expected <= set(entry["metrics"]), name
-        for metric in entry["metrics"].values():
-            assert metric["ci_low"] <= metric["value"] <= metric["ci_high"]
-        assert entry["latency"]["p95_s"] >= entry["latency"]["p50_s"] > 0
-        assert entry["cost"]["cost_per_1000_questions"] > 0
-        assert (entry["cost"]["train_seconds"] is None) == (name in ("base", "rag"))
-    assert results["strategies"]["rag"]["cost"]["prompt_tokens_per_question"] > \
-        results["strategies"]["base"]["cost"]["prompt_tokens_per_question"]  # context costs tokens
-    assert results["recommendation"]["strategy"] in results["strategies"]
-    assert len(results["significance"]) == 2 * 15  # every pair of six strategies, for f1 and exact match
-    assert len(results["per_question"]) == results["test_set"]["n"]
+    assert set(results.strategies) == {"base", "rag", "ft", "ft+rag", "raft", "ft-docs"}
+    for name, entry in results.strategies.items():
+        expected = METRICS | (RETRIEVAL_METRICS if entry.uses_retrieval else set())
+        assert expected <= set(entry.metrics), name
+        for metric in entry.metrics.values():
+            assert metric.ci_low <= metric.value <= metric.ci_high
+        assert entry.latency.p95_s >= entry.latency.p50_s > 0
+        assert entry.cost.cost_per_1000_questions > 0
+        assert (entry.cost.train_seconds is None) == (name in ("base", "rag"))
+    assert results.strategies["rag"].cost.prompt_tokens_per_question > \
+        results.strategies["base"].cost.prompt_tokens_per_question  # context costs tokens
+    assert results.recommendation.verdict in ("recommended", "inconclusive")
+    assert results.metric_choice.answer_kind == "short"
+    deciding = results.primary_metric
+    assert deciding is not None or results.recommendation.verdict == "inconclusive"
+    if deciding:
+        assert len(results.significance) == 15  # every pair of six strategies on the deciding metric
+        assert {entry.metric for entry in results.significance} == {deciding}
+    assert len(results.per_question) == results.test_set.n
     for name in ("results.json", "report.html", "report.md"):
         assert (tmp_path / "out" / name).is_file()
 
     again = run_compare(settings, tmp_path / "out", resume=True)
-    assert {"questions", "ingest", "train-sft", "eval-rag"} <= set(again["resumed_stages"])
-    assert again["strategies"]["ft"]["metrics"] == results["strategies"]["ft"]["metrics"]
+    assert {"questions", "ingest", "train-sft", "eval-rag"} <= set(again.resumed_stages)
+    assert again.strategies["ft"].metrics == results.strategies["ft"].metrics
 
     fresh = run_compare(settings, tmp_path / "fresh")
-    for name in results["strategies"]:
-        assert fresh["strategies"][name]["metrics"] == results["strategies"][name]["metrics"], name
+    for name in results.strategies:
+        assert fresh.strategies[name].metrics == results.strategies[name].metrics, name
 
 
 def test_knowledge_update_measures_absorption_and_forgetting(dataset, tiny_generator, embedder, monkeypatch,
@@ -104,16 +110,51 @@ def test_knowledge_update_measures_absorption_and_forgetting(dataset, tiny_gener
 
     monkeypatch.setattr(KnowledgeBase, "embedder", embedder, raising=False)
     settings = experiment(dataset, tiny_generator, strategies=["base", "rag", "ft"], update_split=0.5)
-    update = run_compare(settings, tmp_path / "out")["knowledge_update"]
+    results = run_compare(settings, tmp_path / "out")
+    update = results.knowledge_update
 
-    assert update["new_documents"] == 2 and update["new_questions"] > 0 and update["old_questions"] > 0
-    strategies = update["strategies"]
-    assert strategies["base"]["absorb_seconds"] == 0.0
-    assert strategies["rag"]["absorb_seconds"] > 0 and "ingest" in strategies["rag"]["how"]
-    assert strategies["ft"]["absorb_seconds"] > 0 and "training" in strategies["ft"]["how"]
+    assert update.new_documents == 2 and update.new_questions > 0 and update.old_questions > 0
+    strategies = update.strategies
+    assert strategies["base"].absorb_seconds == 0.0
+    assert strategies["rag"].absorb_seconds > 0 and "ingest" in strategies["rag"].how
+    assert strategies["ft"].absorb_seconds > 0 and "training" in strategies["ft"].how
     for entry in strategies.values():
-        assert set(entry["new"]) == {"exact_match", "f1"}
-        assert entry["forgetting"] == pytest.approx(entry["old_before"]["f1"] - entry["old_after"]["f1"])
+        assert METRICS <= set(entry.new) and set(entry.new) == set(entry.old_after)  # every metric, whichever decides
+        assert entry.forgetting("rougeL") == pytest.approx(entry.old_before["rougeL"] - entry.old_after["rougeL"])
+
+
+def test_knowledge_update_with_a_metric_other_than_f1_reports_its_forgetting(dataset, tiny_generator, embedder,
+                                                                                monkeypatch, tmp_path):
+    """Once a crash at the very end: the update measured only exact match and F1, so forgetting was None."""
+    from ragtune.knowledge.knowledge_base import KnowledgeBase
+
+    monkeypatch.setattr(KnowledgeBase, "embedder", embedder, raising=False)
+    settings = experiment(dataset, tiny_generator, strategies=["base", "rag"], update_split=0.5,
+                          primary_metric="similarity")
+    results = run_compare(settings, tmp_path / "out")
+    assert results.metric_choice.requested == "similarity"
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "new questions similarity" in report and "| forgetting |" in report
+
+
+def test_another_metric_or_constraint_reuses_every_stored_answer(dataset, tiny_generator, embedder, monkeypatch,
+                                                                 tmp_path):
+    from ragtune.evaluation.advise import readvise
+    from ragtune.knowledge.knowledge_base import KnowledgeBase
+
+    monkeypatch.setattr(KnowledgeBase, "embedder", embedder, raising=False)
+    first = run_compare(experiment(dataset, tiny_generator, strategies=["base", "rag"]), tmp_path / "out")
+    again = run_compare(experiment(dataset, tiny_generator, strategies=["base", "rag"], primary_metric="rougeL",
+                                   must_cite=True, price_per_hour=1.0), tmp_path / "out", resume=True)
+    assert set(again.resumed_stages) == {"questions", "ingest", "eval-base", "eval-rag"}
+    assert again.per_question == first.per_question
+    assert again.metric_choice.metric == "rougeL" or again.metric_choice.skipped[0].metric == "rougeL"
+    assert again.recommendation.excluded.get("base", "").startswith("it answers closed book")
+
+    advised = readvise(tmp_path / "out", metric="chrf", constraints={"must_cite": False})
+    assert advised.metric_choice.requested == "chrf" and advised.constraints.must_cite is False
+    assert advised.per_question == first.per_question
+    assert "chrF" in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_changed_settings_are_not_resumed_and_an_existing_output_needs_resume(dataset, tiny_generator, embedder,
@@ -168,6 +209,12 @@ def test_compare_command_reads_an_experiment_file_and_flags_override_it(dataset,
     bad = CliRunner().invoke(app, ["compare", "--experiment", str(settings), "--strategies", "base,rga",
                                    "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 1 and "unknown strategies: rga" in bad.output
+    for flag, value, message in (("--metric", "rogue", "unknown deciding metric: rogue"),
+                                 ("--method", "lorra", "unknown method: lorra")):
+        refused = CliRunner().invoke(app, ["compare", "--experiment", str(settings), flag, value,
+                                           "--out", str(tmp_path / "refused")])
+        assert refused.exit_code == 1 and message in refused.output and "choose among" in refused.output
+        assert not (tmp_path / "refused").exists()  # refused before any work
 
     unpriced = CliRunner().invoke(app, ["compare", "--experiment", str(settings), "--budget-per-1000", "0.5",
                                         "--out", str(tmp_path / "unpriced")])
