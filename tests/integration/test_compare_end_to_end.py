@@ -1,9 +1,11 @@
 """`ragtune demo --quick` on the real packaged models: every default strategy built and evaluated on the bundled
-COVID-QA subset with a tiny budget, the report written and a strategy recommended."""
+COVID-QA subset with a tiny budget, the report written and a verdict given; and a comparison on code answers
+(questions answered by a call from standard-library docstrings) decided by a metric that sees code."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -24,12 +26,39 @@ def test_quick_demo_compares_the_default_strategies_on_real_models(tmp_path):
     assert rag["cost"]["prompt_tokens_per_question"] > 3 * base["cost"]["prompt_tokens_per_question"]
     for name in ("ft", "ft+rag", "raft"):
         assert results["strategies"][name]["cost"]["train_seconds"] > 0
-    assert results["recommendation"]["strategy"] in results["strategies"]
-    assert results["recommendation"]["reasons"]
+    verdict = results["recommendation"]
+    assert results["metric_choice"]["answer_kind"] == "short"
+    assert verdict["verdict"] == "inconclusive" or verdict["strategy"] in results["strategies"]
+    assert verdict["reasons"] and verdict["detectable_difference"] > 0
     html = (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")
-    assert "data:image/png;base64," in html and results["recommendation"]["strategy"] in html
+    assert "data:image/png;base64," in html and verdict["headline"] in html
     # No price per hour was given: costs are machine time, never "$0".
     for entry in results["strategies"].values():
         assert entry["cost"]["machine_seconds_per_1000_questions"] == pytest.approx(1000 * entry["latency"]["mean_s"])
-    assert "machine time / 1,000 questions" in html
+    assert "machine time / 1,000 q." in html
     assert "$" not in " ".join(reason["text"] for reason in results["recommendation"]["reasons"])
+
+
+CODE_CALLS = Path(__file__).parents[1] / "data" / "code_calls"
+
+
+def test_code_answers_are_decided_by_a_metric_that_sees_code(tmp_path):
+    out = tmp_path / "code"
+    result = CliRunner().invoke(app, ["compare", "--docs", str(CODE_CALLS / "docs"), "--train",
+                                      str(CODE_CALLS / "questions.jsonl"), "--strategies", "base,rag,ft", "--quick",
+                                      "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.stdout)
+    choice, verdict = results["metric_choice"], results["recommendation"]
+    assert choice["answer_kind"] == "code"
+    assert choice["metric"] in ("chrf", "code_f1", "code_exact_match", "rougeL")
+    assert "code" in choice["reason"]
+    chosen = verdict["strategy"]
+    if chosen is not None:  # never a strategy significantly worse than another on the deciding metric
+        for test in results["significance"]:
+            if chosen in (test["a"], test["b"]) and test["significant"]:
+                assert (test["mean_difference"] > 0) == (test["a"] == chosen), test
+    assert choice["metric"] in json.dumps(results["significance"])
+    # SQuAD normalisation flattens calls; the code metrics keep their parts.
+    rag = results["strategies"]["rag"]["metrics"]
+    assert rag["chrf"]["value"] > rag["exact_match"]["value"]
