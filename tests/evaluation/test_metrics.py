@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ragtune.evaluation.metrics import (
@@ -140,3 +141,46 @@ def test_multiple_choice_answer_text_wins_over_letters_and_numbers_are_text():
         multiple_choice_correct([-1.0, -2.0], ["Paris", "London"], "C")  # only two choices
     with pytest.raises(ValueError, match="3 log-likelihoods for 2 choices"):
         multiple_choice_correct([-1.0, -2.0, -3.0], ["Paris", "London"], "Paris")
+
+
+# ------------------------------------------------------------------------------------- code and the registry
+
+def test_code_metrics_see_the_parts_squad_normalisation_drops():
+    from ragtune.evaluation.metrics import chrf, code_exact_match, code_token_f1, code_tokens
+
+    reference = "json.dumps(obj, indent=2, sort_keys=True)"
+    assert code_tokens(reference) == ["json", ".", "dumps", "(", "obj", ",", "indent", "=", "2", ",", "sort_keys",
+                                      "=", "True", ")"]
+    assert code_exact_match("```python\njson.dumps(obj,indent=2, sort_keys=True)\n```", reference) == 1.0
+    assert code_exact_match('`re.sub(r"\\s+", " ", text)`', "re.sub(r'\\s+', ' ', text)") == 1.0
+    assert code_exact_match('os.path.join("a", "b")', "os.path.join('a', 'b')") == 1.0  # quote style ignored
+    assert code_exact_match("json.dumps(obj, indent=4)", reference) == 0.0
+    near, far = code_token_f1("json.dumps(obj, indent=2)", reference), code_token_f1("pickle.load(f)", reference)
+    assert 0.5 < near < 1.0 and far < near
+    assert chrf("json.dumps(obj, indent=2)", reference) > chrf("the answer is json", reference) > 0
+    # SQuAD normalisation glues a call written without spaces into one "word": the right call scores 0 F1.
+    assert token_f1("json.dumps(obj,indent=2,sort_keys=True)", reference) == 0.0
+    assert code_exact_match("json.dumps(obj,indent=2,sort_keys=True)", reference) == 1.0
+
+
+def test_every_metric_of_the_registry_scores_items_it_applies_to():
+    from ragtune.evaluation.registry import METRICS, ScoringItem, deciding_metrics, get_metric, score_items
+
+    class FixedEmbedder:
+        def encode(self, texts):
+            return np.array([[1.0, 0.0] if "paris" in text.lower() else [0.0, 1.0] for text in texts])
+
+    closed = ScoringItem("Paris", "Paris")
+    retrieved = ScoringItem("Paris is the capital", "Paris", passages=["Paris is the capital of France"],
+                            gold_ranks=[False, True, False], k=2, choices=["Paris", "Rome"],
+                            choice_logprobs=[-1.0, -3.0])
+    first, second = score_items([closed, retrieved], FixedEmbedder())
+    assert set(first) == set(second) == set(METRICS)
+    assert first["exact_match"] == first["code_exact_match"] == first["similarity"] == 1.0
+    assert first["recall_at_k"] is first["mrr"] is first["groundedness"] is first["mc_accuracy"] is None
+    assert second["recall_at_k"] == 1.0 and second["mrr"] == 0.5 and second["groundedness"] == 1.0
+    assert second["mc_accuracy"] == 1.0
+    assert set(deciding_metrics()) >= {"f1", "exact_match", "rougeL", "chrf", "code_f1", "mc_accuracy"}
+    assert "recall_at_k" not in deciding_metrics()  # closed-book strategies have no retrieval metrics
+    with pytest.raises(Exception, match="unknown metric 'rogue'.*"):
+        get_metric("rogue")
