@@ -220,3 +220,22 @@ def test_compare_command_reads_an_experiment_file_and_flags_override_it(dataset,
                                         "--out", str(tmp_path / "unpriced")])
     assert unpriced.exit_code == 1 and "--price-per-hour" in unpriced.output
     assert not (tmp_path / "unpriced").exists()
+
+
+def test_evaluation_retrieves_once_per_question(dataset, tiny_generator, project, monkeypatch):
+    from ragtune.evaluation.runner import RANKING_DEPTH, evaluate
+    from ragtune.evaluation.test_set import load_test_set
+    from ragtune.knowledge.retrieval import Retriever
+    from ragtune.strategies import STRATEGIES
+
+    docs, questions = dataset
+    project.ingest([str(docs)])
+    calls = []
+    search_many = Retriever.search_many
+    monkeypatch.setattr(Retriever, "search_many", lambda self, queries, k=None, *args, **kwargs: calls.append(k)
+                        or search_many(self, queries, k, *args, **kwargs))
+    test = load_test_set(questions)[:4]
+    result = evaluate(project, test, STRATEGIES["rag"], model=str(tiny_generator), k=2)
+    assert calls == [RANKING_DEPTH] * len(test)  # the prompt's k = 2 passages come from the same ranking
+    assert all(len(row["passages"]) <= 2 for row in result.per_question)
+    assert all(row["scores"]["recall_at_k"] in (0.0, 1.0) for row in result.per_question)
