@@ -3,8 +3,6 @@ cannot separate the strategies, ties broken by update speed and cost."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from ragtune.evaluation.advice import recommend

@@ -156,6 +156,16 @@ def test_another_metric_or_constraint_reuses_every_stored_answer(dataset, tiny_g
     assert advised.per_question == first.per_question
     assert "chrF" in (tmp_path / "out" / "report.html").read_text()
 
+    command = CliRunner().invoke(app, ["advise", str(tmp_path / "out"), "--metric", "rougeL", "--latency-target",
+                                       "100", "--json"])
+    assert command.exit_code == 0, command.output
+    advised = json.loads(command.stdout)
+    assert advised["metric_choice"]["requested"] == "rougeL" and advised["constraints"]["latency_p95_s"] == 100
+    refused = CliRunner().invoke(app, ["advise", str(tmp_path / "out"), "--metric", "bleu-4"])
+    assert refused.exit_code == 1 and "unknown deciding metric: bleu-4" in refused.output
+    missing = CliRunner().invoke(app, ["advise", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 1 and "no comparison results" in missing.output
+
 
 def test_changed_settings_are_not_resumed_and_an_existing_output_needs_resume(dataset, tiny_generator, embedder,
                                                                                  monkeypatch, tmp_path):

@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragtune.config import read_yaml_mapping, validation_problems
 from ragtune.errors import RagtuneError
 from ragtune.evaluation.registry import deciding_metrics
+from ragtune.evaluation.results import KnowledgeChanges
 from ragtune.strategies import STRATEGIES
 
 DEFAULT_STRATEGIES = ["base", "rag", "ft", "ft+rag", "raft"]
@@ -64,7 +65,7 @@ class Experiment(BaseModel):
     price_per_hour: float = Field(0.0, ge=0, description="What an hour of this machine costs (any currency).")
     latency_p95_s: float | None = Field(None, gt=0, description="Constraint: 95th-percentile answer latency.")
     budget_per_1000: float | None = Field(None, ge=0, description="Constraint: cost per 1,000 questions.")
-    knowledge_changes: Literal["never", "monthly", "weekly", "daily"] = "monthly"
+    knowledge_changes: KnowledgeChanges = "monthly"
     must_cite: bool = False
     update_split: float | None = Field(None, gt=0, lt=1, description="Share of documents held back to measure "
                                                                       "how each strategy absorbs new knowledge.")
