@@ -23,6 +23,8 @@ def report(tmp_path_factory):
     rows[1]["answers"]["rag"]["answer"] = "a_very_long_identifier_without_spaces." * 12  # must wrap, not widen
     results = with_verdict(make_results(strategies, significance=[("raft", "base", 0.28, 0.001)],
                                         per_question=rows, price_per_hour=0.5))
+    long_path = "/work/main/src/ragtune/demo_data/covidqa/docs/" + "nested_folder/" * 4  # in the title
+    results.config.docs = long_path
     return write_report(results, tmp_path_factory.mktemp("report"))["report.html"], rows
 
 

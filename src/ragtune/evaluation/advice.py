@@ -227,21 +227,19 @@ def _sizing_reasons(results: Results, metric: str, ranked: list[str]) -> list[Re
 
 
 def _budget_reason(results: Results, ranked: list[str]) -> Reason | None:
-    """How long the fine-tuned strategies trained, and whether their loss was still falling."""
-    trained = [name for name in ranked if results.strategies[name].training_curve]
-    if not trained:
-        return None
-    parts = []
-    for name in trained:
+    """How long the fine-tuned strategies trained (strategies sharing a run named together), with their loss."""
+    runs: dict[tuple, list[str]] = {}
+    for name in ranked:
         losses = [point for point in results.strategies[name].training_curve if point.loss is not None]
         if losses:
-            parts.append(f"{name} trained {losses[-1].step} steps (training loss {losses[0].loss:.2f} → "
-                         f"{losses[-1].loss:.2f})")
-    if not parts:
+            runs.setdefault((losses[0].loss, losses[-1].step, losses[-1].loss), []).append(name)
+    if not runs:
         return None
+    parts = [f"{_subject(names, 'trained', 'trained')} {step} steps (training loss {first:.2f} → {last:.2f})"
+             for (first, step, last), names in runs.items()]
     return _reason("A larger training budget (more steps: --full-budget, or budget.sft_max_steps and "
                    f"budget.raft_max_steps in the experiment) may separate the fine-tuned strategies: {'; '.join(parts)}.",
-                   *(f"strategies.{name}.training_curve" for name in trained))
+                   *(f"strategies.{name}.training_curve" for names in runs.values() for name in names))
 
 
 def _model_reason(results: Results, metric: str, ranked: list[str]) -> Reason | None:

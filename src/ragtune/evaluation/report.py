@@ -23,12 +23,13 @@ PLOT_TITLES = {"quality": "Quality per strategy", "quality_vs_cost": "Quality ag
                "latency": "Latency per question", "training_curves": "Training curves",
                "knowledge_update": "Knowledge update"}
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222; padding: 0 1em;
+       overflow-wrap: anywhere; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.88em; width: 100%; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.5em; text-align: left; vertical-align: top;
          overflow-wrap: anywhere; }
-th { background: #f2f2f2; }
+th { background: #f2f2f2; overflow-wrap: break-word; }
 tr.chosen td, td.chosen { background: #eef7ee; font-weight: 600; }
 tr.deciding td { background: #f3f0fb; font-weight: 600; }
 .verdict { border: 2px solid #2a7; border-radius: 8px; padding: 0.6em 1.4em 1em; background: #f6fbf7; }
