@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ragtune.evaluation.statistics import (bootstrap_ci, compare_strategies, detectable_difference, holm_adjust, mcnemar,
-                                          paired_bootstrap, required_questions)
+                                          paired_bootstrap, paired_permutation_p, required_questions)
 
 
 def test_bootstrap_ci_of_a_normal_sample_covers_the_mean_with_the_textbook_width():
@@ -112,7 +112,7 @@ def test_compare_strategies_pairs_each_two_strategies_once():
     em = compare_strategies(per_question, "exact_match", binary=True)
     assert [(r["a"], r["b"]) for r in em] == [("base", "rag"), ("base", "sft"), ("rag", "sft")]
     base_rag = em[0]
-    assert base_rag["metric"] == "exact_match" and base_rag["test"] == "paired_bootstrap" and base_rag["n"] == 40
+    assert base_rag["metric"] == "exact_match" and base_rag["test"] == "paired_permutation" and base_rag["n"] == 40
     assert base_rag["mean_difference"] == pytest.approx((5 - 36) / 40)
     assert base_rag["significant"] and base_rag["mcnemar_p_value"] < 1e-6
     assert not em[1]["significant"] and em[1]["mcnemar_p_value"] == 1.0  # 5 vs 6 right, 1 discordant pair
@@ -155,18 +155,26 @@ def test_more_comparisons_make_a_difference_harder_to_call_significant():
 
 @pytest.mark.parametrize("difference, sd, comparisons", [(0.1, 0.35, 1), (0.08, 0.3, 10)])
 def test_the_power_estimate_matches_a_simulation(difference, sd, comparisons):
-    """At the estimated number of questions, the paired bootstrap at the corrected level detects the difference in
-    about 80% of simulated test sets (normal per-question differences)."""
+    """At the estimated number of questions, the paired test compare uses, at the corrected level, detects the
+    difference in about 80% of simulated test sets (normal per-question differences)."""
     n = required_questions(sd, difference, comparisons=comparisons)
     assert detectable_difference(sd, n, comparisons=comparisons) == pytest.approx(difference, rel=0.05)
     rng = np.random.default_rng(11)
     level = 0.05 / comparisons
     simulations = 200
-    detected = sum(paired_bootstrap(rng.normal(difference, sd, n), np.zeros(n), resamples=4000,
-                                    seed=index)["p_value"] < level for index in range(simulations))
+    detected = sum(paired_permutation_p(rng.normal(difference, sd, n), np.zeros(n), resamples=2000, seed=index)
+                   < level for index in range(simulations))
     assert 0.70 <= detected / simulations <= 0.90, (n, detected)
 
 
 def test_no_observed_difference_needs_no_sizing():
     assert required_questions(0.3, 0.0) is None
     assert required_questions(0.0, 0.2) == 2
+
+
+def test_the_permutation_p_value_is_exact_with_few_questions():
+    """Eight questions all won: the exact sign-flip p is 2 / 2⁸, where the bootstrap claims far less."""
+    wins = [0.2, 0.3, 0.1, 0.4, 0.2, 0.5, 0.1, 0.3]
+    assert paired_permutation_p(wins, [0.0] * 8) == pytest.approx(2 / 256)
+    assert paired_bootstrap(wins, [0.0] * 8)["p_value"] < 0.001
+    assert paired_permutation_p([0.5, 0.5], [0.5, 0.5]) == 1.0

@@ -7,7 +7,7 @@ from itertools import combinations
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import norm, permutation_test
 
 SIGNIFICANCE_LEVEL = 0.05
 POWER = 0.8  # the chance of detecting a real difference that power estimates aim for
@@ -72,6 +72,24 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, confidence: floa
         other_side = np.mean(means <= 0) if observed > 0 else np.mean(means >= 0)
         p_value = min(1.0, 2 * float(other_side))
     return {"mean_difference": observed, "ci_low": low, "ci_high": high, "p_value": p_value}
+
+
+def paired_permutation_p(a: Sequence[float], b: Sequence[float], *, resamples: int = 9999, seed: int = 0) -> float:
+    """Two-sided p-value of the paired permutation (sign-flip) test of mean(a − b) = 0, by scipy.
+
+    Exact (every sign pattern) when 2ⁿ ≤ resamples, so with few questions the p-value keeps its meaning: 8
+    questions all won by a give p = 2/256, where a bootstrap would claim p < 0.001. 1.0 when all differences are 0
+    or there is one question.
+    """
+    first, second = _as_array(a), _as_array(b)
+    if first.shape != second.shape:
+        raise ValueError(f"paired samples differ in length: {first.size} and {second.size}")
+    if np.all(first == second) or first.size < 2:  # one question: both sign patterns are as extreme
+        return 1.0
+    result = permutation_test((first, second), lambda x, y, axis: np.mean(x - y, axis=axis),
+                              permutation_type="samples", vectorized=True, n_resamples=resamples,
+                              alternative="two-sided", random_state=seed)
+    return min(1.0, float(result.pvalue))
 
 
 def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
@@ -143,8 +161,9 @@ def compare_strategies(per_question: dict[str, dict[str, list[float]]], metric: 
     question order for every strategy. Strategies without the metric are left out; questions where
     either strategy of a pair has no score (None or NaN) are left out of that pair, `n` says how
     many were compared, and a pair with none in common is left out. Each result has a, b, metric,
-    n, mean_difference (a − b), sd_difference (of the per-question differences), ci_low, ci_high,
-    p_value and test ("paired_bootstrap"), p_adjusted (Holm over the pairs returned), `significant`
+    n, mean_difference (a − b), sd_difference (of the per-question differences), ci_low and ci_high
+    (paired bootstrap), p_value and test ("paired_permutation": valid with few questions too, where
+    bootstrap p-values are too small), p_adjusted (Holm over the pairs returned), `significant`
     (adjusted p < 0.05), and for `binary` (0/1) metrics also mcnemar_p_value.
     """
     scored = {name: metrics[metric] for name, metrics in per_question.items() if metric in metrics}
@@ -155,7 +174,8 @@ def compare_strategies(per_question: dict[str, dict[str, list[float]]], metric: 
             continue
         differences = first - second
         result = {"a": a, "b": b, "metric": metric, "n": int(first.size),
-                  **paired_bootstrap(first, second, seed=seed), "test": "paired_bootstrap",
+                  **paired_bootstrap(first, second, seed=seed), "test": "paired_permutation",
+                  "p_value": paired_permutation_p(first, second, seed=seed),
                   "sd_difference": float(differences.std(ddof=1)) if first.size > 1 else 0.0}
         if binary:
             result["mcnemar_p_value"] = mcnemar(first == 1, second == 1)["p_value"]
