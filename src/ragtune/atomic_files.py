@@ -10,9 +10,14 @@ from pathlib import Path
 
 
 def _mode_from_umask() -> int:
-    """The mode a plain open() would create a file with: 0o666 less the process umask."""
-    umask = os.umask(0)
-    os.umask(umask)
+    """The mode a plain open() would create a file with: 0o666 less the process umask (read from /proc where it
+    can be, since setting the umask to read it would briefly change it for every thread)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        umask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration):
+        umask = os.umask(0)
+        os.umask(umask)
     return 0o666 & ~umask
 
 

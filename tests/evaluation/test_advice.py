@@ -39,9 +39,10 @@ def strategy(f1: float, *, retrieval: bool, cost: float = 0.1, p95: float = 1.0,
 
 def make_results(strategies: dict[str, dict], significance: list[tuple] = (), knowledge_update: dict | None = None,
                  constraints: dict | None = None, per_question: list[dict] | None = None, n: int = 400,
-                 sd: float = 0.1, price_per_hour: float = PRICE_PER_HOUR) -> Results:
+                 sd: float = 0.1, price_per_hour: float = PRICE_PER_HOUR, ci_half: float = 0.02) -> Results:
     """Valid results; `significance` as (a, b, difference, p) tuples on F1 over `n` questions whose per-question
-    differences have SD `sd` (the defaults make a test set that detects differences of 0.05), Holm-adjusted."""
+    differences have SD `sd`, intervals difference ± `ci_half`, Holm-adjusted (the defaults make a test set that
+    shows strategies within 0.05 of each other equivalent)."""
     from ragtune.evaluation.statistics import holm_adjust
 
     for name, entry in strategies.items():
@@ -56,7 +57,7 @@ def make_results(strategies: dict[str, dict], significance: list[tuple] = (), kn
                           "candidates": ["f1", "exact_match"]},
         "test_set": {"n": n}, "strategies": strategies,
         "significance": [{"a": a, "b": b, "metric": "f1", "n": n, "mean_difference": difference, "sd_difference": sd,
-                          "ci_low": difference - 0.06, "ci_high": difference + 0.06, "p_value": p,
+                          "ci_low": difference - ci_half, "ci_high": difference + ci_half, "p_value": p,
                           "p_adjusted": p_adjusted, "test": "paired_bootstrap", "significant": p_adjusted < 0.05}
                          for (a, b, difference, p), p_adjusted in zip(significance, adjusted)],
         "per_question": per_question or [],
@@ -92,7 +93,7 @@ def test_rag_clearly_best_is_recommended_with_its_numbers():
     advice = advise(results)
     assert advice.strategy == "rag"
     assert "F1 of the 3 strategies considered: 0.41 [0.36, 0.46] vs 0.22 for ft, 0.10 for base" in texts(advice)
-    assert "significantly better than ft on F1: 0.41 vs 0.22 (difference +0.19, CI [+0.13, +0.25], p = 0.002, Holm-adjusted p = 0.002)" \
+    assert "significantly better than ft on F1: 0.41 vs 0.22 (difference +0.19, CI [+0.17, +0.21], p = 0.002, Holm-adjusted p = 0.002)" \
         in texts(advice)
     assert advice.excluded == {}
 
@@ -103,7 +104,7 @@ def test_ft_significantly_best_with_knowledge_that_never_changes():
                            significance=[("rag", "ft", -0.22, 0.001)])
     advice = advise(results, knowledge_changes="never")
     assert advice.strategy == "ft"
-    assert "difference +0.22, CI [+0.16, +0.28], p = 0.001" in texts(advice)  # the a/b order of the test flipped
+    assert "difference +0.22, CI [+0.20, +0.24], p = 0.001" in texts(advice)  # the a/b order of the test flipped
     assert "ft's training (15.0 min) is paid once" in texts(advice)
 
 
@@ -254,17 +255,18 @@ def test_a_tie_prefers_the_strategies_shown_better_than_the_base_model():
                                          ("ft", "base", 0.01, 0.6)])
     advice = advise(results)
     assert advice.strategy == "rag"
-    assert ("ft is not significantly better than base on F1 (ft 0.10 vs 0.09: difference +0.01, CI [-0.05, +0.07], "
+    assert ("ft is not significantly better than base on F1 (ft 0.10 vs 0.09: difference +0.01, CI [-0.01, +0.03], "
             "p = 0.6, Holm-adjusted p = 0.6), so the tie is settled among those that are: rag.") in texts(advice)
 
 
 def test_without_any_strategy_beating_base_the_tie_goes_to_cost_as_before():
-    results = make_results({"base": strategy(0.12, retrieval=False, cost=0.01),
+    results = make_results({"base": strategy(0.14, retrieval=False, cost=0.01),
                             "rag": strategy(0.17, retrieval=True, cost=0.3),
                             "ft": strategy(0.15, retrieval=False, cost=0.02, train_seconds=90, training_cost=0.05)},
-                           significance=[("rag", "base", 0.05, 0.2), ("rag", "ft", 0.02, 0.5), ("ft", "base", 0.03, 0.4)])
+                           significance=[("rag", "base", 0.03, 0.2), ("rag", "ft", 0.02, 0.5), ("ft", "base", 0.01, 0.4)])
     advice = advise(results)
     assert advice.strategy == "base" and "better than base" not in texts(advice)
+    assert "equivalent on F1" in texts(advice)  # a large test set: every difference within ±0.05
 
 
 def test_all_tied_on_a_small_test_set_is_inconclusive_and_says_how_many_questions_would_decide():
@@ -324,4 +326,23 @@ def test_equivalent_strategies_on_a_large_test_set_are_decided_by_cost():
                            significance=[("rag", "ft", 0.01, 0.5)], n=2000, sd=0.2)
     advice = advise(results)
     assert advice.verdict == "recommended" and advice.strategy == "rag"
-    assert "The test set detects differences of 0.01 and none was seen" in texts(advice)
+    assert "The test set detects differences of 0.01 and every difference to rag lies within ±0.05" in texts(advice)
+
+
+def test_differences_seen_but_too_few_questions_to_test_are_inconclusive_not_equivalent():
+    """Eight questions: rag right on all of them, the others on none. No test over ten pairs can reach
+    significance with eight questions, and the intervals show large differences: never "equivalent, the cheapest"."""
+    from ragtune.evaluation.analysis import analyse
+
+    names = ["base", "rag", "ft", "ft+rag", "raft"]
+    rows = [{"id": f"q{i}", "question": "?", "reference": "Paris",
+             "answers": {name: {"answer": "x", "latency_s": 0.5, "scores": {"f1": 1.0 if name == "rag" else 0.0}}
+                         for name in names}} for i in range(8)]
+    results = make_results({name: strategy(1.0 if name == "rag" else 0.0, retrieval=name != "base",
+                                           cost=0.5 if name == "rag" else 0.01) for name in names},
+                           per_question=rows, n=8)
+    advice = analyse(results, Constraints()).recommendation
+    assert advice.verdict == "inconclusive" and advice.detectable_difference is None
+    assert ("With 8 test questions and 10 comparisons no difference can be significant: the paired permutation "
+            "test's smallest p-value is 2/2^8 = 0.0078, 0.078 once Holm-corrected; it takes at least 9 questions."
+            ) in texts(advice)

@@ -91,3 +91,8 @@ def test_strategies_tied_at_zero_are_inconclusive_not_the_cheapest():
     assert advice.headline == "Inconclusive: no metric that fits these answers tells the strategies apart"
     assert any("stronger base model" in reason.text for reason in advice.what_would_decide)
     assert analysed.significance == []
+
+
+def test_one_strategy_or_no_questions_still_get_a_metric():
+    assert uninformative_reason({"rag": [0.3, 0.6]}) is None  # nothing to compare with is not "no variance"
+    assert answer_kind([], []) == ("short", "there are no test questions")

@@ -47,7 +47,7 @@ def results() -> Results:
               "strategies": {"rag": update_entry(1.5, 0.5, 0.41, 0.41, "re-index"),
                              "ft": update_entry(400.0, 0.2, 0.30, 0.26, "retrain")}}
     return with_verdict(make_results(
-        strategies, significance=[("raft", "rag", 0.03, 0.3), ("raft", "ft", 0.14, 0.004)],
+        strategies, significance=[("raft", "rag", 0.03, 0.3), ("raft", "ft+rag", 0.01, 0.8), ("raft", "ft", 0.14, 0.004)],
         knowledge_update=update, constraints={"knowledge_changes": "weekly", "must_cite": True},
         per_question=[question(index, list(strategies)) for index in range(25)]))
 
@@ -89,7 +89,7 @@ def test_verdict_card_leads_with_the_verdict_the_metric_and_the_key_numbers(writ
     assert "<h2>Recommended: rag (F1 0.41 [0.36, 0.46])</h2>" in card  # tied with raft, ft+rag; absorbs fastest
     assert "Deciding metric:</strong> F1 fits: short answers." in card
     assert "detects differences of about" in card
-    assert "<td>raft</td><td>0.44 [0.39, 0.49]</td><td>Holm p = 0.3</td>" in card
+    assert "<td>raft</td><td>0.44 [0.39, 0.49]</td><td>Holm p = 0.6</td>" in card
 
 
 def test_html_has_every_strategy_reasons_with_evidence_and_passages(written, results):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from ragtune.evaluation.statistics import (bootstrap_ci, compare_strategies, detectable_difference, holm_adjust, mcnemar,
-                                          paired_bootstrap, paired_permutation_p, required_questions)
+                                          fewest_questions_for_significance, paired_bootstrap, paired_permutation_p,
+                                          required_questions)
 
 
 def test_bootstrap_ci_of_a_normal_sample_covers_the_mean_with_the_textbook_width():
@@ -167,9 +168,14 @@ def test_the_power_estimate_matches_a_simulation(difference, sd, comparisons):
     assert 0.70 <= detected / simulations <= 0.90, (n, detected)
 
 
-def test_no_observed_difference_needs_no_sizing():
+def test_no_observed_difference_needs_no_sizing_and_too_few_questions_detect_nothing():
     assert required_questions(0.3, 0.0) is None
-    assert required_questions(0.0, 0.2) == 2
+    # Eight questions all won give p = 2/256 = 0.0078; ten comparisons make that 0.078: nothing can be detected.
+    assert fewest_questions_for_significance(10) == 9 and fewest_questions_for_significance(1) == 6
+    assert detectable_difference(0.0, 8, comparisons=10) is None
+    assert detectable_difference(0.0, 9, comparisons=10) == 0.0
+    assert required_questions(0.0, 1.0, comparisons=10) == 9  # no variance still needs the permutation test's 9
+    assert paired_permutation_p([1.0] * 9, [0.0] * 9) * 10 < 0.05 <= paired_permutation_p([1.0] * 8, [0.0] * 8) * 10
 
 
 def test_the_permutation_p_value_is_exact_with_few_questions():

@@ -14,9 +14,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from ragtune.evaluation.registry import METRICS, metric_label
+from ragtune.evaluation.registry import metric_label
 from ragtune.evaluation.results import Constraints, Reason, Recommendation, Results, StrategyResult
-from ragtune.evaluation.statistics import POWER, SIGNIFICANCE_LEVEL, detectable_difference, required_questions
+from ragtune.evaluation.statistics import (POWER, SIGNIFICANCE_LEVEL, detectable_difference,
+                                          fewest_questions_for_significance, required_questions)
 
 FREQUENT_CHANGES = ("weekly", "daily")
 ACCURACY_KEPT = 0.9  # an update keeps accuracy when its new-question score is at least 90% of the best one
@@ -180,26 +181,43 @@ def _quality_reasons(results: Results, metric: str, ranked: list[str]) -> tuple[
     return tied, reasons
 
 
-def _pair_tests(results: Results, metric: str, names: list[str]) -> list[tuple[int, object]]:
-    return [(index, entry) for index, entry in enumerate(results.significance)
-            if entry.metric == metric and entry.a in names and entry.b in names]
+def _tests_with(results: Results, metric: str, best: str, names: list[str]) -> list[tuple[int, object]]:
+    """The recorded paired tests of `best` against each other strategy of `names`, with their indices."""
+    found = [_test_between(results, metric, best, name) for name in names if name != best]
+    return [pair for pair in found if pair]
 
 
-def test_set_resolution(results: Results, metric: str, names: list[str]) -> tuple[float, Reason] | None:
-    """The smallest difference on `metric` this test set detects between two of `names` (the median over their
-    pairs, 80% power at the Holm-corrected 5% level), with a sentence saying so; None without paired tests."""
-    pairs = _pair_tests(results, metric, names)
+def test_set_resolution(results: Results, metric: str, ranked: list[str]) -> tuple[float | None, Reason] | None:
+    """The smallest difference on `metric` this test set detects between the best strategy and another (the median
+    over those pairs, 80% power at the Holm-corrected 5% level; None when the questions are too few for any
+    difference to be significant), with a sentence saying so; None without paired tests."""
+    pairs = _tests_with(results, metric, ranked[0], ranked)
     if not pairs:
         return None
-    comparisons = _family_size(results, metric)
+    comparisons, n = _family_size(results, metric), max(entry.n for _, entry in pairs)
+    evidence = [f"significance[{index}]" for index, _ in pairs]
+    if n < fewest_questions_for_significance(comparisons):
+        return None, _reason(
+            f"With {n} test questions and {comparisons} comparisons no difference can be significant: the paired "
+            f"permutation test's smallest p-value is 2/2^{n} = {2 / 2 ** n:.2g}, {comparisons * 2 / 2 ** n:.2g} once "
+            f"Holm-corrected; it takes at least {fewest_questions_for_significance(comparisons)} questions.", *evidence)
     detectable = statistics.median(detectable_difference(entry.sd_difference, entry.n, comparisons=comparisons)
                                    for _, entry in pairs)
-    n = max(entry.n for _, entry in pairs)
     text = (f"With {n} test questions this comparison detects differences of about {detectable:.2f} in "
-            f"{metric_label(metric)} between two strategies ({POWER:.0%} power, {SIGNIFICANCE_LEVEL:.0%} level "
-            f"Holm-corrected over {comparisons} comparisons; the median over {len(pairs)} pairs); smaller ones can "
-            "go unseen.")
-    return detectable, _reason(text, *(f"significance[{index}]" for index, _ in pairs))
+            f"{metric_label(metric)} between {ranked[0]} and another strategy ({POWER:.0%} power, "
+            f"{SIGNIFICANCE_LEVEL:.0%} level Holm-corrected over {comparisons} comparisons; the median over "
+            f"{len(pairs)} pairs); smaller ones can go unseen.")
+    return detectable, _reason(text, *evidence)
+
+
+def _equivalent(results: Results, metric: str, ranked: list[str], detectable: float | None) -> bool:
+    """Whether strategies that no test separates are shown equivalent: the test set detects differences within
+    EQUIVALENCE_MARGIN and every difference to the best has its interval inside ±EQUIVALENCE_MARGIN."""
+    if detectable is None or detectable > EQUIVALENCE_MARGIN:
+        return False
+    pairs = _tests_with(results, metric, ranked[0], ranked)
+    return len(pairs) == len(ranked) - 1 and all(
+        -EQUIVALENCE_MARGIN <= entry.ci_low and entry.ci_high <= EQUIVALENCE_MARGIN for _, entry in pairs)
 
 
 def _sizing_reasons(results: Results, metric: str, ranked: list[str]) -> list[Reason]:
@@ -247,9 +265,14 @@ def _model_reason(results: Results, metric: str, ranked: list[str]) -> Reason | 
     best = results.strategies[ranked[0]].metrics[metric]
     if best.value >= WEAK_SCORE:
         return None
-    return _reason(f"Even the best strategy scores {best.value:.2f} on {metric_label(metric)}: a stronger base model "
-                   f"than {results.config.model} (--model gemma3-270m, a local GGUF or model directory, or "
-                   "openai:MODEL@URL) would give the strategies room to differ.", _metric_path(ranked[0], metric))
+    return _reason(f"Even the best strategy scores {best.value:.2f} on {metric_label(metric)}: "
+                   f"{_stronger_model(results)} would give the strategies room to differ.",
+                   _metric_path(ranked[0], metric))
+
+
+def _stronger_model(results: Results) -> str:
+    return (f"a stronger base model than {results.config.model} (--model gemma3-270m, a local GGUF or model "
+            "directory, or openai:MODEL@URL)")
 
 
 def _what_would_decide(results: Results, metric: str, ranked: list[str]) -> list[Reason]:
@@ -423,8 +446,8 @@ def _no_metric(results: Results) -> Recommendation:
     choice = results.metric_choice
     ranked = list(results.strategies)
     extra = [_budget_reason(results, ranked)]
-    model = _reason(f"A stronger base model than {results.config.model} (--model gemma3-270m, a local GGUF or model "
-                    "directory, or openai:MODEL@URL), or answers the metrics can see, would let the strategies "
+    stronger = _stronger_model(results)
+    model = _reason(f"{stronger[0].upper()}{stronger[1:]}, or answers the metrics can see, would let the strategies "
                     "differ.", "metric_choice")
     return Recommendation(verdict="inconclusive", strategy=None, metric=None,
                           headline="Inconclusive: no metric that fits these answers tells the strategies apart",
@@ -438,7 +461,7 @@ def recommend(results: Results, constraints: Constraints) -> Recommendation:
     `excluded` names every strategy breaking a hard constraint (or lacking the deciding metric), even when
     nothing passes and the best of them is considered anyway.
     """
-    metric = results.primary_metric
+    metric = results.deciding_metric
     if metric is None:
         return _no_metric(results)
     strategies, label = results.strategies, metric_label(metric)
@@ -454,14 +477,14 @@ def recommend(results: Results, constraints: Constraints) -> Recommendation:
     if not eligible:
         reasons.append(_nothing_passes(strategies, broken, metric))
         eligible = list(measured)
-    sign = 1 if METRICS[metric].higher_is_better else -1
-    ranked = sorted(eligible, key=lambda name: -sign * measured[name].metrics[metric].value)
+    ranked = sorted(eligible, key=lambda name: -measured[name].metrics[metric].value)
     tied, quality = _quality_reasons(results, metric, ranked)
     resolution = test_set_resolution(results, metric, ranked)
     detectable = resolution[0] if resolution else None
     reasons += quality + ([resolution[1]] if resolution else [])
     best = measured[ranked[0]].metrics[metric]
-    if len(ranked) > 1 and len(tied) == len(ranked) and (detectable is None or detectable > EQUIVALENCE_MARGIN):
+    all_tied = len(ranked) > 1 and len(tied) == len(ranked)
+    if all_tied and not _equivalent(results, metric, ranked, detectable):
         text = f"No strategy is separated from the best ({ranked[0]}, {label} {format_interval(best)})"
         if detectable is not None:
             text += f", and the test set could miss differences smaller than {detectable:.2f}"
@@ -471,10 +494,12 @@ def recommend(results: Results, constraints: Constraints) -> Recommendation:
                               headline=f"Inconclusive: the {len(ranked)} strategies are not separated on {label}",
                               reasons=reasons, excluded=excluded, what_would_decide=_what_would_decide(
                                   results, metric, ranked), detectable_difference=detectable)
-    if len(ranked) > 1 and len(tied) == len(ranked):
-        reasons.append(_reason(f"The test set detects differences of {detectable:.2f} and none was seen, so the "
-                               f"strategies are equivalent on {label} within that margin; other measurements decide.",
-                               _metric_path(ranked[0], metric)))
+    if all_tied:
+        reasons.append(_reason(f"The test set detects differences of {detectable:.2f} and every difference to "
+                               f"{ranked[0]} lies within ±{EQUIVALENCE_MARGIN} (95% intervals), so the strategies are "
+                               f"equivalent on {label}; other measurements decide.",
+                               *(f"significance[{index}]" for index, _ in _tests_with(results, metric, ranked[0],
+                                                                                       ranked))))
     chosen, tie_break = _break_tie(results, tied, metric, constraints)
     closing = [_knowledge_reason(results, chosen, metric, constraints.knowledge_changes),
                None if broken[chosen] else _fit_reason(results, chosen, constraints)]

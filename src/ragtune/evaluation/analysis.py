@@ -15,8 +15,8 @@ def analyse(results: Results, constraints: Constraints, metric: str | None = Non
     """`results` with the metric choice, the paired tests on the deciding metric and the recommendation (re)made
     under `constraints`; `metric` names the deciding metric (None: chosen from the test set's answers)."""
     per_question = results.per_question
-    per_strategy = {name: {candidate: [row.answers[name].scores.get(candidate) if name in row.answers else None
-                                       for row in per_question] for candidate in deciding_metrics()}
+    by_metric = {candidate: results.per_question_scores(candidate) for candidate in deciding_metrics()}
+    per_strategy = {name: {candidate: scores[name] for candidate, scores in by_metric.items()}
                     for name in results.strategies}
     choice = MetricChoice.model_validate(choose_metric([row.reference for row in per_question],
                                                        [bool(row.choices) for row in per_question],

@@ -8,7 +8,7 @@ import re
 import statistics
 from collections import Counter
 
-from ragtune.evaluation.registry import DECIDING_ORDER, METRICS, AnswerKind, metric_label
+from ragtune.evaluation.registry import METRICS, AnswerKind, deciding_order, metric_label
 
 LONG_ANSWER_WORDS = 25  # a test set whose median reference is longer than this is long free text
 CODE_SHARE = 0.5  # a test set is code when at least this share of its references look like code
@@ -47,6 +47,8 @@ def answer_kind(references: list[str], has_choices: list[bool]) -> tuple[AnswerK
     """The kind of answers a test set has, and why: multiple choice when most rows have choices, code when at least
     half the references look like code, else short or long by the median reference length in words."""
     n = len(references)
+    if n == 0:
+        return "short", "there are no test questions"
     counts = answer_kind_counts(references, has_choices)
     if counts.get("choice", 0) * 2 > n:
         return "choice", f"{counts['choice']} of {n} test questions are multiple choice"
@@ -71,7 +73,7 @@ def uninformative_reason(scores: dict[str, list[float | None]]) -> str | None:
     if all(mean >= 1 - FLOOR_CEILING_MARGIN for mean in means.values()):
         return f"every strategy is at the ceiling (all means ≥ {1 - FLOOR_CEILING_MARGIN})"
     rows = list(zip(*scores.values()))
-    if all(len({value for value in row if value is not None}) <= 1 for row in rows):
+    if len(columns) > 1 and all(len({value for value in row if value is not None}) <= 1 for row in rows):
         return "every strategy gave the same score on every question"
     return None
 
@@ -85,7 +87,7 @@ def choose_metric(references: list[str], has_choices: list[bool], per_strategy: 
     uninformative), answer_kind, reason, requested, candidates, skipped ([{metric, reason}]).
     """
     kind, why = answer_kind(references, has_choices)
-    candidates = list(dict.fromkeys([*([requested] if requested else []), *DECIDING_ORDER[kind]]))
+    candidates = list(dict.fromkeys([*([requested] if requested else []), *deciding_order(kind)]))
     skipped = []
     for name in candidates:
         problem = uninformative_reason({strategy: metrics.get(name, []) for strategy, metrics in per_strategy.items()})

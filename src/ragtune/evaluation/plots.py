@@ -8,6 +8,7 @@ same bytes.
 from __future__ import annotations
 
 import io
+import math
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -43,7 +44,7 @@ def _colors(results: Results) -> dict[str, str]:
 
 def plotted_metric(results: Results) -> str:
     """The deciding metric, or the first candidate when no metric could decide."""
-    return results.primary_metric or results.metric_choice.candidates[0]
+    return results.deciding_metric or results.metric_choice.candidates[0]
 
 
 def quality_plot(results: Results) -> bytes:
@@ -59,7 +60,7 @@ def quality_plot(results: Results) -> bytes:
         values = [m.value for m in measured.values()]
         errors = [[m.value - m.ci_low for m in measured.values()], [m.ci_high - m.value for m in measured.values()]]
         axes.bar(list(measured), values, yerr=errors, capsize=4, color=[colors[name] for name in measured])
-        deciding = " (deciding)" if metric == results.primary_metric else ""
+        deciding = " (deciding)" if metric == results.deciding_metric else ""
         axes.set_title(f"{metric_label(metric)}{deciding}, 95% intervals")
         axes.set_ylim(0, max([1.0, *(m.ci_high for m in measured.values())]))
         axes.tick_params(axis="x", labelrotation=30)
@@ -146,7 +147,9 @@ def knowledge_update_plot(results: Results) -> bytes | None:
     width = 0.8 / len(groups)
     for offset, (key, label) in enumerate(groups):
         positions = [index + (offset - 1) * width for index in range(len(entries))]
-        axes.bar(positions, [getattr(entry, key).get(metric, 0.0) for entry in entries.values()], width, label=label)
+        # a metric not measured is left out (NaN draws no bar), never drawn as a score of 0
+        axes.bar(positions, [getattr(entry, key).get(metric, math.nan) for entry in entries.values()], width,
+                 label=label)
     for index, entry in enumerate(entries.values()):
         top = max(getattr(entry, key).get(metric, 0.0) for key, _ in groups)
         axes.annotate(f"absorb {format_seconds(entry.absorb_seconds)}", (index, top), textcoords="offset points",

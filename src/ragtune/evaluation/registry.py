@@ -1,9 +1,9 @@
-"""The one registry of evaluation metrics: what each is called, how it is computed, which way is better, whether it
-is 0/1 per question, whether it needs retrieval, and which kinds of answers it can decide a comparison on.
+"""The one registry of evaluation metrics: what each is called, how it is computed, whether it is 0/1 per question,
+whether it needs retrieval, and which kinds of answers it can decide a comparison on, in which order.
 
-The runner scores every answer with every metric that applies, statistics and advice read `binary` and
-`higher_is_better` from here, the report and plots take labels from here, and the metric choice takes `fits`:
-adding a metric is one entry in METRICS.
+Every metric is a score in 0..1 where higher is better. The runner scores every answer with every metric that
+applies, statistics read `binary` from here, the report and plots take labels from here, and the metric choice
+takes `fits`: adding a metric is one entry in METRICS.
 """
 
 from __future__ import annotations
@@ -41,9 +41,8 @@ class Metric:
     label: str
     score: Scorer
     binary: bool = False  # 0/1 per question: McNemar applies
-    higher_is_better: bool = True
     needs_retrieval: bool = False  # only strategies that retrieve have it
-    fits: tuple[AnswerKind, ...] = ()  # answer kinds it can decide a comparison on (empty: never deciding)
+    fits: dict[AnswerKind, int] = field(default_factory=dict)  # answer kind → its rank there (1 decides first)
     description: str = ""
 
 
@@ -83,38 +82,36 @@ def _groundedness(items: list[ScoringItem], embedder) -> list[float | None]:
 
 
 METRICS: dict[str, Metric] = {metric.name: metric for metric in (
-    Metric("exact_match", "exact match", _per_answer(m.exact_match), binary=True, fits=("choice", "short"),
+    Metric("exact_match", "exact match", _per_answer(m.exact_match), binary=True, fits={"short": 2, "choice": 2},
            description="the answer equals the reference after SQuAD normalisation"),
-    Metric("f1", "F1", _per_answer(m.token_f1), fits=("short", "long", "choice"),
+    Metric("f1", "F1", _per_answer(m.token_f1), fits={"short": 1, "long": 3, "choice": 3},
            description="token F1 after SQuAD normalisation (lower case, no punctuation or articles)"),
     Metric("rouge1", "ROUGE-1", _rouge("rouge1")),
     Metric("rouge2", "ROUGE-2", _rouge("rouge2")),
-    Metric("rougeL", "ROUGE-L", _rouge("rougeL"), fits=("long", "short", "code"),
+    Metric("rougeL", "ROUGE-L", _rouge("rougeL"), fits={"long": 1, "short": 3, "code": 4},
            description="longest common subsequence of stemmed words"),
     Metric("bleu", "BLEU", _per_answer(m.sentence_bleu)),
-    Metric("chrf", "chrF", _per_answer(m.chrf), fits=("code", "long"),
+    Metric("chrf", "chrF", _per_answer(m.chrf), fits={"code": 1, "long": 4},
            description="character n-gram F-score (sacrebleu): sees identifiers, dots, brackets and arguments"),
-    Metric("code_f1", "code-token F1", _per_answer(m.code_token_f1), fits=("code",),
+    Metric("code_f1", "code-token F1", _per_answer(m.code_token_f1), fits={"code": 2},
            description="F1 over code tokens (identifiers, literals, operators), quotes normalised"),
-    Metric("code_exact_match", "code exact match", _per_answer(m.code_exact_match), binary=True, fits=("code",),
+    Metric("code_exact_match", "code exact match", _per_answer(m.code_exact_match), binary=True, fits={"code": 3},
            description="the same code tokens in order: whitespace, quote style and code fences ignored"),
-    Metric("similarity", "similarity", _similarity, fits=("long", "short"),
+    Metric("similarity", "similarity", _similarity, fits={"long": 2, "short": 4},
            description="cosine similarity of answer and reference embeddings"),
-    Metric("mc_accuracy", "multiple-choice accuracy", _mc_accuracy, binary=True, fits=("choice",),
+    Metric("mc_accuracy", "multiple-choice accuracy", _mc_accuracy, binary=True, fits={"choice": 1},
            description="the choice with the highest log-likelihood is the answer"),
     Metric("recall_at_k", "recall@k", _retrieval(m.recall_at_k, True), binary=True, needs_retrieval=True),
     Metric("mrr", "MRR", _retrieval(m.reciprocal_rank, False), needs_retrieval=True),
     Metric("groundedness", "groundedness", _groundedness, needs_retrieval=True),
 )}
 
-# The metrics that can decide a comparison on each kind of answer, best first; the next one is used when a
-# metric carries no information on a run.
-DECIDING_ORDER: dict[AnswerKind, tuple[str, ...]] = {
-    "choice": ("mc_accuracy", "exact_match", "f1"),
-    "short": ("f1", "exact_match", "rougeL", "similarity"),
-    "long": ("rougeL", "similarity", "f1", "chrf"),
-    "code": ("chrf", "code_f1", "code_exact_match", "rougeL"),
-}
+
+def deciding_order(kind: AnswerKind) -> list[str]:
+    """The metrics that can decide a comparison on answers of `kind`, best first; the next one is used when a
+    metric carries no information on a run."""
+    fitting = [metric for metric in METRICS.values() if kind in metric.fits and not metric.needs_retrieval]
+    return [metric.name for metric in sorted(fitting, key=lambda metric: metric.fits[kind])]
 
 
 def get_metric(name: str) -> Metric:
@@ -130,7 +127,8 @@ def metric_label(name: str) -> str:
 
 
 def deciding_metrics() -> list[str]:
-    """Metrics that can decide a comparison (every strategy has them)."""
+    """Metrics that may decide a comparison: they fit some kind of answer and need no retrieval, so closed-book
+    strategies have them too (multiple-choice accuracy only on rows with choices)."""
     return [name for name, metric in METRICS.items() if metric.fits and not metric.needs_retrieval]
 
 

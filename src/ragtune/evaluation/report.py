@@ -104,7 +104,7 @@ def _metric_names(results: Results) -> list[str]:
     """Every metric measured for some strategy, in the registry's order, the deciding one first."""
     present = {metric for strategy in results.strategies.values() for metric in strategy.metrics}
     ordered = [metric for metric in METRICS if metric in present]
-    deciding = results.primary_metric
+    deciding = results.deciding_metric
     return ([deciding] if deciding in present else []) + [metric for metric in ordered if metric != deciding]
 
 
@@ -113,7 +113,7 @@ def quality_table(results: Results) -> tuple[list[str], list[list[str]]]:
     names = list(results.strategies)
     rows = []
     for metric in _metric_names(results):
-        label = metric_label(metric) + (" (deciding)" if metric == results.primary_metric else "")
+        label = metric_label(metric) + (" (deciding)" if metric == results.deciding_metric else "")
         rows.append([label, *(_optional(results.strategies[name].metrics.get(metric), format_interval)
                               for name in names)])
     return ["metric", *names], rows
@@ -142,7 +142,7 @@ def cost_table(results: Results) -> tuple[list[str], list[list[str]]]:
 
 def significance_table(results: Results) -> tuple[list[str], list[list[str]]]:
     """The paired tests on the deciding metric: difference a − b with its CI, raw and Holm-adjusted p."""
-    header = ["#", "a", "b", "metric", "n", "difference (a − b)", "CI", "p", "Holm p", "McNemar p", "significant"]
+    header = ["#", "a", "b", "metric", "n", "difference (a − b)", "CI", "p", "Holm p", "McNemar p (raw)", "significant"]
     rows = [[str(index), entry.a, entry.b, metric_label(entry.metric), str(entry.n), f"{entry.mean_difference:+.3f}",
              f"[{entry.ci_low:+.3f}, {entry.ci_high:+.3f}]", f"{entry.p_value:.3g}", f"{entry.p_adjusted:.3g}",
              _optional(entry.mcnemar_p_value, lambda p: f"{p:.3g}"), "yes" if entry.significant else "no"]
@@ -169,7 +169,7 @@ def settings_table(results: Results) -> tuple[list[str], list[list[str]]]:
     """The constraints, configuration, seed and test-set size the comparison ran with."""
     constraints = results.constraints.model_dump(exclude_none=True)
     settings = {**{f"constraint: {key}": value for key, value in constraints.items()},
-                **results.config.model_dump(), "deciding metric": results.primary_metric, "seed": results.seed,
+                **results.config.model_dump(), "deciding metric": results.deciding_metric, "seed": results.seed,
                 "test questions": results.test_set.n, "answer kinds": results.test_set.answer_kinds,
                 "created": results.created}
     return ["setting", "value"], [[key, str(value)] for key, value in settings.items()]
@@ -223,7 +223,7 @@ def _reason_items(results: Results, reasons: list[Reason]) -> str:
 
 def _key_numbers(results: Results) -> list[list[str]]:
     """Per strategy: the deciding metric with its interval and the Holm-adjusted p against the verdict's best."""
-    metric, advice = results.primary_metric, results.recommendation
+    metric, advice = results.deciding_metric, results.recommendation
     if metric is None:
         return []
     measured = {name: s.metrics[metric] for name, s in results.strategies.items() if metric in s.metrics}
@@ -249,7 +249,7 @@ def _verdict_html(results: Results) -> str:
     numbers = _key_numbers(results)
     if numbers:
         reference = advice.strategy or numbers[0][0]
-        parts.append(_html_table(["strategy", f"{metric_label(results.primary_metric)} [95% CI]",
+        parts.append(_html_table(["strategy", f"{metric_label(results.deciding_metric)} [95% CI]",
                                   f"vs {reference}"], numbers, chosen=advice.strategy, css_class="numbers"))
     if advice.what_would_decide:
         parts.append(f"<h3>What would decide it</h3><ul>{_reason_items(results, advice.what_would_decide)}</ul>")
@@ -314,7 +314,7 @@ def render_html(results: Results, plots: dict[str, bytes]) -> str:
     quality_header, quality_rows = quality_table(results)
     sections = [f"<h1>{escape(title)}</h1>", _verdict_html(results), _reasons_html(results),
                 f"<h2>Quality ({results.test_set.n} test questions, 95% intervals)</h2>",
-                _html_table(quality_header, quality_rows, highlight_row=0 if results.primary_metric else None),
+                _html_table(quality_header, quality_rows, highlight_row=0 if results.deciding_metric else None),
                 "<h2>Cost and latency</h2>", _html_table(*cost_table(results), chosen=chosen),
                 "<h2>Paired tests on the deciding metric</h2>", _html_table(*significance_table(results)),
                 "<h2>Plots</h2>", figures]

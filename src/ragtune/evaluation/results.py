@@ -219,7 +219,7 @@ class Results(_Model):
         return version
 
     @property
-    def primary_metric(self) -> str | None:
+    def deciding_metric(self) -> str | None:
         """The deciding metric (None when no metric could decide)."""
         return self.metric_choice.metric if self.metric_choice else None
 
@@ -257,7 +257,7 @@ class Results(_Model):
         except ValidationError as exc:
             raise RagtuneError(f"{path}: not valid ragtune results (schema {SCHEMA_VERSION}): "
                                f"{validation_problems(exc)}",
-                               "rerun `ragtune compare --resume` with this version to write it again") from exc
+                               "results of another ragtune version: rerun `ragtune compare` into a new --out") from exc
 
 
 def resolve(data, path: str):

@@ -135,21 +135,31 @@ def _z_sum(comparisons: int, alpha: float, power: float) -> float:
     return float(norm.ppf(1 - alpha / comparisons / 2) + norm.ppf(power))
 
 
+def fewest_questions_for_significance(comparisons: int = 1, alpha: float = SIGNIFICANCE_LEVEL) -> int:
+    """The fewest questions with which the paired permutation test can reach significance at all: its smallest
+    p-value is 2 / 2ⁿ (every question won by the same side), and Holm's first step multiplies it by the number of
+    comparisons."""
+    return math.floor(math.log2(2 * comparisons / alpha)) + 1
+
+
 def required_questions(sd_difference: float, difference: float, *, comparisons: int = 1,
                        alpha: float = SIGNIFICANCE_LEVEL, power: float = POWER) -> int | None:
     """Questions a paired test needs to detect a mean per-question `difference` with `power`, when paired
     differences have standard deviation `sd_difference` and `comparisons` tests share the level `alpha`
-    (normal approximation: n = ((z₁₋α/2m + z_power) · sd / difference)²). None when the difference is 0."""
+    (normal approximation: n = ((z₁₋α/2m + z_power) · sd / difference)², and never fewer than the permutation
+    test needs to reach significance at all). None when the difference is 0."""
     if difference == 0:
         return None
-    if sd_difference == 0:
-        return 2
-    return max(2, math.ceil((_z_sum(comparisons, alpha, power) * sd_difference / abs(difference)) ** 2))
+    normal = math.ceil((_z_sum(comparisons, alpha, power) * sd_difference / abs(difference)) ** 2)
+    return max(normal, fewest_questions_for_significance(comparisons, alpha))
 
 
 def detectable_difference(sd_difference: float, n: int, *, comparisons: int = 1, alpha: float = SIGNIFICANCE_LEVEL,
-                          power: float = POWER) -> float:
-    """The smallest mean per-question difference a paired test on `n` questions detects with `power`."""
+                          power: float = POWER) -> float | None:
+    """The smallest mean per-question difference a paired test on `n` questions detects with `power`; None when
+    `n` questions are too few for any difference to reach significance (fewest_questions_for_significance)."""
+    if n < fewest_questions_for_significance(comparisons, alpha):
+        return None
     return _z_sum(comparisons, alpha, power) * sd_difference / math.sqrt(n)
 
 
@@ -173,8 +183,9 @@ def compare_strategies(per_question: dict[str, dict[str, list[float]]], metric: 
         if first.size == 0:
             continue
         differences = first - second
-        result = {"a": a, "b": b, "metric": metric, "n": int(first.size),
-                  **paired_bootstrap(first, second, seed=seed), "test": "paired_permutation",
+        interval = paired_bootstrap(first, second, seed=seed)
+        result = {"a": a, "b": b, "metric": metric, "n": int(first.size), "test": "paired_permutation",
+                  **{key: interval[key] for key in ("mean_difference", "ci_low", "ci_high")},
                   "p_value": paired_permutation_p(first, second, seed=seed),
                   "sd_difference": float(differences.std(ddof=1)) if first.size > 1 else 0.0}
         if binary:
