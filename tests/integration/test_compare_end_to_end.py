@@ -28,8 +28,10 @@ def test_quick_demo_compares_the_default_strategies_on_real_models(tmp_path):
         assert results["strategies"][name]["cost"]["train_seconds"] > 0
     verdict = results["recommendation"]
     assert results["metric_choice"]["answer_kind"] == "short"
-    assert verdict["verdict"] == "inconclusive" or verdict["strategy"] in results["strategies"]
-    assert verdict["reasons"] and verdict["detectable_difference"] > 0
+    # 8 questions over 10 pairs: no paired test can reach significance, and the verdict says so.
+    assert verdict["verdict"] == "inconclusive" and verdict["strategy"] is None
+    assert verdict["detectable_difference"] is None
+    assert any("no difference can be significant" in reason["text"] for reason in verdict["reasons"])
     html = (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")
     assert "data:image/png;base64," in html and verdict["headline"] in html
     # No price per hour was given: costs are machine time, never "$0".

@@ -1,5 +1,9 @@
 """From measurements to a verdict: choose the deciding metric, test every pair of strategies on it (Holm-corrected)
-and recommend. `compare` runs this after measuring; `advise` runs it again on stored results with other
+and recommend.
+
+The Holm family is every pair, not only the pairs the verdict ends up citing: which pairs those are (the best
+against the rest, the tied ones against base) depends on the outcome of the tests themselves, and the report
+shows every pair, so every pair is corrected for. `compare` runs this after measuring; `advise` runs it again on stored results with other
 constraints or another metric, without answering a single question again."""
 
 from __future__ import annotations
