@@ -86,6 +86,7 @@ def test_compare_results_schema_reproducibility_and_resume(dataset, tiny_generat
         results.strategies["base"].cost.prompt_tokens_per_question  # context costs tokens
     assert results.recommendation.verdict in ("recommended", "inconclusive")
     assert results.metric_choice.answer_kind == "short"
+    assert results.metric_choice.answer_kinds == {"prose": results.test_set.n}
     deciding = results.deciding_metric
     assert deciding is not None or results.recommendation.verdict == "inconclusive"
     if deciding:

@@ -449,7 +449,7 @@ def _no_metric(results: Results) -> Recommendation:
     stronger = _stronger_model(results)
     model = _reason(f"{stronger[0].upper()}{stronger[1:]}, or answers the metrics can see, would let the strategies "
                     "differ.", "metric_choice")
-    return Recommendation(verdict="inconclusive", strategy=None, metric=None,
+    return Recommendation(verdict="inconclusive", strategy=None,
                           headline="Inconclusive: no metric that fits these answers tells the strategies apart",
                           reasons=[_reason(choice.reason[0].upper() + choice.reason[1:] + ".", "metric_choice")],
                           what_would_decide=[reason for reason in [*extra, model] if reason])
@@ -490,7 +490,7 @@ def recommend(results: Results, constraints: Constraints) -> Recommendation:
             text += f", and the test set could miss differences smaller than {detectable:.2f}"
         reasons.append(_reason(text + ": the measurements do not decide, so nothing is recommended.",
                                _metric_path(ranked[0], metric)))
-        return Recommendation(verdict="inconclusive", strategy=None, metric=metric,
+        return Recommendation(verdict="inconclusive", strategy=None,
                               headline=f"Inconclusive: the {len(ranked)} strategies are not separated on {label}",
                               reasons=reasons, excluded=excluded, what_would_decide=_what_would_decide(
                                   results, metric, ranked), detectable_difference=detectable)
@@ -505,6 +505,6 @@ def recommend(results: Results, constraints: Constraints) -> Recommendation:
                None if broken[chosen] else _fit_reason(results, chosen, constraints)]
     reasons += tie_break + [reason for reason in closing if reason]
     measure = measured[chosen].metrics[metric]
-    return Recommendation(verdict="recommended", strategy=chosen, metric=metric,
+    return Recommendation(verdict="recommended", strategy=chosen,
                           headline=f"Recommended: {chosen} ({label} {format_interval(measure)})",
                           reasons=reasons, excluded=excluded, detectable_difference=detectable)

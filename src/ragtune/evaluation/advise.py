@@ -20,7 +20,7 @@ def readvise(directory: Path, *, metric: str | None = None, constraints: dict | 
     the deciding metric (None: the stored one when the user had chosen it, else chosen again), re-derive the
     verdict and rewrite the report in DIRECTORY."""
     results = Results.load(Path(directory))
-    check_names([], None, metric)
+    check_names(strategies=[], method=None, metric=metric)
     changed = {key: value for key, value in (constraints or {}).items() if value is not None}
     try:
         merged = Constraints.model_validate({**results.constraints.model_dump(), **changed})

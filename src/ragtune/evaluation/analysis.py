@@ -3,8 +3,8 @@ and recommend.
 
 The Holm family is every pair, not only the pairs the verdict ends up citing: which pairs those are (the best
 against the rest, the tied ones against base) depends on the outcome of the tests themselves, and the report
-shows every pair, so every pair is corrected for. `compare` runs this after measuring; `advise` runs it again on stored results with other
-constraints or another metric, without answering a single question again."""
+shows every pair, so every pair is corrected for. `compare` runs this after measuring; `advise` runs it again on
+stored results with other constraints or another metric, without answering a single question again."""
 
 from __future__ import annotations
 
@@ -25,11 +25,8 @@ def analyse(results: Results, constraints: Constraints, metric: str | None = Non
     choice = MetricChoice.model_validate(choose_metric([row.reference for row in per_question],
                                                        [bool(row.choices) for row in per_question],
                                                        per_strategy, metric))
-    significance = []
-    if choice.metric:
-        scores = {name: {choice.metric: values[choice.metric]} for name, values in per_strategy.items()}
-        significance = [PairedTest.model_validate(entry) for entry in compare_strategies(
-            scores, choice.metric, binary=METRICS[choice.metric].binary, seed=results.seed)]
+    significance = [PairedTest.model_validate(entry) for entry in compare_strategies(
+        per_strategy, choice.metric, binary=METRICS[choice.metric].binary, seed=results.seed)] if choice.metric else []
     analysed = results.model_copy(update={"metric_choice": choice, "significance": significance,
                                           "constraints": constraints, "recommendation": None})
     return analysed.model_copy(update={"recommendation": recommend(analysed, constraints)})

@@ -18,7 +18,6 @@ from ragtune.data import DatasetSpec, parse_dataset_spec
 from ragtune.evaluation.analysis import analyse
 from ragtune.evaluation.costs import directory_mb, strategy_cost
 from ragtune.evaluation.experiment import Experiment
-from ragtune.evaluation.metric_choice import answer_kind_counts
 from ragtune.evaluation.question_split import split_questions
 from ragtune.evaluation.report import write_report
 from ragtune.evaluation.results import SCHEMA_VERSION, Constraints, Results
@@ -136,7 +135,8 @@ def constraints_of(experiment: Experiment) -> Constraints:
 
 def _results(experiment: Experiment, strategies: list[Strategy], split: dict, index: dict, runs: dict,
              evaluations: dict, update: dict | None) -> Results:
-    """The measurements as typed results, before any metric is chosen or verdict given (see analysis.analyse)."""
+    """The measurements as typed results, before any metric is chosen, constraint applied or verdict given (see
+    analysis.analyse)."""
     per_strategy = {}
     for strategy in strategies:
         evaluation = evaluations[strategy.name]
@@ -157,10 +157,7 @@ def _results(experiment: Experiment, strategies: list[Strategy], split: dict, in
                    "price_per_hour": experiment.price_per_hour, "quick": experiment.quick,
                    "budget": experiment.effective_budget().model_dump(),
                    "runs": {objective: run["run_dir"] for objective, run in runs.items()}},
-        "constraints": constraints_of(experiment).model_dump(),
-        "test_set": {"n": split["test_questions"], "train_questions": split["train_questions"],
-                     "answer_kinds": answer_kind_counts([row["reference"] for row in per_question],
-                                                        [bool(row["choices"]) for row in per_question])},
+        "test_set": {"n": split["test_questions"], "train_questions": split["train_questions"]},
         "strategies": per_strategy,
         "per_question": per_question,
         "knowledge_update": update,

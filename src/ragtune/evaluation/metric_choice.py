@@ -84,9 +84,12 @@ def choose_metric(references: list[str], has_choices: list[bool], per_strategy: 
     when the requested one carries no information).
 
     `per_strategy[strategy][metric]` lists per-question scores. Returns metric (None when every candidate is
-    uninformative), answer_kind, reason, requested, candidates, skipped ([{metric, reason}]).
+    uninformative), answer_kind, answer_kinds (the rows of each kind), reason, requested, candidates, skipped
+    ([{metric, reason}]).
     """
     kind, why = answer_kind(references, has_choices)
+    described = {"answer_kind": kind, "answer_kinds": answer_kind_counts(references, has_choices),
+                 "requested": requested}
     candidates = list(dict.fromkeys([*([requested] if requested else []), *deciding_order(kind)]))
     skipped = []
     for name in candidates:
@@ -99,10 +102,8 @@ def choose_metric(references: list[str], has_choices: list[bool], per_strategy: 
                 if skipped:
                     reason += " (" + "; ".join(f"{metric_label(s['metric'])} skipped: {s['reason']}"
                                                for s in skipped) + ")"
-            return {"metric": name, "answer_kind": kind, "reason": reason, "requested": requested,
-                    "candidates": candidates, "skipped": skipped}
+            return {"metric": name, **described, "reason": reason, "candidates": candidates, "skipped": skipped}
         skipped.append({"metric": name, "reason": problem})
-    return {"metric": None, "answer_kind": kind, "requested": requested, "candidates": candidates,
-            "skipped": skipped,
+    return {"metric": None, **described, "candidates": candidates, "skipped": skipped,
             "reason": "no fitting metric carries information on this run: " + "; ".join(
                 f"{metric_label(s['metric'])}: {s['reason']}" for s in skipped)}

@@ -9,6 +9,7 @@ takes `fits`: adding a metric is one entry in METRICS.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Literal
 
 from ragtune.errors import RagtuneError
@@ -51,8 +52,14 @@ def _per_answer(function: Callable[[str, str], float]) -> Scorer:
     return lambda items, embedder: [function(item.answer, item.reference) for item in items]
 
 
+@lru_cache(maxsize=1024)
+def _rouge_scores(answer: str, reference: str) -> dict[str, float]:
+    """ROUGE-1, -2 and -L come from one scoring; the three metrics of an answer share it instead of redoing it."""
+    return m.rouge_scores(answer, reference)
+
+
 def _rouge(key: str) -> Scorer:
-    return _per_answer(lambda answer, reference: m.rouge_scores(answer, reference)[key])
+    return _per_answer(lambda answer, reference: _rouge_scores(answer, reference)[key])
 
 
 def _similarity(items: list[ScoringItem], embedder) -> list[float | None]:

@@ -170,7 +170,7 @@ def settings_table(results: Results) -> tuple[list[str], list[list[str]]]:
     constraints = results.constraints.model_dump(exclude_none=True)
     settings = {**{f"constraint: {key}": value for key, value in constraints.items()},
                 **results.config.model_dump(), "deciding metric": results.deciding_metric, "seed": results.seed,
-                "test questions": results.test_set.n, "answer kinds": results.test_set.answer_kinds,
+                "test questions": results.test_set.n, "answer kinds": results.metric_choice.answer_kinds,
                 "created": results.created}
     return ["setting", "value"], [[key, str(value)] for key, value in settings.items()]
 
@@ -245,7 +245,7 @@ def _verdict_html(results: Results) -> str:
     if advice.detectable_difference is not None:
         parts.append(f'<p class="why"><strong>Resolution:</strong> this test set of {results.test_set.n} questions '
                      f"detects differences of about {advice.detectable_difference:.2f} "
-                     f"({escape(metric_label(advice.metric))}, 80% power, Holm-corrected 5% level).</p>")
+                     f"({escape(metric_label(results.deciding_metric))}, 80% power, Holm-corrected 5% level).</p>")
     numbers = _key_numbers(results)
     if numbers:
         reference = advice.strategy or numbers[0][0]

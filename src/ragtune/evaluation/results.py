@@ -166,6 +166,7 @@ class MetricChoice(_Model):
 
     metric: str | None
     answer_kind: str
+    answer_kinds: dict[str, int] = {}  # how many test answers are multiple choice, code and prose
     reason: str
     requested: str | None = None
     candidates: list[str]
@@ -175,7 +176,6 @@ class MetricChoice(_Model):
 class TestSetInfo(_Model):
     n: int
     train_questions: int | None = None
-    answer_kinds: dict[str, int] = {}
 
 
 class Reason(_Model):
@@ -188,7 +188,6 @@ class Recommendation(_Model):
 
     verdict: Literal["recommended", "inconclusive"]
     strategy: str | None
-    metric: str | None
     headline: str
     reasons: list[Reason]
     excluded: dict[str, str] = {}

@@ -61,7 +61,7 @@ def evaluate(project, questions: list[TestQuestion], strategy: Strategy, *, mode
         task.advance()
     for row, scores in zip(rows, score_items(items, project.kb.embedder)):
         row["scores"] = scores
-    return EvaluationResult(strategy.name, model, k, aggregate(rows, seed), _latency(rows), _usage(rows), rows)
+    return EvaluationResult(strategy.name, model, k, _aggregate(rows, seed), _latency(rows), _usage(rows), rows)
 
 
 def _answer(pipeline, question: TestQuestion, strategy: Strategy, k: int) -> tuple[dict, ScoringItem]:
@@ -89,7 +89,7 @@ def _is_gold(hit: Hit, question: TestQuestion) -> bool:
     return passage_contains_answer(hit.text, question.reference)
 
 
-def aggregate(rows: list[dict], seed: int) -> dict[str, dict[str, float]]:
+def _aggregate(rows: list[dict], seed: int) -> dict[str, dict[str, float]]:
     """Mean and 95% bootstrap interval of every metric present in the rows' scores (over the rows where it
     applies)."""
     metrics = {}
