@@ -256,7 +256,8 @@ class Results(_Model):
         except ValidationError as exc:
             raise RagtuneError(f"{path}: not valid ragtune results (schema {SCHEMA_VERSION}): "
                                f"{validation_problems(exc)}",
-                               "results of another ragtune version: rerun `ragtune compare` into a new --out") from exc
+                               "results of another ragtune version: rerun the same `ragtune compare` with --resume (it "
+                               "reuses the stored answers when their format still fits), or into a new --out") from exc
 
 
 def resolve(data, path: str):
