@@ -15,7 +15,7 @@ from ragtune.cli import app
 pytestmark = pytest.mark.integration
 
 
-def test_quick_demo_compares_the_default_strategies_on_real_models(tmp_path):
+def test_quick_demo_compares_the_default_strategies_on_real_models(tmp_path, browser):
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "demo"), "--json"])
     assert result.exit_code == 0, result.output
     results = json.loads(result.stdout)
@@ -39,6 +39,9 @@ def test_quick_demo_compares_the_default_strategies_on_real_models(tmp_path):
         assert entry["cost"]["machine_seconds_per_1000_questions"] == pytest.approx(1000 * entry["latency"]["mean_s"])
     assert "machine time / 1,000 q." in html
     assert "$" not in " ".join(reason["text"] for reason in results["recommendation"]["reasons"])
+    browser.set_window_size(1280, 900)  # the real report fits a desktop window
+    browser.get((tmp_path / "demo" / "report.html").as_uri())
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 1280
 
 
 CODE_CALLS = Path(__file__).parents[1] / "data" / "code_calls"
@@ -64,3 +67,11 @@ def test_code_answers_are_decided_by_a_metric_that_sees_code(tmp_path):
     # SQuAD normalisation flattens calls; the code metrics keep their parts.
     rag = results["strategies"]["rag"]["metrics"]
     assert rag["chrf"]["value"] > rag["exact_match"]["value"]
+
+    # Judged again from the stored answers on another metric, without a model: the same answers, a new verdict.
+    advised = CliRunner().invoke(app, ["advise", str(out), "--metric", "code_exact_match", "--json"])
+    assert advised.exit_code == 0, advised.output
+    again = json.loads(advised.stdout)
+    assert again["per_question"] == results["per_question"]
+    assert again["metric_choice"]["requested"] == "code_exact_match"
+    assert {test["metric"] for test in again["significance"]} <= {again["metric_choice"]["metric"]}
