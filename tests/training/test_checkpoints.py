@@ -11,6 +11,7 @@ from ragtune.training import runs
 from ragtune.training.callbacks import TimedCheckpointCallback
 from ragtune.training.finetune import finetune
 from ragtune.training.recipe import resolve_recipe
+from ragtune.training.memory import MemoryPlan
 from ragtune.training.trainer_setup import training_arguments
 
 from .test_finetune import StopAfterCheckpoint
@@ -61,8 +62,9 @@ def test_timed_checkpoints_fall_due_after_the_interval_but_not_at_the_last_step(
 @pytest.mark.parametrize(("has_validation", "save_every", "strategy"),
                          [(False, None, "no"), (True, None, "best"), (False, 4, "steps"), (True, 4, "steps")])
 def test_save_strategy(tiny_model, tmp_path, has_validation, save_every, strategy):
-    args = training_arguments(recipe_for(tiny_model, save_every=save_every, eval_every=2), tmp_path,
-                              train_rows=32, has_validation=has_validation)
+    recipe = recipe_for(tiny_model, save_every=save_every, eval_every=2)
+    plan = MemoryPlan(recipe.batch_size, recipe.gradient_accumulation, False, 4.0, None, True)
+    args = training_arguments(recipe, tmp_path, plan, train_rows=32, has_validation=has_validation)
     assert args.save_strategy == strategy
     if save_every:
         assert args.save_steps == save_every

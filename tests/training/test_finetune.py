@@ -135,22 +135,6 @@ def test_sampled_generation_metrics_on_validation_rows(tiny_model, qa_file, tmp_
     assert 0 <= sampled["exact_match"] <= sampled["f1"] <= 1
 
 
-def test_memory_estimate_warns_when_the_run_may_not_fit(tiny_model, monkeypatch):
-    from transformers import AutoModelForCausalLM
-
-    from ragtune.training import memory
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    roomy = memory.estimate_memory(model, batch_size=8, seq_length=256, bf16=False, gradient_checkpointing=False)
-    assert roomy.total_gb > roomy.weights_gb > 0 and roomy.warning() is None
-    monkeypatch.setattr(memory, "_available_gb", lambda device: roomy.total_gb)  # less than 1.25x the need
-    tight = memory.estimate_memory(model, batch_size=8, seq_length=256, bf16=False, gradient_checkpointing=False)
-    assert "lower --batch-size" in tight.warning()
-    checkpointed = memory.estimate_memory(model, batch_size=8, seq_length=256, bf16=False,
-                                          gradient_checkpointing=True)
-    assert checkpointed.activations_gb < roomy.activations_gb
-
-
 def test_supervised_tuning_after_continued_pretraining_starts_from_the_cpt_run(tiny_model, qa_file, tmp_path):
     documents = tmp_path / "docs"
     documents.mkdir()

@@ -29,12 +29,14 @@ from ragtune.training.artifacts import write_llamacpp_files
 from ragtune.training.callbacks import JsonlLogCallback, RichProgressCallback, SessionClockCallback, read_log
 from ragtune.training.checkpoint import source_gguf, trainable_checkpoint
 from ragtune.training.curves import plot_curves
-from ragtune.training.memory import estimate_memory, peak_memory_gb
+from ragtune.training.label_only_loss import use_label_only_loss
+from ragtune.training.memory import (MemoryPlan, peak_memory_gb, plan_memory, profile_activations,
+                                     reset_peak_memory)
 from ragtune.training.methods import apply_method, check_method_available, quantization_config, trainable_parameters
 from ragtune.training.recipe import TrainingRecipe, load_recipe, save_recipe
 from ragtune.training.sampled_metrics import sampled_generation_metrics
-from ragtune.training.trainer_setup import (build_trainer, device_type, process_state,
-                                            return_only_the_loss_in_training, training_arguments, use_bf16, world_size)
+from ragtune.training.trainer_setup import (build_trainer, device_type, process_state, training_arguments, use_bf16,
+                                            world_size)
 
 log = logging.getLogger(__name__)
 SESSIONS_FILE = "sessions.jsonl"  # one line per training session: wall time of the run and of each resume
@@ -85,7 +87,7 @@ class _Session:
     model: object
     trainable: int
     total: int
-    memory_estimate: dict
+    memory: MemoryPlan
 
 
 def _prepare_session(work_dir: Path, train, val, recipe: TrainingRecipe | None, knowledge_base_factory,
@@ -100,16 +102,16 @@ def _prepare_session(work_dir: Path, train, val, recipe: TrainingRecipe | None, 
     _say(console, state, [*filter(None, [data.report.removal_summary()]), *data.report.warnings])
     model = _load_model(checkpoint, recipe)
     _check_context(model, recipe)
-    return_only_the_loss_in_training(model)
+    use_label_only_loss(model)
     set_seed(recipe.seed)  # new adapter weights are drawn at random: the same recipe must draw the same ones
     model = apply_method(model, recipe)
     trainable, total = trainable_parameters(model)
-    estimate = estimate_memory(model, batch_size=recipe.batch_size, seq_length=_longest(train_rows),
-                               bf16=use_bf16(recipe.precision), gradient_checkpointing=recipe.gradient_checkpointing,
-                               device=device_type())
-    _say(console, state, [warning] if (warning := estimate.warning()) else [])
-    return _Session(recipe, checkpoint, tokenizer, data, train_rows, val_rows, model, trainable, total,
-                    estimate.to_dict())
+    memory = plan_memory(model, profile_activations(model, bf16=use_bf16(recipe.precision), device=device_type()),
+                         batch_size=recipe.batch_size, gradient_accumulation=recipe.gradient_accumulation,
+                         seq_length=_longest(train_rows + val_rows), gradient_checkpointing=recipe.gradient_checkpointing,
+                         limit_gb=recipe.memory_limit_gb, device=device_type())
+    _say(console, state, [warning] if (warning := memory.warning()) else [])
+    return _Session(recipe, checkpoint, tokenizer, data, train_rows, val_rows, model, trainable, total, memory)
 
 
 def _train(session: _Session, work_dir: Path, *, resume: bool, console: Console | None,
@@ -125,14 +127,16 @@ def _train(session: _Session, work_dir: Path, *, resume: bool, console: Console 
                      SessionClockCallback(work_dir / SESSIONS_FILE, last_checkpoint), *callbacks]
     if console is not None:
         run_callbacks.append(RichProgressCallback(console))
-    args = training_arguments(recipe, checkpoints_dir, train_rows=len(session.train_rows),
+    args = training_arguments(recipe, checkpoints_dir, session.memory, train_rows=len(session.train_rows),
                               has_validation=bool(session.val_rows))
     trainer = build_trainer(session.model, tokenizer, recipe, args, train_rows=session.train_rows,
                             val_rows=session.val_rows, collator=TrainingCollator(tokenizer.pad_token_id),
                             callbacks=run_callbacks, tensorboard_dir=work_dir / runs.TENSORBOARD_DIR)
     if session.val_rows and last_checkpoint is None:  # the untrained model's loss: where the curve starts
         _record_initial_val_loss(work_dir, trainer.evaluate()["eval_loss"], state)
+    reset_peak_memory(device_type())  # the peak of training itself, to set against the estimate
     trainer.train(resume_from_checkpoint=last_checkpoint)
+    training_peak_gb = peak_memory_gb(device_type())
     if not state.is_main_process:
         return None
 
@@ -142,7 +146,7 @@ def _train(session: _Session, work_dir: Path, *, resume: bool, console: Console 
     gguf_file = write_llamacpp_files(work_dir, recipe.method, session.checkpoint)
     history = read_log(work_dir / runs.LOG_FILE)
     plot_curves(history, work_dir / runs.CURVES_FILE, f"{recipe.model} · {recipe.method} · {recipe.objective}")
-    metadata = _metadata(session, trainer, history, work_dir, gguf_file=gguf_file)
+    metadata = _metadata(session, trainer, history, work_dir, gguf_file=gguf_file, training_peak_gb=training_peak_gb)
     run_dir = runs.finish_run(work_dir, metadata)
     if recipe.generation_samples:
         runs.update_metadata(run_dir, validation_generation=sampled_generation_metrics(
@@ -255,7 +259,8 @@ def _initial_val_loss(work_dir: Path) -> float | None:
     return json.loads(path.read_text(encoding="utf-8"))["eval_loss"] if path.exists() else None
 
 
-def _metadata(session: _Session, trainer, history: list[dict], work_dir: Path, *, gguf_file: Path | None) -> dict:
+def _metadata(session: _Session, trainer, history: list[dict], work_dir: Path, *, gguf_file: Path | None,
+              training_peak_gb: float) -> dict:
     recipe, checkpoint, data, state = session.recipe, session.checkpoint, session.data, trainer.state
     base_gguf = source_gguf(checkpoint)
     sessions = read_log(work_dir / SESSIONS_FILE)
@@ -271,8 +276,8 @@ def _metadata(session: _Session, trainer, history: list[dict], work_dir: Path, *
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "train_seconds": round(train_seconds, 2),
         "sessions": len(sessions),
-        "peak_memory_gb": round(peak_memory_gb(device_type()), 3),
-        "memory_estimate": session.memory_estimate,
+        "peak_memory_gb": round(training_peak_gb, 3),
+        "memory": session.memory.to_dict(),
         "trainable_parameters": session.trainable,
         "total_parameters": session.total,
         "tokens_seen": int(state.num_input_tokens_seen),

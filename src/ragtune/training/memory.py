@@ -1,78 +1,206 @@
-"""Memory: an estimate before training (to warn about out-of-memory risk) and the peak measured after."""
+"""Training memory: an estimate measured on the model itself, the micro-batch plan chosen from it, and the peak.
+
+The estimate adds to what the process holds once the model is loaded (its resident memory on CPU, allocated
+memory on CUDA) the gradients and AdamW moments of the trainable parameters and the activations a micro-batch
+keeps for the backward pass. Activations are not guessed from a formula: a short probe runs the model's forward
+pass on rows of three lengths and counts the bytes of the tensors autograd saves (which depends on the method,
+the precision and the attention kernel), then extrapolates to the longest training row. `plan_memory` then picks
+the largest micro-batch whose estimate fits the budget, with gradient accumulation keeping the effective batch,
+and gradient checkpointing only when a single row does not fit (on CPU it costs a third of a step's time while
+a smaller micro-batch costs almost nothing: BENCHMARKS.md).
+"""
 
 from __future__ import annotations
 
+import re
 import resource
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import psutil
 import torch
 
-# Bytes per trainable parameter beyond its weight: its gradient plus AdamW's two moments, all float32.
-_OPTIMIZER_BYTES = 4 + 8
-# Activation bytes kept per token per layer for the backward pass, as a multiple of the hidden size
-# (Korthikanti et al. 2022, "Reducing Activation Recomputation": about 34·h in 16-bit without recomputation).
-_ACTIVATION_FACTOR = 34
-# Logits, their log-softmax and its gradient, float32, per token per vocabulary entry.
-_LOGIT_BYTES = 3 * 4
+from ragtune.data.encoding import IGNORE
+from ragtune.training.label_only_loss import CHUNK_TOKENS
+
+GB = 1024 ** 3
+# Gradient plus AdamW's two moments, float32, per trainable parameter.
+OPTIMIZER_BYTES = 4 + 8
+# Freed and transient memory the allocator holds on top of the saved activations during the backward pass (the
+# gradients flowing through one layer, glibc arenas): measured on SmolLM2-135M SFT, RAFT and CPT rows, LoRA and
+# full (BENCHMARKS.md, tests/training/test_memory.py).
+ACTIVATION_OVERHEAD = 1.25
+# Default training memory limit on CPU, whatever more is free: the main job must fit an 8 GB laptop, and on a CPU
+# micro-batches beyond ~1,000 tokens buy no speed (BENCHMARKS.md), so memory above this buys nothing.
+CPU_LIMIT_GB = 3.5
+# Share of the free memory (CPU RAM or GPU memory) training may plan to use.
+FREE_SHARE = 0.8
+PROBE_LENGTHS = (32, 64, 128)
+
+
+@dataclass
+class ActivationProfile:
+    """Bytes autograd saves for one row of `length` tokens: constant + per_token·length + per_token²·length²."""
+
+    constant: float
+    per_token: float
+    per_token_squared: float
+
+    def row_bytes(self, length: int) -> float:
+        return self.per_token * length + self.per_token_squared * length ** 2
 
 
 @dataclass
 class MemoryEstimate:
-    weights_gb: float
+    baseline_gb: float
     optimizer_gb: float
     activations_gb: float
     total_gb: float
     available_gb: float
     device: str
 
-    @property
-    def at_risk(self) -> bool:
-        return self.total_gb > 0.8 * self.available_gb
-
-    def warning(self) -> str | None:
-        """A message with what to change when the run may not fit, else None."""
-        if not self.at_risk:
-            return None
-        return (f"training may need about {self.total_gb:.1f} GB but only {self.available_gb:.1f} GB is free on "
-                f"{self.device} (weights {self.weights_gb:.1f}, gradients and optimizer {self.optimizer_gb:.1f}, "
-                f"activations {self.activations_gb:.1f}); lower --batch-size or --max-seq-length, enable "
-                "gradient_checkpointing, or use a parameter-efficient method such as lora")
-
     def to_dict(self) -> dict:
         return {key: round(value, 3) if isinstance(value, float) else value for key, value in asdict(self).items()}
 
 
-def estimate_memory(model: torch.nn.Module, *, batch_size: int, seq_length: int, bf16: bool,
+@dataclass
+class MemoryPlan:
+    """How a run splits its batch to fit: micro-batches × accumulation = the recipe's rows per step."""
+
+    micro_batch_size: int
+    gradient_accumulation: int
+    gradient_checkpointing: bool
+    limit_gb: float
+    estimate: MemoryEstimate
+    fits: bool
+
+    def warning(self) -> str | None:
+        """A message with what to change when even the smallest plan may not fit, else None."""
+        if self.fits:
+            return None
+        e = self.estimate
+        return (f"training may need about {e.total_gb:.1f} GB (the model and this process {e.baseline_gb:.1f}, "
+                f"gradients and optimizer {e.optimizer_gb:.1f}, activations {e.activations_gb:.1f}) with one row "
+                f"per micro-batch and gradient checkpointing, over the {self.limit_gb:.1f} GB limit; lower "
+                "--max-seq-length, use a parameter-efficient method such as lora, or raise memory_limit_gb")
+
+    def to_dict(self) -> dict:
+        return {"micro_batch_size": self.micro_batch_size, "gradient_accumulation": self.gradient_accumulation,
+                "gradient_checkpointing": self.gradient_checkpointing, "limit_gb": round(self.limit_gb, 3),
+                "fits": self.fits, "estimate": self.estimate.to_dict()}
+
+
+def profile_activations(model: torch.nn.Module, *, bf16: bool, device: str = "cpu") -> ActivationProfile:
+    """Measure the bytes autograd saves in a training forward pass of `model` on single rows of PROBE_LENGTHS
+    tokens (labels on the last token only: the output layer's share is planned separately), and fit them."""
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    vocab = model.config.vocab_size
+    measured = []
+    was_training = model.training
+    model.train()
+    with torch.random.fork_rng(devices=[]):
+        for length in PROBE_LENGTHS:
+            ids = (torch.arange(length, device=device) * 7919 % vocab).unsqueeze(0)
+            labels = torch.full_like(ids, IGNORE)
+            labels[0, -1] = ids[0, -1]
+            seen: dict[int, int] = {}
+
+            def pack(tensor: torch.Tensor) -> torch.Tensor:
+                storage = tensor.untyped_storage()
+                if storage.data_ptr() not in parameters:
+                    seen[storage.data_ptr()] = storage.nbytes()
+                return tensor
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
+                    torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+                loss = model(input_ids=ids, labels=labels).loss
+            del loss
+            measured.append(float(sum(seen.values())))
+    model.train(was_training)
+    lengths = torch.tensor(PROBE_LENGTHS, dtype=torch.float64)
+    system = torch.stack([torch.ones_like(lengths), lengths, lengths ** 2], dim=1)
+    constant, per_token, squared = torch.linalg.solve(system, torch.tensor(measured, dtype=torch.float64)).tolist()
+    return ActivationProfile(max(constant, 0.0), max(per_token, 0.0), max(squared, 0.0))
+
+
+def estimate_memory(model: torch.nn.Module, profile: ActivationProfile, *, micro_batch_size: int, seq_length: int,
                     gradient_checkpointing: bool, device: str = "cpu") -> MemoryEstimate:
-    """Estimate peak training memory of `model` (parameters already marked trainable or not)."""
+    """Peak training memory of `model` (parameters already marked trainable or not) for micro-batches of
+    `micro_batch_size` rows of up to `seq_length` tokens."""
     config = model.config
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    activation_bytes_per_value = 2 if bf16 else 4
-    layers = 1 if gradient_checkpointing else config.num_hidden_layers
-    tokens = batch_size * seq_length
-    activations = tokens * layers * config.hidden_size * _ACTIVATION_FACTOR * activation_bytes_per_value / 2
-    logits = tokens * config.vocab_size * _LOGIT_BYTES
-    gb = 1024 ** 3
-    weights_gb = weight_bytes / gb
-    optimizer_gb = trainable * _OPTIMIZER_BYTES / gb
-    activations_gb = (activations + logits) / gb
-    return MemoryEstimate(weights_gb, optimizer_gb, activations_gb, weights_gb + optimizer_gb + activations_gb,
-                          _available_gb(device), device)
+    row = profile.row_bytes(seq_length)
+    if gradient_checkpointing:  # each layer's input kept, one layer's activations rebuilt at a time
+        layers = config.num_hidden_layers
+        row = seq_length * config.hidden_size * 4 * layers + row / layers
+    output = min(CHUNK_TOKENS, micro_batch_size * seq_length) * config.vocab_size * 10  # bf16, float32, log-softmax
+    activations = (profile.constant + micro_batch_size * row) * ACTIVATION_OVERHEAD + output
+    baseline_gb = current_memory_gb(device)
+    optimizer_gb = trainable * OPTIMIZER_BYTES / GB
+    return MemoryEstimate(baseline_gb, optimizer_gb, activations / GB, baseline_gb + optimizer_gb + activations / GB,
+                          available_gb(device), device)
 
 
-def _available_gb(device: str) -> float:
+def plan_memory(model: torch.nn.Module, profile: ActivationProfile, *, batch_size: int, gradient_accumulation: int,
+                seq_length: int, gradient_checkpointing: bool, limit_gb: float | None, device: str = "cpu"
+                ) -> MemoryPlan:
+    """The largest micro-batch (a divisor of the effective batch `batch_size × gradient_accumulation`) whose
+    estimate fits `limit_gb` (None: `default_limit_gb`); gradient checkpointing is added when one row does not
+    fit without it (or kept when the recipe asks for it)."""
+    limit = limit_gb if limit_gb is not None else default_limit_gb(device)
+    rows_per_step = batch_size * gradient_accumulation
+    sizes = [size for size in range(min(batch_size, rows_per_step), 0, -1) if rows_per_step % size == 0]
+    estimate = None
+    for checkpointing in ([True] if gradient_checkpointing else [False, True]):
+        for size in sizes:
+            estimate = estimate_memory(model, profile, micro_batch_size=size, seq_length=seq_length,
+                                       gradient_checkpointing=checkpointing, device=device)
+            if estimate.total_gb <= limit:
+                return MemoryPlan(size, rows_per_step // size, checkpointing, limit, estimate, True)
+    return MemoryPlan(1, rows_per_step, True, limit, estimate, False)
+
+
+def default_limit_gb(device: str) -> float:
+    """What training may use when the recipe sets no memory_limit_gb: FREE_SHARE of what is free beside this
+    process's current memory, and on CPU at most CPU_LIMIT_GB."""
+    free = current_memory_gb(device) + FREE_SHARE * available_gb(device)
+    return free if device.startswith("cuda") else min(free, CPU_LIMIT_GB)
+
+
+def available_gb(device: str) -> float:
     if device.startswith("cuda"):
         free, _ = torch.cuda.mem_get_info()
-        return free / 1024 ** 3
-    return psutil.virtual_memory().available / 1024 ** 3
+        return free / GB
+    return psutil.virtual_memory().available / GB
+
+
+def current_memory_gb(device: str = "cpu") -> float:
+    """This process's memory now: resident set on CPU, allocated memory on CUDA."""
+    if device.startswith("cuda"):
+        return torch.cuda.memory_allocated() / GB
+    return psutil.Process().memory_info().rss / GB
+
+
+def reset_peak_memory(device: str = "cpu") -> None:
+    """Start measuring the peak anew (Linux: the resident high-water mark, via /proc/self/clear_refs)."""
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        return
+    clear_refs = Path("/proc/self/clear_refs")
+    if clear_refs.exists():
+        clear_refs.write_text("5")
 
 
 def peak_memory_gb(device: str = "cpu") -> float:
-    """Peak memory of this process so far: resident set size on CPU, allocated memory on CUDA."""
+    """Peak memory since the last `reset_peak_memory` (or of the whole process where it cannot be reset):
+    resident set size on CPU, allocated memory on CUDA."""
     if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 1024 ** 3
+        return torch.cuda.max_memory_allocated() / GB
+    status = Path("/proc/self/status")
+    if status.exists():
+        match = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
+        if match:
+            return int(match.group(1)) / 1024 ** 2
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
-    return peak / (1024 ** 3 if sys.platform == "darwin" else 1024 ** 2)
+    return peak / (GB if sys.platform == "darwin" else 1024 ** 2)

@@ -42,7 +42,8 @@ class TrainingRecipe(BaseModel):
     method: Literal["full", "lora", "dora", "ia3", "prefix", "prompt", "freeze", "qlora"] = "lora"
     objective: Literal["sft", "cpt", "raft"] = "sft"
     learning_rate: float = Field(1e-3, gt=0)
-    batch_size: int = Field(8, ge=1, description="Rows per device per step.")
+    batch_size: int = Field(8, ge=1, description="Rows per device per step (split into micro-batches with "
+                                                 "gradient accumulation when memory_limit_gb requires).")
     gradient_accumulation: int = Field(1, ge=1)
     epochs: float | None = Field(None, gt=0, description="Passes over the data; None chooses by dataset size.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (wins over epochs).")
@@ -55,7 +56,10 @@ class TrainingRecipe(BaseModel):
     max_grad_norm: float = Field(1.0, gt=0)
     seed: int = 0
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the hardware has it.")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(False, description="Always recompute activations in the backward pass "
+                                                            "(otherwise only when one row would not fit).")
+    memory_limit_gb: float | None = Field(None, gt=0, description="Training memory limit; None: 80% of the free "
+                                                                  "memory, at most 3.5 GB on CPU.")
     packing: bool = False
     # evaluation, checkpoints, early stopping
     eval_every: int | None = Field(None, ge=1, description="Validation every N steps; None: about 10 per run.")

@@ -15,9 +15,9 @@ import torch
 from accelerate import PartialState
 from torch.utils.data import Dataset
 from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
-from transformers.utils import ModelOutput
 
 from ragtune.training.callbacks import TimedCheckpointCallback
+from ragtune.training.memory import MemoryPlan
 from ragtune.training.recipe import TrainingRecipe
 
 AUTO_EVALUATIONS = 10  # validation runs per training run when eval_every is not set
@@ -75,11 +75,11 @@ def total_steps(recipe: TrainingRecipe, train_rows: int) -> int:
     return max(1, math.ceil(epochs * math.ceil(train_rows / rows_per_step)))
 
 
-def training_arguments(recipe: TrainingRecipe, output_dir: Path, *, train_rows: int, has_validation: bool
-                       ) -> TrainingArguments:
+def training_arguments(recipe: TrainingRecipe, output_dir: Path, memory: MemoryPlan, *, train_rows: int,
+                       has_validation: bool) -> TrainingArguments:
     """TrainingArguments for `recipe`: evaluations about AUTO_EVALUATIONS per run; checkpoints every `save_every`
     steps, or else at each new best validation loss (the TimedCheckpointCallback of `build_trainer` adds
-    checkpoints by time). Checkpoints hold the optimizer state: for full fine-tuning three times the model's size,
+    checkpoints by time). Rows per step are split into `memory`'s micro-batches. Checkpoints hold the optimizer state: for full fine-tuning three times the model's size,
     which on a short CPU run costs as much as the training (BENCHMARKS.md), hence none by default."""
     steps = total_steps(recipe, train_rows)
     eval_every = recipe.eval_every or max(1, steps // AUTO_EVALUATIONS)
@@ -89,9 +89,9 @@ def training_arguments(recipe: TrainingRecipe, output_dir: Path, *, train_rows: 
     save_strategy = "steps" if save_every else ("best" if has_validation else "no")
     return TrainingArguments(
         output_dir=str(output_dir),
-        per_device_train_batch_size=recipe.batch_size,
-        per_device_eval_batch_size=recipe.batch_size,
-        gradient_accumulation_steps=recipe.gradient_accumulation,
+        per_device_train_batch_size=memory.micro_batch_size,
+        per_device_eval_batch_size=memory.micro_batch_size,
+        gradient_accumulation_steps=memory.gradient_accumulation,
         learning_rate=recipe.learning_rate,
         num_train_epochs=recipe.epochs or auto_epochs(train_rows),
         max_steps=recipe.max_steps or -1,
@@ -103,8 +103,8 @@ def training_arguments(recipe: TrainingRecipe, output_dir: Path, *, train_rows: 
         data_seed=recipe.seed,
         bf16=use_bf16(recipe.precision),
         use_cpu=not torch.cuda.is_available(),
-        activation_checkpointing=recipe.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if recipe.gradient_checkpointing else None,
+        activation_checkpointing=memory.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if memory.gradient_checkpointing else None,
         eval_strategy="steps" if has_validation else "no",
         eval_steps=eval_every if has_validation else None,
         save_strategy=save_strategy,
@@ -122,19 +122,6 @@ def training_arguments(recipe: TrainingRecipe, output_dir: Path, *, train_rows: 
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False if world_size() > 1 else None,
     )
-
-
-def return_only_the_loss_in_training(model) -> None:
-    """In training the Trainer reads only the loss of a forward pass; the logits returned with it are copied to
-    float32 by accelerate under bf16 autocast (tokens x vocabulary x 4 bytes per step), about 10 % of a LoRA step
-    of SmolLM2 on this CPU (BENCHMARKS.md). Evaluation and generation (eval mode, or no labels) keep them."""
-
-    def loss_only(module, inputs, output):
-        if module.training and isinstance(output, ModelOutput) and output.get("loss") is not None:
-            return type(output)(loss=output.loss)
-        return None
-
-    model.register_forward_hook(loss_only)
 
 
 def build_trainer(model, tokenizer, recipe: TrainingRecipe, args: TrainingArguments, *, train_rows: list[dict],
