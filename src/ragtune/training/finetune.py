@@ -106,12 +106,23 @@ def _prepare_session(work_dir: Path, train, val, recipe: TrainingRecipe | None, 
     set_seed(recipe.seed)  # new adapter weights are drawn at random: the same recipe must draw the same ones
     model = apply_method(model, recipe)
     trainable, total = trainable_parameters(model)
-    memory = plan_memory(model, profile_activations(model, bf16=use_bf16(recipe.precision), device=device_type()),
-                         batch_size=recipe.batch_size, gradient_accumulation=recipe.gradient_accumulation,
-                         seq_length=_longest(train_rows + val_rows), gradient_checkpointing=recipe.gradient_checkpointing,
-                         limit_gb=recipe.memory_limit_gb, device=device_type())
+    memory = _plan_memory(model, recipe, _longest(train_rows + val_rows), state)
     _say(console, state, [warning] if (warning := memory.warning()) else [])
     return _Session(recipe, checkpoint, tokenizer, data, train_rows, val_rows, model, trainable, total, memory)
+
+
+def _plan_memory(model, recipe: TrainingRecipe, seq_length: int, state: PartialState) -> MemoryPlan:
+    """The main process's micro-batch plan, on every process: processes that accumulated gradients over different
+    numbers of micro-batches would synchronise at different steps."""
+    profile = profile_activations(model, bf16=use_bf16(recipe.precision), device=device_type())
+    plan = plan_memory(model, profile, batch_size=recipe.batch_size, gradient_accumulation=recipe.gradient_accumulation,
+                       seq_length=seq_length, gradient_checkpointing=recipe.gradient_checkpointing,
+                       limit_gb=recipe.memory_limit_gb, device=device_type())
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        plan = broadcast_object_list([plan], from_process=0)[0]
+    return plan
 
 
 def _train(session: _Session, work_dir: Path, *, resume: bool, console: Console | None,

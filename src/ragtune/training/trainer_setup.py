@@ -79,8 +79,9 @@ def training_arguments(recipe: TrainingRecipe, output_dir: Path, memory: MemoryP
                        has_validation: bool) -> TrainingArguments:
     """TrainingArguments for `recipe`: evaluations about AUTO_EVALUATIONS per run; checkpoints every `save_every`
     steps, or else at each new best validation loss (the TimedCheckpointCallback of `build_trainer` adds
-    checkpoints by time). Rows per step are split into `memory`'s micro-batches. Checkpoints hold the optimizer state: for full fine-tuning three times the model's size,
-    which on a short CPU run costs as much as the training (BENCHMARKS.md), hence none by default."""
+    checkpoints by time). Rows per step are split into `memory`'s micro-batches. Checkpoints hold the optimizer
+    state: for full fine-tuning three times the model's size, which on a short CPU run costs as much as the
+    training (BENCHMARKS.md), hence none by default."""
     steps = total_steps(recipe, train_rows)
     eval_every = recipe.eval_every or max(1, steps // AUTO_EVALUATIONS)
     save_every = recipe.save_every
