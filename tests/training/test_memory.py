@@ -58,20 +58,31 @@ def test_the_plan_keeps_the_effective_batch_and_shrinks_the_micro_batch_to_fit(t
     profile = memory.ActivationProfile(constant=0, per_token=2 ** 20, per_token_squared=0)  # 1 MB per token
     plan = lambda limit, **kw: memory.plan_memory(model, profile, batch_size=8, gradient_accumulation=2,
                                                   seq_length=256, gradient_checkpointing=False, limit_gb=limit, **kw)
-    now = memory.current_memory_gb()
-    roomy, tight = plan(now + 100), plan(now + 0.9)
+    roomy, tight = plan(100), plan(0.9)
     assert (roomy.micro_batch_size, roomy.gradient_accumulation, roomy.gradient_checkpointing) == (8, 2, False)
     assert tight.micro_batch_size * tight.gradient_accumulation == 16 and tight.micro_batch_size < 8
-    assert tight.fits and tight.estimate.total_gb <= now + 0.9 and not tight.gradient_checkpointing
-    hopeless = plan(now)
+    assert tight.fits and tight.estimate.activations_gb <= 0.9 and not tight.gradient_checkpointing
+    hopeless = plan(0.01)
     assert not hopeless.fits and hopeless.gradient_checkpointing and hopeless.micro_batch_size == 1
     assert "memory_limit_gb" in hopeless.warning() and roomy.warning() is None
+    prefix = plan(0.01, checkpointing_possible=False)
+    assert not prefix.fits and not prefix.gradient_checkpointing and "checkpointing" not in prefix.warning()
+
+
+def test_prefix_tuning_refuses_gradient_checkpointing(tiny_model, tmp_path):
+    from ragtune.errors import RagtuneError
+
+    data = [parse_dataset_spec(str(write_jsonl(tmp_path / "qa.jsonl", qa_rows(10))))]
+    recipe = resolve_recipe("prefix", overrides={"model": str(tiny_model), "gradient_checkpointing": True})
+    with pytest.raises(RagtuneError, match="set gradient_checkpointing: false"):
+        finetune(data, recipe, runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_micro_batches_keep_the_loss_curve(tiny_model, tmp_path, monkeypatch):
     data = [parse_dataset_spec(str(write_jsonl(tmp_path / "qa.jsonl", qa_rows(40))))]
     recipe = resolve_recipe("lora", overrides={"model": str(tiny_model), "max_steps": 4, "batch_size": 8,
-                                               "lora_rank": 4, "data": {"val_fraction": 0.0}})
+                                               "lora_rank": 4, "memory_limit_gb": 64, "data": {"val_fraction": 0.0}})
     whole = finetune(data, recipe, runs_dir=tmp_path / "whole").metadata
     real_plan = finetune_module.plan_memory
 

@@ -32,7 +32,8 @@ from ragtune.training.curves import plot_curves
 from ragtune.training.label_only_loss import use_label_only_loss
 from ragtune.training.memory import (MemoryPlan, peak_memory_gb, plan_memory, profile_activations,
                                      reset_peak_memory)
-from ragtune.training.methods import apply_method, check_method_available, quantization_config, trainable_parameters
+from ragtune.training.methods import (NO_GRADIENT_CHECKPOINTING, apply_method, check_gradient_checkpointing,
+                                      check_method_available, quantization_config, trainable_parameters)
 from ragtune.training.recipe import TrainingRecipe, load_recipe, save_recipe
 from ragtune.training.sampled_metrics import sampled_generation_metrics
 from ragtune.training.trainer_setup import (build_trainer, device_type, process_state, training_arguments, use_bf16,
@@ -94,6 +95,7 @@ def _prepare_session(work_dir: Path, train, val, recipe: TrainingRecipe | None, 
                      console: Console | None, state: PartialState) -> _Session:
     recipe = recipe or load_recipe(work_dir / runs.RECIPE_FILE)
     check_method_available(recipe.method)
+    check_gradient_checkpointing(recipe)
     checkpoint = trainable_checkpoint(recipe.model)
     tokenizer = _load_tokenizer(checkpoint)
     with state.main_process_first():  # the main process prepares the data; the others read what it wrote
@@ -117,7 +119,8 @@ def _plan_memory(model, recipe: TrainingRecipe, seq_length: int, state: PartialS
     profile = profile_activations(model, bf16=use_bf16(recipe.precision), device=device_type())
     plan = plan_memory(model, profile, batch_size=recipe.batch_size, gradient_accumulation=recipe.gradient_accumulation,
                        seq_length=seq_length, gradient_checkpointing=recipe.gradient_checkpointing,
-                       limit_gb=recipe.memory_limit_gb, device=device_type())
+                       limit_gb=recipe.memory_limit_gb, device=device_type(),
+                       checkpointing_possible=recipe.method not in NO_GRADIENT_CHECKPOINTING)
     if state.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 

@@ -10,7 +10,8 @@ chunked linear cross-entropy: Liger-Kernel, unsloth, Cut Cross-Entropy). Loss an
 `ForCausalLMLoss` to float tolerance, including the `num_items_in_batch` normalisation the Trainer uses for
 gradient accumulation (tests/training/test_label_only_loss.py).
 
-The same forward also drops an attention mask that only marks right padding: a causal model's real tokens never
+The same forward also drops an attention mask that only marks right padding (when no cache of earlier keys,
+such as prefix tuning's, is given): a causal model's real tokens never
 attend to the padding after them, so such a mask changes nothing but the attention kernel (it forces PyTorch's
 scaled-dot-product attention onto its quadratic-memory path; without it the flash kernel runs, on CPU too).
 """
@@ -54,7 +55,8 @@ def use_label_only_loss(causal_lm) -> bool:
             return full_forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                 inputs_embeds=inputs_embeds, **kwargs)
         kwargs.pop("logits_to_keep", None)
-        if attention_mask is not None and only_right_padding(attention_mask):
+        cached = kwargs.get("past_key_values") is not None or kwargs.get("cache") is not None  # prefix tuning
+        if attention_mask is not None and not cached and only_right_padding(attention_mask):
             attention_mask = None
         hidden = causal_lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
                                          position_ids=position_ids, inputs_embeds=inputs_embeds,

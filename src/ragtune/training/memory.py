@@ -31,9 +31,10 @@ OPTIMIZER_BYTES = 4 + 8
 # gradients flowing through one layer, glibc arenas): measured on SmolLM2-135M SFT, RAFT and CPT rows, LoRA and
 # full (BENCHMARKS.md, tests/training/test_memory.py).
 ACTIVATION_OVERHEAD = 1.25
-# Default training memory limit on CPU, whatever more is free: the main job must fit an 8 GB laptop, and on a CPU
-# micro-batches beyond ~1,000 tokens buy no speed (BENCHMARKS.md), so memory above this buys nothing.
-CPU_LIMIT_GB = 3.5
+# Default limit on what training adds on CPU (optimizer state and activations, beyond the process and the model
+# already loaded), whatever more is free: the main job must fit an 8 GB laptop, and on a CPU micro-batches beyond
+# a row or two of RAFT size buy little speed (BENCHMARKS.md).
+CPU_LIMIT_GB = 2.5
 # Share of the free memory (CPU RAM or GPU memory) training may plan to use.
 FREE_SHARE = 0.8
 PROBE_LENGTHS = (32, 64, 128)
@@ -80,10 +81,11 @@ class MemoryPlan:
         if self.fits:
             return None
         e = self.estimate
+        smallest = "one row per micro-batch" + (" and gradient checkpointing" if self.gradient_checkpointing else "")
         return (f"training may need about {e.total_gb:.1f} GB (the model and this process {e.baseline_gb:.1f}, "
-                f"gradients and optimizer {e.optimizer_gb:.1f}, activations {e.activations_gb:.1f}) with one row "
-                f"per micro-batch and gradient checkpointing, over the {self.limit_gb:.1f} GB limit; lower "
-                "--max-seq-length, use a parameter-efficient method such as lora, or raise memory_limit_gb")
+                f"gradients and optimizer {e.optimizer_gb:.1f}, activations {e.activations_gb:.1f}) with {smallest}: "
+                f"training adds more than the {self.limit_gb:.1f} GB limit; lower --max-seq-length, use a "
+                "parameter-efficient method such as lora, or raise memory_limit_gb")
 
     def to_dict(self) -> dict:
         return {"micro_batch_size": self.micro_batch_size, "gradient_accumulation": self.gradient_accumulation,
@@ -143,28 +145,30 @@ def estimate_memory(model: torch.nn.Module, profile: ActivationProfile, *, micro
 
 
 def plan_memory(model: torch.nn.Module, profile: ActivationProfile, *, batch_size: int, gradient_accumulation: int,
-                seq_length: int, gradient_checkpointing: bool, limit_gb: float | None, device: str = "cpu"
-                ) -> MemoryPlan:
+                seq_length: int, gradient_checkpointing: bool, limit_gb: float | None, device: str = "cpu",
+                checkpointing_possible: bool = True) -> MemoryPlan:
     """The largest micro-batch (a divisor of the effective batch `batch_size × gradient_accumulation`) whose
-    estimate fits `limit_gb` (None: `default_limit_gb`); gradient checkpointing is added when one row does not
-    fit without it (or kept when the recipe asks for it)."""
+    training memory (optimizer state and activations, beyond what the process holds now) fits `limit_gb` (None:
+    `default_limit_gb`); gradient checkpointing is added when one row does not fit without it (or kept when the
+    recipe asks for it; never where `checkpointing_possible` is False)."""
     limit = limit_gb if limit_gb is not None else default_limit_gb(device)
     rows_per_step = batch_size * gradient_accumulation
     sizes = [size for size in range(min(batch_size, rows_per_step), 0, -1) if rows_per_step % size == 0]
     estimate = None
-    for checkpointing in ([True] if gradient_checkpointing else [False, True]):
+    choices = [True] if gradient_checkpointing else [False, True] if checkpointing_possible else [False]
+    for checkpointing in choices:
         for size in sizes:
             estimate = estimate_memory(model, profile, micro_batch_size=size, seq_length=seq_length,
                                        gradient_checkpointing=checkpointing, device=device)
-            if estimate.total_gb <= limit:
+            if estimate.optimizer_gb + estimate.activations_gb <= limit:
                 return MemoryPlan(size, rows_per_step // size, checkpointing, limit, estimate, True)
-    return MemoryPlan(1, rows_per_step, True, limit, estimate, False)
+    return MemoryPlan(1, rows_per_step, checkpointing, limit, estimate, False)
 
 
 def default_limit_gb(device: str) -> float:
-    """What training may use when the recipe sets no memory_limit_gb: FREE_SHARE of what is free beside this
-    process's current memory, and on CPU at most CPU_LIMIT_GB."""
-    free = current_memory_gb(device) + FREE_SHARE * available_gb(device)
+    """What training may add when the recipe sets no memory_limit_gb: FREE_SHARE of the free memory, and on CPU
+    at most CPU_LIMIT_GB."""
+    free = FREE_SHARE * available_gb(device)
     return free if device.startswith("cuda") else min(free, CPU_LIMIT_GB)
 
 

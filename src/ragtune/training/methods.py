@@ -24,6 +24,9 @@ from ragtune.training.recipe import TrainingRecipe
 
 PEFT_METHODS = ("lora", "dora", "qlora", "ia3", "prefix", "prompt")
 PROMPT_LEARNING_METHODS = ("prefix", "prompt")  # virtual tokens: no weights to merge into the model
+# Prefix tuning feeds its virtual tokens as cached keys and values, which transformers drops when it recomputes
+# activations (gradient checkpointing): the attention mask and the keys then disagree in length.
+NO_GRADIENT_CHECKPOINTING = ("prefix",)
 
 
 def check_method_available(method: str) -> None:
@@ -38,6 +41,14 @@ def check_method_available(method: str) -> None:
         import bitsandbytes  # noqa: F401
     except ImportError as exc:
         raise RagtuneError("qlora needs the bitsandbytes package", "pip install bitsandbytes") from exc
+
+
+def check_gradient_checkpointing(recipe: TrainingRecipe) -> None:
+    """Refuse gradient checkpointing for the methods that cannot use it."""
+    if recipe.gradient_checkpointing and recipe.method in NO_GRADIENT_CHECKPOINTING:
+        raise RagtuneError(f"{recipe.method} tuning cannot train with gradient checkpointing (its key/value prefix "
+                           "is dropped when activations are recomputed)",
+                           "set gradient_checkpointing: false, or use lora")
 
 
 def quantization_config(method: str):

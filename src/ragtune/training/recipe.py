@@ -58,8 +58,9 @@ class TrainingRecipe(BaseModel):
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the hardware has it.")
     gradient_checkpointing: bool = Field(False, description="Always recompute activations in the backward pass "
                                                             "(otherwise only when one row would not fit).")
-    memory_limit_gb: float | None = Field(None, gt=0, description="Training memory limit; None: 80% of the free "
-                                                                  "memory, at most 3.5 GB on CPU.")
+    memory_limit_gb: float | None = Field(None, gt=0, description="Memory training may add (optimizer state, "
+                                                                  "activations); None: 80% of the free memory, at "
+                                                                  "most 2.5 GB on CPU.")
     packing: bool = False
     # evaluation, checkpoints, early stopping
     eval_every: int | None = Field(None, ge=1, description="Validation every N steps; None: about 10 per run.")
