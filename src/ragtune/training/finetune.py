@@ -116,7 +116,7 @@ def _prepare_session(work_dir: Path, train, val, recipe: TrainingRecipe | None, 
 def _plan_memory(model, recipe: TrainingRecipe, seq_length: int, state: PartialState) -> MemoryPlan:
     """The main process's micro-batch plan, on every process: processes that accumulated gradients over different
     numbers of micro-batches would synchronise at different steps."""
-    profile = profile_activations(model, bf16=use_bf16(recipe.precision), device=device_type())
+    profile = profile_activations(model, bf16=use_bf16(recipe.precision))
     plan = plan_memory(model, profile, batch_size=recipe.batch_size, gradient_accumulation=recipe.gradient_accumulation,
                        seq_length=seq_length, gradient_checkpointing=recipe.gradient_checkpointing,
                        limit_gb=recipe.memory_limit_gb, device=device_type(),

@@ -11,9 +11,9 @@ chunked linear cross-entropy: Liger-Kernel, unsloth, Cut Cross-Entropy). Loss an
 gradient accumulation (tests/training/test_label_only_loss.py).
 
 The same forward also drops an attention mask that only marks right padding (when no cache of earlier keys,
-such as prefix tuning's, is given): a causal model's real tokens never
-attend to the padding after them, so such a mask changes nothing but the attention kernel (it forces PyTorch's
-scaled-dot-product attention onto its quadratic-memory path; without it the flash kernel runs, on CPU too).
+such as prefix tuning's, is given): a causal model's real tokens never attend to the padding after them, so such
+a mask changes nothing but the attention kernel (it forces PyTorch's scaled-dot-product attention onto its
+quadratic-memory path; without it the flash kernel runs, on CPU too).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ keeps for the backward pass. Activations are not guessed from a formula: a short
 pass on rows of three lengths and counts the bytes of the tensors autograd saves (which depends on the method,
 the precision and the attention kernel), then extrapolates to the longest training row. `plan_memory` then picks
 the largest micro-batch whose estimate fits the budget, with gradient accumulation keeping the effective batch,
-and gradient checkpointing only when a single row does not fit (on CPU it costs a third of a step's time while
-a smaller micro-batch costs almost nothing: BENCHMARKS.md).
+and gradient checkpointing only when a single row does not fit (on this CPU it cost ~1.7× a step's time, while
+micro-batches of 2 rows ran as fast per token as 8, and single rows ~0.7×: BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ GB = 1024 ** 3
 # Gradient plus AdamW's two moments, float32, per trainable parameter.
 OPTIMIZER_BYTES = 4 + 8
 # Freed and transient memory the allocator holds on top of the saved activations during the backward pass (the
-# gradients flowing through one layer, glibc arenas): measured on SmolLM2-135M SFT, RAFT and CPT rows, LoRA and
-# full (BENCHMARKS.md, tests/training/test_memory.py).
+# gradients flowing through one layer, glibc arenas). Chosen, and checked so far only on a 4-layer model
+# (tests/training/test_memory.py); the SmolLM2 calibration is still to be measured (BENCHMARKS.md).
 ACTIVATION_OVERHEAD = 1.25
 # Default limit on what training adds on CPU (optimizer state and activations, beyond the process and the model
 # already loaded), whatever more is free: the main job must fit an 8 GB laptop, and on a CPU micro-batches beyond
@@ -93,9 +93,11 @@ class MemoryPlan:
                 "fits": self.fits, "estimate": self.estimate.to_dict()}
 
 
-def profile_activations(model: torch.nn.Module, *, bf16: bool, device: str = "cpu") -> ActivationProfile:
+def profile_activations(model: torch.nn.Module, *, bf16: bool) -> ActivationProfile:
     """Measure the bytes autograd saves in a training forward pass of `model` on single rows of PROBE_LENGTHS
-    tokens (labels on the last token only: the output layer's share is planned separately), and fit them."""
+    tokens (labels on the last token only: the output layer's share is planned separately), and fit them. Runs
+    where the model is (before the Trainer moves it): the bytes saved do not depend on the device."""
+    device = next(model.parameters()).device
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
     vocab = model.config.vocab_size
     measured = []
@@ -115,7 +117,7 @@ def profile_activations(model: torch.nn.Module, *, bf16: bool, device: str = "cp
                 return tensor
 
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
-                    torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = model(input_ids=ids, labels=labels).loss
             del loss
             measured.append(float(sum(seen.values())))
@@ -139,6 +141,8 @@ def estimate_memory(model: torch.nn.Module, profile: ActivationProfile, *, micro
     output = min(CHUNK_TOKENS, micro_batch_size * seq_length) * config.vocab_size * 10  # bf16, float32, log-softmax
     activations = (profile.constant + micro_batch_size * row) * ACTIVATION_OVERHEAD + output
     baseline_gb = current_memory_gb(device)
+    if next(model.parameters()).device.type != device.split(":")[0]:  # the Trainer moves the weights there later
+        baseline_gb += sum(p.numel() * p.element_size() for p in model.parameters()) / GB
     optimizer_gb = trainable * OPTIMIZER_BYTES / GB
     return MemoryEstimate(baseline_gb, optimizer_gb, activations / GB, baseline_gb + optimizer_gb + activations / GB,
                           available_gb(device), device)
