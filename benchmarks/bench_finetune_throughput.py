@@ -1,17 +1,26 @@
 """Fine-tuning throughput and peak memory: ragtune `finetune()` vs a plain transformers Trainer + peft script.
 
-    python benchmarks/bench_finetune_throughput.py [--methods lora,full] [--lora-steps 20] [--full-steps 10]
-                                                   [--batch-size 8] [--repeats 4] [--out results.json]
+    python benchmarks/bench_finetune_throughput.py [--rows closed-book|raft] [--methods lora,full]
+                                                   [--lora-steps 20] [--full-steps 10] [--batch-size 8]
+                                                   [--repeats 4] [--out results.json]
 
 Both sides train SmolLM2-135M (the trainable checkpoint ragtune converts from the packaged GGUF) on the same rows:
 the bundled COVID-QA questions as closed-book chat SFT rows (ragtune's closed-book prompt, rendered with the chat
 template, prompt tokens masked), as ragtune's data preparation keeps them (normalised, duplicates removed; no
-validation split, no length-outlier removal, so nothing is evaluated). Same batch size, max_steps, learning rate
+validation split, no length-outlier removal, so nothing is evaluated). `--rows raft` trains instead on RAFT rows
+built as the demo's RAFT run builds them: the bundled documents ingested into a temporary knowledge base, then
+ragtune's data preparation with objective raft (3 passages per row: the gold passage among distractors in 80 % of
+rows, distractors only in the rest; RAG's prompt, prompt masked; max_seq_length 768 as the demo's budget; ~670
+tokens a row). Those rows are written once as chat (`messages`) rows, which both sides then train on: ragtune
+re-reads them with objective sft (the same encoding as a raft run, without the knowledge base and its embedder in
+the measured process). Same batch size, max_steps, learning rate
 (ragtune's method default), cosine schedule with 5% warmup, seed, bf16 autocast where ragtune's precision "auto"
 picks it, and for LoRA the same config (r 16, alpha 32, dropout 0 on q/k/v/o/gate/up/down).
 
   ragtune  `ragtune.training.finetune(...)` with its defaults otherwise (timed checkpoints, JSONL log,
-           TensorBoard, curves, GGUF export: what a user gets). tokens/s = metadata tokens_seen / train_seconds.
+           TensorBoard, curves, GGUF export, the label-only loss and the automatic memory plan, which may split
+           each step's rows into micro-batches with gradient accumulation: the plan is recorded). tokens/s =
+           metadata tokens_seen / train_seconds.
   plain    the script a user would write: AutoModelForCausalLM + peft get_peft_model + Trainer with
            DataCollatorForSeq2Seq, no checkpoints, no evaluation, nothing saved. tokens/s = non-padding tokens fed
            to the model / wall time of trainer.train().
@@ -24,7 +33,11 @@ this machine tend to get faster, which would favour whichever side always ran se
 kernel writing checkpoints back to disk. Before each measurement the script waits (up to --quiet-wait seconds) for
 the machine to be quiet, and takes a measurement again (up to --attempts tries) when its pressure was above
 --max-pressure; discarded attempts are listed in the output.
-Target: ragtune/plain tokens per second >= 1.0.
+The loss curves are compared too: the plain side logs at the steps ragtune logs (every step up to 10 steps),
+and `loss_curve_max_abs_diff` is the largest difference of the logged training losses of the first repeat of each
+side (same rows, same seed: the same curve up to float rounding and the bf16 autocast).
+Targets (issue 9): ragtune/plain LoRA tokens per second >= 1.5 on RAFT rows, >= 1.1 on closed-book rows; the loss
+curve unchanged.
 """
 
 from __future__ import annotations
@@ -73,45 +86,68 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def prepare_rows(tmp: Path, tokenizer) -> tuple[Path, Path, list]:
-    """The data files: `train.jsonl` for ragtune (the bundled questions as ragtune's data preparation keeps them:
-    normalised, duplicates removed) and `plain.jsonl` for the plain script (the same rows in the order ragtune's
-    preparation of train.jsonl puts them, so that both Trainers see the same batches). Returns both paths and the
-    examples in ragtune's order."""
+def prepare_rows(tmp: Path, tokenizer, rows: str) -> tuple[Path, Path, list]:
+    """The data files: `train.jsonl` for ragtune and `plain.jsonl` for the plain script (the same rows as chat
+    messages in the order ragtune's preparation of train.jsonl puts them, so that both Trainers see the same
+    batches). Closed-book rows: the bundled questions as ragtune's data preparation keeps them (normalised,
+    duplicates removed). RAFT rows: see `raft_examples`. Returns both paths and the examples in ragtune's order."""
     from ragtune.data import DatasetSpec, prepare_data
     from ragtune.demo import demo_questions
 
-    options = bench_recipe("lora", 1, 1).data.model_copy(update={"objective": "sft"})
+    options = bench_recipe("lora", 1, 1, rows).data.model_copy(update={"objective": "sft"})
     raw, train, plain = tmp / "questions.jsonl", tmp / "train.jsonl", tmp / "plain.jsonl"
     write_rows(raw, [{"id": r["id"], "question": r["question"], "answer": r["answer"]} for r in demo_questions()])
-    kept = prepare_data([DatasetSpec(str(raw))], options=options, tokenizer=tokenizer).train
-    write_rows(train, [{"id": e.id, "question": e.question, "answer": e.answer} for e in kept])
+    if rows == "raft":
+        write_rows(train, [{"id": e.id, "messages": e.messages} for e in raft_examples(tmp, raw, tokenizer, options)])
+    else:
+        kept = prepare_data([DatasetSpec(str(raw))], options=options, tokenizer=tokenizer).train
+        write_rows(train, [{"id": e.id, "question": e.question, "answer": e.answer} for e in kept])
     ordered = prepare_data([DatasetSpec(str(train))], options=options, tokenizer=tokenizer).train  # what ragtune does
-    write_rows(plain, [{"question": e.question, "answer": e.answer} for e in ordered])
+    write_rows(plain, [{"messages": e.messages} for e in ordered])
     return train, plain, ordered
+
+
+def raft_examples(tmp: Path, questions: Path, tokenizer, options) -> list:
+    """The demo's RAFT rows: the bundled documents ingested into a knowledge base in `tmp`, and the bundled
+    questions prepared with objective raft as `ragtune demo` prepares them (the experiment's raft_k 3 and seed 0)."""
+    from ragtune.data import DatasetSpec, prepare_data
+    from ragtune.demo import demo_corpus_dir
+    from ragtune.project import Project
+
+    project = Project(tmp / "kb")
+    try:
+        project.ingest([str(demo_corpus_dir())])
+        return prepare_data([DatasetSpec(str(questions))], tokenizer=tokenizer, knowledge_base=project.kb,
+                            options=options.model_copy(update={"objective": "raft", "raft_k": 3})).train
+    finally:
+        project.close()
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
 
-def bench_recipe(method: str, steps: int, batch_size: int):
-    """ragtune's recipe: the method's defaults, max_steps and batch size, no validation split, no outlier removal."""
+def bench_recipe(method: str, steps: int, batch_size: int, rows: str = "closed-book"):
+    """ragtune's recipe: the method's defaults, max_steps and batch size, no validation split, no outlier removal
+    (RAFT rows: the demo's max_seq_length, 768)."""
     from ragtune.training.recipe import resolve_recipe
 
-    return resolve_recipe(method, overrides={"max_steps": steps, "batch_size": batch_size,
-                                             "data": {"val_fraction": 0.0, "length_percentile": None}})
+    data = {"val_fraction": 0.0, "length_percentile": None, **({"max_seq_length": 768} if rows == "raft" else {})}
+    return resolve_recipe(method, overrides={"max_steps": steps, "batch_size": batch_size, "data": data})
+
+
+def logging_steps(steps: int) -> int:
+    """The steps between logged losses, as ragtune's training_arguments sets them without validation data."""
+    return max(1, min(max(1, steps // 10), 10))
 
 
 def plain_encode(rows: list[dict], tokenizer) -> list[dict]:
-    """The plain script's tokenisation: the chat template, labels only on the answer and its end-of-turn token."""
-    from ragtune.prompts import build_messages  # only the closed-book prompt's strings, as `ask` uses them
-
+    """The plain script's tokenisation of chat rows: the chat template, labels only on the answer (the last
+    message) and its end-of-turn token."""
     encoded = []
     for row in rows:
-        prompt = build_messages(row["question"], [])
-        full = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": row["answer"]}],
-                                             tokenize=False)
+        prompt = row["messages"][:-1]
+        full = tokenizer.apply_chat_template(row["messages"], tokenize=False)
         prompt_len = len(tokenizer(tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True),
                                    add_special_tokens=False)["input_ids"])
         ids = tokenizer(full, add_special_tokens=False)["input_ids"]
@@ -161,18 +197,23 @@ def worker_ragtune(args) -> dict:
     from ragtune.training.finetune import finetune
 
     started = time.perf_counter()
-    recipe = bench_recipe(args.method, args.steps, args.batch_size)
+    from ragtune.training.callbacks import read_log
+    from ragtune.training.runs import LOG_FILE
+
+    recipe = bench_recipe(args.method, args.steps, args.batch_size, args.rows)
     probe = _Probe.make()
     result = finetune([DatasetSpec(str(args.data))], recipe, runs_dir=args.workdir / "runs", callbacks=[probe])
     total = time.perf_counter() - started
     meta = result.metadata
+    curve = {record["step"]: record["loss"] for record in read_log(result.run_dir / LOG_FILE) if "loss" in record}
     return {"side": args.worker, "method": args.method, "tokens": meta["tokens_seen"],
             "train_seconds": meta["train_seconds"], "tokens_per_s": meta["tokens_seen"] / meta["train_seconds"],
             "train_loop_seconds": round(probe.ended - probe.began, 3), "cpu_pressure_pct": probe.pressure_pct(),
             "checkpoints": probe.saves, "checkpoint_seconds": round(probe.saving, 2),
             "steps": meta["steps"],
             "learning_rate": recipe.learning_rate, "precision": meta["precision"],
-            "first_step_loss": meta["first_train_loss"],
+            "first_step_loss": meta["first_train_loss"], "loss_curve": curve,
+            "memory_plan": meta["memory"], "peak_memory_gb": meta["peak_memory_gb"],
             "trainable_parameters": meta["trainable_parameters"], "rows": meta["rows"]["train"],
             "peak_rss_mb": round(rss_mb(), 1), "peak_rss_train_mb": round(probe.rss_at_end, 1),
             "rss_before_train_mb": round(probe.rss_at_begin, 1),
@@ -205,7 +246,7 @@ def worker_plain(args) -> dict:
         output_dir=str(args.workdir / "plain"), per_device_train_batch_size=args.batch_size, max_steps=args.steps,
         learning_rate=args.learning_rate, lr_scheduler_type="cosine", warmup_steps=0.05, seed=0, data_seed=0,
         bf16=args.bf16, use_cpu=True, eval_strategy="no", save_strategy="no", report_to="none", disable_tqdm=True,
-        logging_steps=args.steps, logging_first_step=True, remove_unused_columns=False)
+        logging_steps=logging_steps(args.steps), logging_first_step=True, remove_unused_columns=False)
     probe = _Probe.make()
     trainer = CountingTrainer(model=model, args=training_args, train_dataset=rows,
                               data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True,
@@ -216,12 +257,14 @@ def worker_plain(args) -> dict:
     seconds = time.perf_counter() - began
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    curve = {log["step"]: log["loss"] for log in trainer.state.log_history if "loss" in log}
     return {"side": "plain", "method": args.method, "tokens": CountingTrainer.tokens,
             "train_seconds": round(seconds, 3),
             "tokens_per_s": CountingTrainer.tokens / seconds, "train_loop_seconds": round(probe.ended - probe.began, 3),
             "cpu_pressure_pct": probe.pressure_pct(),
             "steps": output.global_step, "learning_rate": args.learning_rate,
             "precision": "bf16" if args.bf16 else "fp32", "first_step_loss": losses[0] if losses else None,
+            "loss_curve": curve,
             "trainable_parameters": trainable, "rows": len(rows),
             "peak_rss_mb": round(rss_mb(), 1), "peak_rss_train_mb": round(probe.rss_at_end, 1),
             "rss_before_train_mb": round(probe.rss_at_begin, 1),
@@ -240,7 +283,8 @@ def run_worker(side: str, method: str, steps: int, lr: float, bf16: bool, args, 
         command = [sys.executable, __file__, "--worker", side, "--method", method, "--steps", str(steps),
                    "--batch-size", str(args.batch_size), "--learning-rate", repr(lr),
                    "--data", str(data["plain" if side == "plain" else "ragtune"]),
-                   "--checkpoint", str(checkpoint), "--workdir", str(workdir)] + (["--bf16"] if bf16 else [])
+                   "--checkpoint", str(checkpoint), "--workdir", str(workdir), "--rows", args.rows] + \
+            (["--bf16"] if bf16 else [])
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.stderr.write(done.stderr[-5000:])
@@ -276,11 +320,25 @@ def summarise(results: list[dict]) -> dict:
                if first["side"] != "plain" else {}),
             "steps": first["steps"], "rows": first["rows"], "precision": first["precision"],
             "learning_rate": first["learning_rate"], "trainable_parameters": first["trainable_parameters"],
-            "first_step_loss": first["first_step_loss"]}
+            "first_step_loss": first["first_step_loss"],
+            "loss_curve": {int(step): loss for step, loss in first["loss_curve"].items()},
+            **({"memory_plan": first["memory_plan"], "peak_memory_gb_runs": [r["peak_memory_gb"] for r in results]}
+               if first["side"] != "plain" else {})}
+
+
+def curve_difference(ours: dict, baseline: dict) -> dict:
+    """The training losses both sides logged at the same steps, and their largest absolute difference."""
+    steps = sorted(set(ours) & set(baseline))
+    diffs = [abs(ours[step] - baseline[step]) for step in steps]
+    return {"steps_compared": steps, "loss_curve_max_abs_diff": round(max(diffs), 5) if diffs else None,
+            "loss_curve_max_rel_diff": round(max(d / abs(baseline[s]) for d, s in zip(diffs, steps)), 5)
+            if diffs else None}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", choices=["closed-book", "raft"], default="closed-book",
+                        help="closed-book Q&A rows (~70 tokens) or the demo's RAFT rows (~670 tokens)")
     parser.add_argument("--methods", default="lora,full")
     parser.add_argument("--lora-steps", type=int, default=20)
     parser.add_argument("--full-steps", type=int, default=10)
@@ -320,15 +378,16 @@ def main() -> None:
     checkpoint = trainable_checkpoint("smollm2-135m")  # converted once and cached: not part of any measurement
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     bf16 = use_bf16("auto")
-    results: dict = {"model": "smollm2-135m", "checkpoint": str(checkpoint), "batch_size": args.batch_size,
+    results: dict = {"model": "smollm2-135m", "rows_kind": args.rows, "checkpoint": str(checkpoint),
+                     "batch_size": args.batch_size,
                      "repeats": args.repeats, "torch_threads": torch.get_num_threads(),
                      "precision": "bf16" if bf16 else "fp32", "date": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory(prefix="bench-finetune-") as tmp_name:
         tmp = Path(tmp_name)
-        train, plain, ordered = prepare_rows(tmp, tokenizer)
+        train, plain, ordered = prepare_rows(tmp, tokenizer, args.rows)
         data = {"ragtune": train, "plain": plain}
         results["rows"] = len(ordered)
-        ragtune_rows = encode_examples(ordered, tokenizer, 512)
+        ragtune_rows = encode_examples(ordered, tokenizer, bench_recipe("lora", 1, 1, args.rows).data.max_seq_length)
         plain_rows = plain_encode([json.loads(line) for line in plain.read_text().splitlines()], tokenizer)
         results["identical_token_rows"] = len(ragtune_rows) == len(plain_rows) and all(
             r["input_ids"] == p["input_ids"] and r["labels"] == p["labels"] for r, p in zip(ragtune_rows, plain_rows))
@@ -348,9 +407,11 @@ def main() -> None:
                 "ratio_tokens_per_s": round(ours["tokens_per_s"] / baseline["tokens_per_s"], 3),
                 "ratio_loop_tokens_per_s": round(ours["loop_tokens_per_s"] / baseline["loop_tokens_per_s"], 3),
                 "ratio_peak_rss": round(ours["peak_rss_mb"] / baseline["peak_rss_mb"], 3),
-                "ratio_peak_rss_training": round(ours["peak_rss_train_mb"] / baseline["peak_rss_train_mb"], 3)}
+                "ratio_peak_rss_training": round(ours["peak_rss_train_mb"] / baseline["peak_rss_train_mb"], 3),
+                **curve_difference(ours["loss_curve"], baseline["loss_curve"])}
             print(f"{method}: ragtune/plain tokens/s {results[method]['ratio_tokens_per_s']}, "
-                  f"peak RSS {results[method]['ratio_peak_rss']}", file=sys.stderr)
+                  f"peak RSS {results[method]['ratio_peak_rss']}, "
+                  f"loss curve max |diff| {results[method]['loss_curve_max_abs_diff']}", file=sys.stderr)
     emit(results, args.out)
 
 

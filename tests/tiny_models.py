@@ -48,3 +48,33 @@ def build_tiny_llama(folder: Path, *, layers: int = 2, hidden: int = 32, chat_te
                          tie_word_embeddings=tie_word_embeddings)
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+def build_tiny_sentence_transformer(folder: Path, *, pooling: str = "mean", hidden: int = 32, seed: int = 0) -> Path:
+    """Save a 2-layer random BERT with a WordPiece tokenizer as a sentence-transformers folder (transformer,
+    `pooling`, normalize); returns `folder`."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
+    from tokenizers import normalizers, processors
+    from transformers import BertConfig, BertModel
+
+    bert_dir = folder.parent / f"{folder.name}-bert"
+    bert_dir.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.train_from_iterator(TRAINING_TEXT * 4, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
+    tokenizer.post_processor = processors.BertProcessing(("[SEP]", tokenizer.token_to_id("[SEP]")),
+                                                         ("[CLS]", tokenizer.token_to_id("[CLS]")))
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]", mask_token="[MASK]", model_max_length=128).save_pretrained(bert_dir)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=hidden, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=hidden * 2, max_position_embeddings=128)
+    BertModel(config).save_pretrained(bert_dir)
+    transformer = st_models.Transformer(str(bert_dir), max_seq_length=64)
+    model = SentenceTransformer(modules=[transformer, st_models.Pooling(hidden, pooling_mode=pooling),
+                                         st_models.Normalize()], device="cpu")
+    model.save(str(folder))
+    return folder

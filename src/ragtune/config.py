@@ -44,6 +44,10 @@ class RetrievalConfig(_Section):
 class ModelsConfig(_Section):
     generator: str = "smollm2-135m"
     embedder: str = "minilm-l6"
+    embedder_runtime: Literal["auto", "openvino", "torch"] = Field(
+        "auto", description="How the embedder runs: auto takes OpenVINO where it is faster here and matches the "
+                            "original (checked once), torch is sentence-transformers as packaged. A knowledge base "
+                            "keeps the runtime it was embedded with.")
 
 
 class GenerationSettings(_Section):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ragtune.cache import TEMP_PREFIX, file_fingerprint
 from ragtune.errors import RagtuneError
 from ragtune.training import checkpoint
 from ragtune.training.checkpoint import SOURCE_FILE, source_gguf, trainable_checkpoint
@@ -69,8 +70,8 @@ def test_failed_or_killed_conversion_never_looks_complete(tmp_path, monkeypatch)
     # A SIGKILLed conversion leaves its temp folder (named after its pid); the next conversion removes it.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True)
-    name = f"tiny-{checkpoint._fingerprint(model)}"
-    leftover = root / f"{checkpoint._TEMP_PREFIX}{name}-{int(dead.stdout)}-abc"
+    name = f"tiny-{file_fingerprint(model)}"
+    leftover = root / f"{TEMP_PREFIX}{name}-{int(dead.stdout)}-abc"
     (leftover / "model.safetensors").parent.mkdir()
     (leftover / "model.safetensors").write_bytes(b"half")
     monkeypatch.setattr(checkpoint, "_convert", lambda gguf_path, out: (out / "config.json").write_text("{}"))

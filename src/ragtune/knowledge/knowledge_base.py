@@ -27,21 +27,37 @@ class KnowledgeBase:
 
     @cached_property
     def embedder(self) -> Embedder:
-        name = self.config.models.embedder
+        """The configured embedder, through the runtime the stored vectors came from: a query embedded another way
+        would be compared with vectors from a different function."""
+        name, runtime = self.config.models.embedder, self.config.models.embedder_runtime
+        if not self.store.counts()["chunks"]:
+            return Embedder(name, self.config.ingest.embed_batch_size, runtime)
         built_with = self.store.get_meta("embedder")
-        if built_with and built_with != name and self.store.counts()["chunks"]:
+        built_runtime = self._embedded_through()
+        rebuild = f"or delete {self.workspace.state_dir} and ingest again to re-embed every chunk"
+        if built_with and built_with != name:
             raise RagtuneError(
                 f"the knowledge base in {self.workspace.root} was embedded with '{built_with}', "
                 f"but the configuration asks for '{name}'",
-                f"set models.embedder: {built_with} in ragtune.yaml, or delete {self.workspace.state_dir} "
-                "and ingest again")
-        return Embedder(name, self.config.ingest.embed_batch_size)
+                f"set models.embedder: {built_with} in ragtune.yaml, {rebuild}")
+        if runtime not in ("auto", built_runtime):
+            raise RagtuneError(
+                f"the knowledge base in {self.workspace.root} was embedded through the {built_runtime} runtime, "
+                f"but models.embedder_runtime asks for {runtime}: queries must be embedded the way the chunks were",
+                f"set models.embedder_runtime: auto (or {built_runtime}) in ragtune.yaml, {rebuild}")
+        try:
+            return Embedder(name, self.config.ingest.embed_batch_size, built_runtime)
+        except RagtuneError as error:
+            raise RagtuneError(f"the knowledge base in {self.workspace.root} was embedded through {built_runtime}, "
+                               f"and {error.message}",
+                               f"install what it needs (pip install -e . in the ragtune checkout), {rebuild}") from error
 
     def ingest(self, paths: list[str], *, prune: bool = False, json_text_field: str | None = None,
                sql_query: str | None = None, progress: ProgressReporter | None = None) -> IngestReport:
         """Add, update (and with `prune`, remove) sources; see `Ingestor.run`."""
         ingestor = Ingestor(self.store, self.embedder, self.config.chunking, self.config.ingest)
         self.store.set_meta("embedder", self.embedder.name)
+        self.store.set_meta("embedder_runtime", self.embedder.runtime)
         report = ingestor.run(paths, prune=prune, json_text_field=json_text_field, sql_query=sql_query,
                               progress=progress)
         self._sync_indexes()
@@ -61,9 +77,14 @@ class KnowledgeBase:
             "vector_index": self.index.describe(),
             "lexical_index": self.lexical.describe(),
             "models": {"embedder": self.store.get_meta("embedder") or self.config.models.embedder,
+                       "embedder_runtime": self._embedded_through() if counts["chunks"] else None,
                        "generator": self.config.models.generator},
             "last_ingest": self.store.last_run(),
         }
+
+    def _embedded_through(self) -> str:
+        """The runtime the stored vectors came from (torch for knowledge bases from before runtimes were recorded)."""
+        return self.store.get_meta("embedder_runtime") or "torch"
 
     def _sync_indexes(self) -> None:
         """Bring the derived vector and lexical indexes in line with the store."""

