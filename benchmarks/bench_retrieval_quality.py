@@ -1,6 +1,6 @@
 """Retrieval quality on COVID-QA: recall@5 and MRR@10 of the chunk holding the answer span, per mode.
 
-    python benchmarks/bench_retrieval_quality.py [--out results.json]
+    python benchmarks/bench_retrieval_quality.py [--embedder-runtime auto|openvino|torch] [--out results.json]
 
 A chunk "holds the answer" when it belongs to the gold article and contains the whole answer text
 (whitespace-insensitive); questions whose answer no single chunk holds are counted and left out.
@@ -37,15 +37,16 @@ def answer_chunks(project: Project, questions: list[dict]) -> dict[str, set[int]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--embedder-runtime", default="auto", choices=["auto", "openvino", "torch"])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         docs, questions = materialise(Path(tmp))
-        project = Project(Path(tmp) / "project")
+        project = Project(Path(tmp) / "project", {"models": {"embedder_runtime": args.embedder_runtime}})
         report = project.ingest([str(docs)])
         gold = answer_chunks(project, questions)
         asked = [q for q in questions if q["id"] in gold]
-        results = {"questions": len(questions), "scored": len(asked), "chunks": report.chunks, "modes": {}}
+        results = {"embedder": project.kb.embedder.describe(), "questions": len(questions), "scored": len(asked), "chunks": report.chunks, "modes": {}}
         for mode in ("dense", "lexical", "hybrid"):
             started = time.perf_counter()
             rankings = project.search_batch([q["question"] for q in asked], k=10, mode=mode)

@@ -14,7 +14,6 @@ from ragtune.knowledge import openvino_embedder
 from ragtune.knowledge.embedder import Embedder
 from ragtune.project import Project
 
-from conftest import write_corpus
 from tiny_models import build_tiny_sentence_transformer
 
 TEXTS = ["the cat sat on the mat", "mars is the fourth planet", "what is the capital of france?",
@@ -79,8 +78,7 @@ def test_unsupported_models_and_a_missing_openvino_fall_back(tmp_path, cache, mo
     assert not (cache / "embedders").exists() or not list((cache / "embedders").iterdir())
 
 
-def test_a_knowledge_base_keeps_the_runtime_it_was_embedded_with(tmp_path, tiny_embedder_dir, cache):
-    corpus = write_corpus(tmp_path / "corpus")
+def test_a_knowledge_base_keeps_the_runtime_it_was_embedded_with(tmp_path, corpus, tiny_embedder_dir, cache):
     models = {"embedder": str(tiny_embedder_dir)}
     with_openvino = Project(tmp_path / "project", {"models": {**models, "embedder_runtime": "openvino"}})
     with_openvino.ingest([str(corpus)])
@@ -97,8 +95,7 @@ def test_a_knowledge_base_keeps_the_runtime_it_was_embedded_with(tmp_path, tiny_
     on_torch.close()
 
 
-def test_a_knowledge_base_from_before_runtimes_were_recorded_stays_on_torch(tmp_path, tiny_embedder_dir, cache):
-    corpus = write_corpus(tmp_path / "corpus")
+def test_a_knowledge_base_from_before_runtimes_were_recorded_stays_on_torch(tmp_path, corpus, tiny_embedder_dir, cache):
     models = {"embedder": str(tiny_embedder_dir), "embedder_runtime": "torch"}
     project = Project(tmp_path / "project", {"models": models})
     project.ingest([str(corpus)])

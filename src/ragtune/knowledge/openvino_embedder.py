@@ -133,10 +133,15 @@ def _convert(model_dir: Path, out: Path) -> None:
     example = model.tokenizer(["a padded row", "a longer row that sets the padded length of the batch"],
                               padding=True, return_tensors="pt")
     names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in example]
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer notes about Python-side shape checks, deprecations
-        converted = openvino.convert_model(LastHiddenState(), example_input={n: example[n] for n in names},
-                                           input=[(n, [-1, -1], openvino.Type.i64) for n in names])
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # tracing reads every attribute, e.g. the loss function it warns about
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes about Python-side shape checks, deprecations
+            converted = openvino.convert_model(LastHiddenState(), example_input={n: example[n] for n in names},
+                                               input=[(n, [-1, -1], openvino.Type.i64) for n in names])
+    finally:
+        hf_logging.set_verbosity(verbosity)
     openvino.save_model(converted, str(out / IR_FILE))  # weights in float16 on disk, computed in bf16/f32
     settings = {"max_seq_length": int(model.max_seq_length), "do_lower_case": bool(getattr(model[0], "do_lower_case",
                                                                                           False)),

@@ -31,7 +31,7 @@ from ragtune.training.checkpoint import source_gguf, trainable_checkpoint
 from ragtune.training.curves import plot_curves
 from ragtune.training.label_only_loss import use_label_only_loss
 from ragtune.training.memory import (MemoryPlan, peak_memory_gb, plan_memory, profile_activations,
-                                     reset_peak_memory)
+                                     release_freed_memory, reset_peak_memory)
 from ragtune.training.methods import (NO_GRADIENT_CHECKPOINTING, apply_method, check_gradient_checkpointing,
                                       check_method_available, quantization_config, trainable_parameters)
 from ragtune.training.recipe import TrainingRecipe, load_recipe, save_recipe
@@ -72,7 +72,10 @@ def finetune(train: list[DatasetSpec] | None, recipe: TrainingRecipe | None, *, 
         if not resume and state.is_main_process:  # nothing trained yet: leave no half-made run behind
             shutil.rmtree(work_dir, ignore_errors=True)
         raise
-    return _train(session, work_dir, resume=resume, console=console, callbacks=callbacks, state=state)
+    result = _train(session, work_dir, resume=resume, console=console, callbacks=callbacks, state=state)
+    del session  # the model, optimizer state and data: what a following stage of the same process can reuse
+    release_freed_memory()
+    return result
 
 
 @dataclass
