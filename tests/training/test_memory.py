@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 
 import pytest
 import torch
@@ -34,7 +36,7 @@ def saved_bytes(model, ids: torch.Tensor) -> int:
         storage = tensor.untyped_storage()
         if storage.data_ptr() not in parameters:
             seen[storage.data_ptr()] = storage.nbytes()
-        return tensor
+        return tensor.detach()
 
     labels = torch.full_like(ids, -100)
     labels[:, -1] = ids[:, -1]
@@ -51,6 +53,18 @@ def test_the_profile_from_short_probes_predicts_a_long_batch(wide_model):
     ids = torch.randint(3, 300, (4, 400), generator=torch.Generator().manual_seed(0))
     predicted = profile.constant + 4 * profile.row_bytes(400)
     assert predicted == pytest.approx(saved_bytes(model, ids), rel=0.1)
+
+
+def test_the_probe_leaves_nothing_behind(wide_model):
+    """Nothing of the probe's graph survives it: the weights go when the model goes (a saved output holding its own
+    node kept the whole graph, weights included, out of the garbage collector's sight)."""
+    model = AutoModelForCausalLM.from_pretrained(wide_model)
+    use_label_only_loss(model)
+    weight = weakref.ref(model.get_output_embeddings().weight)
+    memory.profile_activations(model, bf16=False)
+    del model
+    gc.collect()
+    assert weight() is None
 
 
 def test_the_plan_keeps_the_effective_batch_and_shrinks_the_micro_batch_to_fit(tiny_model):

@@ -116,7 +116,11 @@ def profile_activations(model: torch.nn.Module, *, bf16: bool) -> ActivationProf
                 storage = tensor.untyped_storage()
                 if storage.data_ptr() not in parameters:
                     seen[storage.data_ptr()] = storage.nbytes()
-                return tensor
+                # Detached: the same storage (kept until the forward ends, so no address is counted twice) without
+                # its grad_fn. Returning `tensor` itself makes a node that saves its own output hold that output's
+                # Python object, a cycle through C++ the garbage collector never sees: the whole probe graph, the
+                # weights with it, stayed resident (measured +1 GB per probe on SmolLM2-135M).
+                return tensor.detach()
 
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
                     torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
