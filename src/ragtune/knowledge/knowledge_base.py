@@ -11,6 +11,7 @@ from ragtune.knowledge.lexical import LexicalIndex
 from ragtune.knowledge.retrieval import Retriever
 from ragtune.knowledge.store import KnowledgeStore
 from ragtune.knowledge.vectors import open_vector_index
+from ragtune.process_memory import release_freed_memory
 from ragtune.progress import ProgressReporter
 from ragtune.workspace import Workspace
 
@@ -61,6 +62,7 @@ class KnowledgeBase:
         report = ingestor.run(paths, prune=prune, json_text_field=json_text_field, sql_query=sql_query,
                               progress=progress)
         self._sync_indexes()
+        release_freed_memory()  # parsed pages and embedding batches: a long-lived process need not keep their heap
         return report
 
     def retriever(self, **hooks) -> Retriever:

@@ -23,6 +23,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from ragtune.data import (DatasetSpec, PreparedData, TrainingCollator, encode_examples, encode_texts,
                           pack_sequences, prepare_data, read_prepared, write_prepared)
 from ragtune.errors import RagtuneError
+from ragtune.process_memory import release_freed_memory
 from ragtune.progress import SilentProgress, rich_progress
 from ragtune.training import runs
 from ragtune.training.artifacts import write_llamacpp_files
@@ -30,8 +31,7 @@ from ragtune.training.callbacks import JsonlLogCallback, RichProgressCallback, S
 from ragtune.training.checkpoint import source_gguf, trainable_checkpoint
 from ragtune.training.curves import plot_curves
 from ragtune.training.label_only_loss import use_label_only_loss
-from ragtune.training.memory import (MemoryPlan, peak_memory_gb, plan_memory, profile_activations,
-                                     release_freed_memory, reset_peak_memory)
+from ragtune.training.memory import MemoryPlan, peak_memory_gb, plan_memory, profile_activations, reset_peak_memory
 from ragtune.training.methods import (NO_GRADIENT_CHECKPOINTING, apply_method, check_gradient_checkpointing,
                                       check_method_available, quantization_config, trainable_parameters)
 from ragtune.training.recipe import TrainingRecipe, load_recipe, save_recipe

@@ -12,8 +12,6 @@ micro-batches of 2 rows ran as fast per token as 8, and single rows ~0.7×: BENC
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import re
 import resource
 import sys
@@ -194,18 +192,6 @@ def current_memory_gb(device: str = "cpu") -> float:
     if device.startswith("cuda"):
         return torch.cuda.memory_allocated() / GB
     return psutil.Process().memory_info().rss / GB
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed by a finished run back to the system: collect cycles, then ask glibc to return the free
-    pages of its heaps (training leaves them fragmented: measured 1.2 GB kept after a SmolLM2 run otherwise)."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): its allocator keeps its own policy
-        pass
 
 
 def reset_peak_memory(device: str = "cpu") -> None:

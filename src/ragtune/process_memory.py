@@ -1,0 +1,21 @@
+"""The process's memory as the system sees it."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+
+import torch
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by a finished stage (a training run, an embedder export) back to the system, so the next
+    stage of the same process starts from what is alive: collect cycles, then ask glibc to return the free pages
+    of its heaps (it keeps them otherwise: the resident size after a demo SFT run fell 3.78 → 2.56 GB)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): its allocator keeps its own policy
+        pass
