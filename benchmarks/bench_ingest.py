@@ -1,7 +1,7 @@
 """Ingest throughput per embedder runtime (OpenVINO vs torch), the embedder's share of it, query-embedding latency,
 peak memory, and the cost of re-ingesting unchanged data.
 
-    python benchmarks/bench_ingest.py [--corpus DIR] [--runtimes torch,openvino] [--out results.json]
+    python benchmarks/bench_ingest.py [--corpus DIR] [--runtimes torch,openvino] [--no-raw] [--out results.json]
 
 Corpus: the COVID-QA development articles (default), or any folder (e.g. the Python docs, 23,868 chunks: see
 BENCHMARKS.md). Each runtime ingests into a fresh project in its own process, so its peak RSS is its own; the
@@ -31,8 +31,8 @@ from reporting import emit
 QUERIES = 200
 
 
-def measure(runtime: str, corpus: Path | None, cache: Path) -> dict:
-    """One runtime, in this process: load, ingest, raw-embed the same chunks, query latency, re-ingest."""
+def measure(runtime: str, corpus: Path | None, cache: Path, raw: bool) -> dict:
+    """One runtime, in this process: load, ingest, raw-embed the same chunks (`raw`), query latency, re-ingest."""
     os.environ["RAGTUNE_CACHE"] = str(cache)
     from ragtune.project import Project
 
@@ -49,9 +49,11 @@ def measure(runtime: str, corpus: Path | None, cache: Path) -> dict:
         embedder.encode(["warm up"] * 8)
         first = project.ingest([str(corpus)])
         texts = [row[0] for row in project.kb.store.db.execute("SELECT text FROM chunks ORDER BY id")]
-        started = time.perf_counter()
-        embedder.encode(texts)
-        raw_seconds = time.perf_counter() - started
+        raw_seconds = None
+        if raw:
+            started = time.perf_counter()
+            embedder.encode(texts)
+            raw_seconds = time.perf_counter() - started
         queries = queries or texts[::max(1, len(texts) // QUERIES)][:QUERIES]
         latencies = []
         for query in queries:
@@ -68,8 +70,8 @@ def measure(runtime: str, corpus: Path | None, cache: Path) -> dict:
         "documents": first.documents, "chunks": first.chunks,
         "ingest_seconds": round(first.seconds, 2), "ingest_embed_seconds": round(first.embed_seconds, 2),
         "ingest_chunks_per_second": round(first.chunks / first.seconds, 1),
-        "raw_embedder_chunks_per_second": round(len(texts) / raw_seconds, 1),
-        "ingest_vs_raw_embedder": round(raw_seconds / first.seconds, 3),
+        "raw_embedder_chunks_per_second": round(len(texts) / raw_seconds, 1) if raw else None,
+        "ingest_vs_raw_embedder": round(raw_seconds / first.seconds, 3) if raw else None,
         "query_embedding_ms_p50": round(statistics.median(latencies), 2),
         "query_embedding_ms_p95": round(latencies[int(0.95 * (len(latencies) - 1))], 2),
         "reingest_fraction_of_first": round(again.seconds / first.seconds, 4),
@@ -81,15 +83,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpus", type=Path, help="a folder to ingest instead of the COVID-QA articles")
     parser.add_argument("--runtimes", default="torch,openvino")
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw-embedder pass (halves a big corpus's time)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one runtime in this process
     parser.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.corpus, args.cache)))
+        print(json.dumps(measure(args.one, args.corpus, args.cache, raw=not args.no_raw)))
         return
     with tempfile.TemporaryDirectory() as cache:
-        corpus = ["--corpus", str(args.corpus)] if args.corpus else []
+        corpus = (["--corpus", str(args.corpus)] if args.corpus else []) + (["--no-raw"] if args.no_raw else [])
         # The one-off export and check (timed on its own, then kept in the cache for the measured runs).
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", "from ragtune.knowledge.embedder import Embedder; Embedder('minilm-l6')"],
