@@ -27,24 +27,6 @@ def wide_model(tmp_path_factory):
     return build_tiny_llama(tmp_path_factory.mktemp("wide-llama"), layers=4, hidden=256)
 
 
-def saved_bytes(model, ids: torch.Tensor) -> int:
-    """What autograd keeps for the backward pass of one training forward on `ids`, measured directly."""
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return tensor.detach()
-
-    labels = torch.full_like(ids, -100)
-    labels[:, -1] = ids[:, -1]
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(input_ids=ids, labels=labels)
-    return sum(seen.values())
-
-
 def test_the_profile_from_short_probes_predicts_a_long_batch(wide_model):
     model = AutoModelForCausalLM.from_pretrained(wide_model)
     use_label_only_loss(model)
@@ -52,7 +34,9 @@ def test_the_profile_from_short_probes_predicts_a_long_batch(wide_model):
     profile = memory.profile_activations(model, bf16=False)
     ids = torch.randint(3, 300, (4, 400), generator=torch.Generator().manual_seed(0))
     predicted = profile.constant + 4 * profile.row_bytes(400)
-    assert predicted == pytest.approx(saved_bytes(model, ids), rel=0.1)
+    labels = torch.full_like(ids, -100)
+    labels[:, -1] = ids[:, -1]
+    assert predicted == pytest.approx(memory.saved_activation_bytes(model, ids, labels, bf16=False), rel=0.1)
 
 
 def test_the_probe_leaves_nothing_behind(wide_model):

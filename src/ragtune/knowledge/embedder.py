@@ -19,7 +19,6 @@ from ragtune.errors import RagtuneError
 from ragtune.knowledge.openvino_embedder import ExportUnavailable, OpenVINOEncoder, export, verify
 from ragtune.models.loading import load_embedder, open_sentence_transformer
 from ragtune.models.registry import resolve_embedder
-from ragtune.process_memory import release_freed_memory
 
 Runtime = Literal["auto", "openvino", "torch"]
 log = logging.getLogger(__name__)
@@ -119,6 +118,5 @@ class Embedder:
             return TorchEncoder(open_sentence_transformer(self.name)).encode  # released after the check
 
         encoder.verification = verify(encoder, original, export_dir)
-        release_freed_memory()  # what the export and the check loaded (the torch model) is gone: give it back
         return encoder
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from ragtune.atomic_files import write_atomically
 from ragtune.cache import build_once, default_cache_dir, file_fingerprint
+from ragtune.process_memory import release_freed_memory
 
 IR_FILE = "model.xml"
 SETTINGS_FILE = "export.json"
@@ -209,6 +210,8 @@ def verify(exported: OpenVINOEncoder, original: Callable[[], Callable[[list[str]
     texts = sample_texts()
     encode_original = original()
     seconds_original, reference = _best_time(encode_original, texts)
+    del encode_original
+    release_freed_memory()  # the torch model loaded for the check (and for an export just made) is gone
     seconds_exported, vectors = _best_time(exported.encode, texts)
     cosines = (reference * vectors).sum(1)
     result = Verification(exported.precision, cpu, len(texts), float(cosines.min()), float(cosines.mean()),

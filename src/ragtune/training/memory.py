@@ -93,12 +93,33 @@ class MemoryPlan:
                 "fits": self.fits, "estimate": self.estimate.to_dict()}
 
 
+def saved_activation_bytes(model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor, *, bf16: bool) -> int:
+    """The bytes autograd saves for the backward pass of one training forward of `model` on `ids` (weights
+    excluded), measured by watching what it saves."""
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            seen[storage.data_ptr()] = storage.nbytes()
+        # Detached: the same storage (kept until the forward ends, so no address is counted twice) without its
+        # grad_fn. Returning `tensor` itself makes a node that saves its own output hold that output's Python
+        # object, a cycle through C++ the garbage collector never sees: the whole graph, the weights with it,
+        # stayed resident (measured +1 GB per probe on SmolLM2-135M).
+        return tensor.detach()
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
+            torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=bf16):
+        model(input_ids=ids, labels=labels)
+    return sum(seen.values())
+
+
 def profile_activations(model: torch.nn.Module, *, bf16: bool) -> ActivationProfile:
     """Measure the bytes autograd saves in a training forward pass of `model` on single rows of PROBE_LENGTHS
     tokens (labels on the last token only: the output layer's share is planned separately), and fit them. Runs
     where the model is (before the Trainer moves it): the bytes saved do not depend on the device."""
     device = next(model.parameters()).device
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
     vocab = model.config.vocab_size
     measured = []
     was_training = model.training
@@ -108,23 +129,7 @@ def profile_activations(model: torch.nn.Module, *, bf16: bool) -> ActivationProf
             ids = (torch.arange(length, device=device) * 7919 % vocab).unsqueeze(0)
             labels = torch.full_like(ids, IGNORE)
             labels[0, -1] = ids[0, -1]
-            seen: dict[int, int] = {}
-
-            def pack(tensor: torch.Tensor) -> torch.Tensor:
-                storage = tensor.untyped_storage()
-                if storage.data_ptr() not in parameters:
-                    seen[storage.data_ptr()] = storage.nbytes()
-                # Detached: the same storage (kept until the forward ends, so no address is counted twice) without
-                # its grad_fn. Returning `tensor` itself makes a node that saves its own output hold that output's
-                # Python object, a cycle through C++ the garbage collector never sees: the whole probe graph, the
-                # weights with it, stayed resident (measured +1 GB per probe on SmolLM2-135M).
-                return tensor.detach()
-
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
-                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = model(input_ids=ids, labels=labels).loss
-            del loss
-            measured.append(float(sum(seen.values())))
+            measured.append(float(saved_activation_bytes(model, ids, labels, bf16=bf16)))
     model.train(was_training)
     lengths = torch.tensor(PROBE_LENGTHS, dtype=torch.float64)
     system = torch.stack([torch.ones_like(lengths), lengths, lengths ** 2], dim=1)
