@@ -23,6 +23,9 @@ class SourceError(RagtuneError):
         self.source = source
         self.reason = message
 
+    def __reduce__(self):  # rebuilt from its own arguments (raised in a child process, re-raised in the parent)
+        return type(self), (self.source, self.reason, self.hint)
+
 
 class ModelNotAvailableError(RagtuneError):
     """A named model whose files are not installed; never triggers a hub download."""

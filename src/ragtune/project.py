@@ -25,6 +25,7 @@ class Project:
 
     def __init__(self, root: str | Path = ".", overrides: dict[str, Any] | None = None):
         self.workspace = Workspace.open(root, overrides)
+        self.overrides = dict(overrides or {})
         self.config = self.workspace.config
         self.kb = KnowledgeBase(self.workspace)
 

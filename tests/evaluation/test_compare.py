@@ -71,7 +71,8 @@ def test_compare_results_schema_reproducibility_and_resume(dataset, tiny_generat
     monkeypatch.setattr(KnowledgeBase, "embedder", embedder, raising=False)
     settings = experiment(dataset, tiny_generator, strategies=["base", "rag", "ft", "ft+rag", "raft", "ft-docs"],
                           price_per_hour=2.0)
-    results = run_compare(settings, tmp_path / "out")
+    # Trained in this process: the children would not see the patched embedder.
+    results = run_compare(settings, tmp_path / "out", train_in_child=False)
 
     assert set(results.strategies) == {"base", "rag", "ft", "ft+rag", "raft", "ft-docs"}
     for name, entry in results.strategies.items():
@@ -96,11 +97,11 @@ def test_compare_results_schema_reproducibility_and_resume(dataset, tiny_generat
     for name in ("results.json", "report.html", "report.md"):
         assert (tmp_path / "out" / name).is_file()
 
-    again = run_compare(settings, tmp_path / "out", resume=True)
+    again = run_compare(settings, tmp_path / "out", resume=True, train_in_child=False)
     assert {"questions", "ingest", "train-sft", "eval-rag"} <= set(again.resumed_stages)
     assert again.strategies["ft"].metrics == results.strategies["ft"].metrics
 
-    fresh = run_compare(settings, tmp_path / "fresh")
+    fresh = run_compare(settings, tmp_path / "fresh", train_in_child=False)
     for name in results.strategies:
         assert fresh.strategies[name].metrics == results.strategies[name].metrics, name
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from ragtune.child_process import run_in_child
 from ragtune.data import DatasetSpec, parse_dataset_spec
 from ragtune.evaluation.analysis import analyse
 from ragtune.evaluation.costs import directory_mb, strategy_cost
@@ -35,9 +36,11 @@ if TYPE_CHECKING:
     from ragtune.training.finetune import FinetuneResult
 
 
-def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False,
-                console: Console | None = None) -> Results:
-    """Run the experiment into `out_dir` and return the results (also written as results.json and reports)."""
+def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False, console: Console | None = None,
+                train_in_child: bool = True) -> Results:
+    """Run the experiment into `out_dir` and return the results (also written as results.json and reports).
+    Each fine-tuning run is trained in a child process (see ragtune.child_process) unless `train_in_child` is
+    False (tests that patch the project in this process)."""
     from ragtune.project import Project
 
     out_dir = out_dir.resolve()
@@ -60,7 +63,8 @@ def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False,
             runs = {}
             for objective in objectives:
                 runs[objective] = cache.run(f"train-{objective}", lambda o=objective: _train(
-                    project, experiment, o, Path(split["train"]), out_dir / "runs" / o, progress))
+                    project, experiment, o, Path(split["train"]), out_dir / "runs" / o, progress,
+                    in_child=train_in_child))
                 stages.advance()
             test = load_test_set(Path(split["test"]))
             evaluations = {}
@@ -74,7 +78,8 @@ def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False,
                 from ragtune.evaluation.knowledge_update import measure_knowledge_update
 
                 update = cache.run("knowledge-update", lambda: measure_knowledge_update(
-                    project, experiment, strategies, split, runs, evaluations, out_dir, progress))
+                    project, experiment, strategies, split, runs, evaluations, out_dir, progress,
+                    train_in_child=train_in_child))
                 stages.advance()
         finally:
             project.close()
@@ -97,27 +102,48 @@ def _ingest(project, documents: list[str], progress: ProgressReporter) -> dict:
 
 
 def train_with_budget(project, experiment: Experiment, objective: str, train: list[DatasetSpec], run_dir: Path,
-                      progress: ProgressReporter, *, description: str, base_model: str | None = None
-                      ) -> FinetuneResult:
+                      progress: ProgressReporter, *, description: str, base_model: str | None = None,
+                      in_child: bool = True) -> FinetuneResult:
     """One fine-tuning run of `objective` within the experiment's budget, from `base_model` (default the
-    experiment's model); an interrupted earlier attempt at `run_dir` is resumed instead."""
+    experiment's model); an interrupted earlier attempt at `run_dir` is resumed instead. `in_child`: in a fresh
+    process over the same project (what the run leaves in the allocator goes with it), else in `project`."""
     budget = experiment.effective_budget()
     steps = {"sft": budget.sft_max_steps, "cpt": budget.cpt_max_steps, "raft": budget.raft_max_steps}[objective]
     recipe = resolve_recipe(experiment.method, overrides={
         "model": base_model or experiment.model, "objective": objective, "max_steps": steps,
         "batch_size": budget.batch_size, "learning_rate": experiment.learning_rate, "seed": experiment.seed,
         "data": {"max_seq_length": budget.max_seq_length, "raft_k": experiment.raft_k, "seed": experiment.seed}})
-    resume = partial_dir(run_dir).is_dir()
-    return project.finetune(None if resume else train, None if resume else recipe, out=run_dir, resume=resume,
+    if partial_dir(run_dir).is_dir():
+        train, recipe = None, None  # resumed from its checkpoint, with the data and recipe it started with
+    if in_child:
+        return run_in_child(_finetune_reopened, project.workspace.root, project.overrides, train, recipe, run_dir,
+                            description, progress=progress)
+    return _finetune(project, train, recipe, run_dir, description, progress=progress)
+
+
+def _finetune(project, train: list[DatasetSpec] | None, recipe, run_dir: Path, description: str, *,
+              progress: ProgressReporter) -> FinetuneResult:
+    return project.finetune(train, recipe, out=run_dir, resume=recipe is None,
                             callbacks=[ProgressTaskCallback(progress, description)])
 
 
+def _finetune_reopened(root: Path, overrides: dict, *args, progress: ProgressReporter) -> FinetuneResult:
+    """`_finetune` in a child process: the project opened again from its directory."""
+    from ragtune.project import Project
+
+    project = Project(root, overrides)
+    try:
+        return _finetune(project, *args, progress=progress)
+    finally:
+        project.close()
+
+
 def _train(project, experiment: Experiment, objective: str, train_file: Path, run_dir: Path,
-           progress: ProgressReporter) -> dict:
+           progress: ProgressReporter, *, in_child: bool) -> dict:
     """The run a strategy needs; returns its metadata with the training curve and the adapter's size."""
     train = [parse_dataset_spec("kb" if objective == "cpt" else str(train_file))]
     result = train_with_budget(project, experiment, objective, train, run_dir, progress,
-                               description=f"training {objective} ({experiment.method})")
+                               description=f"training {objective} ({experiment.method})", in_child=in_child)
     curve = [{key: record[key] for key in ("step", "loss", "eval_loss") if key in record}
              for record in read_log(result.run_dir / LOG_FILE) if "loss" in record or "eval_loss" in record]
     return {**result.metadata, "run_dir": str(result.run_dir), "training_curve": curve,

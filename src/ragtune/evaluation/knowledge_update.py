@@ -17,13 +17,15 @@ from ragtune.strategies import Strategy
 
 
 def measure_knowledge_update(project, experiment: Experiment, strategies: list[Strategy], split: dict, runs: dict,
-                             evaluations: dict, out_dir: Path, progress: ProgressReporter) -> dict:
+                             evaluations: dict, out_dir: Path, progress: ProgressReporter, *,
+                             train_in_child: bool = True) -> dict:
     """Absorb the held-back documents with every strategy and measure every metric on the new questions and
     again on the old ones (forgetting is their drop, derived for the deciding metric in the results)."""
     started = time.perf_counter()
     project.ingest(split["new_documents"], progress=progress)
     ingest_seconds = time.perf_counter() - started
-    updated_runs = {objective: _further_training(project, experiment, objective, run, split, out_dir, progress)
+    updated_runs = {objective: _further_training(project, experiment, objective, run, split, out_dir, progress,
+                                                 in_child=train_in_child)
                     for objective, run in runs.items() if objective in ("sft", "cpt")}
     new_questions, old_questions = load_test_set(Path(split["test_new"])), load_test_set(Path(split["test"]))
     report = {}
@@ -43,13 +45,13 @@ def measure_knowledge_update(project, experiment: Experiment, strategies: list[S
 
 
 def _further_training(project, experiment: Experiment, objective: str, run: dict, split: dict, out_dir: Path,
-                      progress: ProgressReporter) -> dict:
+                      progress: ProgressReporter, *, in_child: bool) -> dict:
     """Continue the run on the new material: the new documents (cpt) or the questions about them (sft)."""
     data = ([parse_dataset_spec(path) for path in split["new_documents"]] if objective == "cpt"
             else [parse_dataset_spec(split["train_new"])])
     result = train_with_budget(project, experiment, objective, data, out_dir / "runs" / f"{objective}-update",
                                progress, description=f"absorbing new documents ({objective})",
-                               base_model=run["run_dir"])
+                               base_model=run["run_dir"], in_child=in_child)
     return {"run_dir": str(result.run_dir), "train_seconds": result.metadata["train_seconds"],
             "peak_memory_gb": result.metadata["peak_memory_gb"]}
 

@@ -1,0 +1,70 @@
+import os
+import signal
+
+import pytest
+
+from ragtune.child_process import StageProcessDied, run_in_child
+from ragtune.errors import RagtuneError
+
+
+class RecordingProgress:
+    def __init__(self):
+        self.tasks = []
+
+    def task(self, description, total=0):
+        record = {"description": description, "total": total, "done": 0}
+        self.tasks.append(record)
+
+        class Task:
+            def advance(self, n=1):
+                record["done"] += n
+
+            def add_total(self, n):
+                record["total"] += n
+        return Task()
+
+
+def counts_in_another_process(n, *, progress, offset=0):
+    task = progress.task("counting", total=n)
+    for _ in range(n):
+        task.advance()
+    task.add_total(2)
+    return {"pid": os.getpid(), "sum": sum(range(n)) + offset}
+
+
+def fails_with_advice(*, progress):
+    raise RagtuneError("the run cannot start", hint="free some memory")
+
+
+def dies(*, progress):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_the_result_and_the_progress_come_back_from_another_process():
+    progress = RecordingProgress()
+    result = run_in_child(counts_in_another_process, 5, progress=progress, offset=1)
+    assert result["sum"] == 11 and result["pid"] != os.getpid()
+    assert progress.tasks == [{"description": "counting", "total": 7, "done": 5}]
+
+
+def test_the_child_error_is_raised_here_with_its_type_and_advice():
+    with pytest.raises(RagtuneError, match="cannot start") as raised:
+        run_in_child(fails_with_advice)
+    assert raised.value.hint == "free some memory"
+
+
+def test_a_child_killed_without_a_result_is_reported():
+    with pytest.raises(StageProcessDied, match="exit code -9"):
+        run_in_child(dies)
+
+
+def fails_reading_a_source(*, progress):
+    from ragtune.errors import SourceError
+    raise SourceError("docs/a.pdf", "encrypted", hint="decrypt it")
+
+
+def test_an_error_with_its_own_arguments_survives_the_trip():
+    from ragtune.errors import SourceError
+    with pytest.raises(SourceError) as raised:
+        run_in_child(fails_reading_a_source)
+    assert (raised.value.source, raised.value.reason, raised.value.hint) == ("docs/a.pdf", "encrypted", "decrypt it")
