@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ragtune.config import GenerationSettings
+from ragtune.errors import RagtuneError
 from ragtune.knowledge.types import Hit
 from ragtune.models.base import Generation
 from ragtune.prompts import CLOSED_BOOK_SYSTEM, GROUNDED_SYSTEM, build_messages, fit_passages
-from ragtune.rag import RagPipeline, cite
+from ragtune.rag import AnswerOptions, Finished, RagPipeline, TextDelta, cite
 
 PASSAGES = [Hit(chunk_id=10, source="a.txt", text="The Eiffel Tower is 330 metres tall and stands in Paris.", score=1),
             Hit(chunk_id=11, source="b.txt", text="Bananas are rich in potassium.", score=0.5)]
@@ -66,10 +69,53 @@ def test_pipeline_retrieves_prompts_and_cites(project, corpus):
     project.ingest([str(corpus)])
     engine = RecordingEngine("Olympus Mons [1]")
     pipeline = RagPipeline(project.retriever, engine, GenerationSettings())
-    answer = pipeline.answer("What is the tallest volcano in the solar system?", k=2)
+    answer = pipeline.answer("What is the tallest volcano in the solar system?", AnswerOptions(k=2))
     assert "Olympus Mons on Mars" in engine.seen[0][1]["content"]
     assert answer.citations[0]["source"] == "space/mars.txt"
     assert answer.timings["completion_tokens"] == 5 and answer.timings["retrieval_ms"] >= 0
-    streamed = []
-    pipeline.answer("tallest volcano?", k=0, on_text=streamed.append)
-    assert engine.seen[-1][0]["content"] == CLOSED_BOOK_SYSTEM and streamed == ["Olympus", "Mons", "[1]"]
+    events = list(pipeline.stream("tallest volcano?", AnswerOptions(k=0)))
+    assert engine.seen[-1][0]["content"] == CLOSED_BOOK_SYSTEM
+    assert events[:-1] == [TextDelta("Olympus"), TextDelta("Mons"), TextDelta("[1]")]
+    assert isinstance(events[-1], Finished) and events[-1].answer.answer == "OlympusMons[1]"
+    assert events[-1].answer.timings["completion_tokens"] == 1 and events[-1].answer.citations == []
+
+
+def test_a_conversation_keeps_its_turns_and_retrieves_for_the_last_question(project, corpus):
+    project.ingest([str(corpus)])
+    engine = RecordingEngine("It is on Mars [1].")
+    queries = []
+    pipeline = RagPipeline(project.retriever, engine, GenerationSettings(),
+                           condense_query=lambda messages: queries.append(messages) or messages[-1]["content"])
+    conversation = [{"role": "system", "content": "Answer in one sentence."},
+                    {"role": "user", "content": "Tell me about volcanoes."},
+                    {"role": "assistant", "content": "Volcanoes erupt lava."},
+                    {"role": "user", "content": "What is the tallest volcano in the solar system?"}]
+    answer = pipeline.answer(conversation, AnswerOptions(k=2))
+    prompt = engine.seen[0]
+    assert prompt[0]["content"] == GROUNDED_SYSTEM + "\n\nAnswer in one sentence."
+    assert prompt[1:3] == conversation[1:3]
+    assert "Olympus Mons on Mars" in prompt[3]["content"] and prompt[3]["content"].endswith(
+        "Question: What is the tallest volcano in the solar system?")
+    assert queries == [conversation] and answer.citations[0]["source"] == "space/mars.txt"
+    with pytest.raises(RagtuneError, match="must end with a user message"):
+        pipeline.answer(conversation[:3])
+
+
+def test_per_request_options_override_the_project_decoding(project):
+    pipeline = RagPipeline(project.retriever, RecordingEngine("x"), GenerationSettings(max_new_tokens=160))
+    config = pipeline.generation_config(AnswerOptions(max_new_tokens=20, temperature=0.7, stop=["\n"], seed=3))
+    assert (config.max_new_tokens, config.temperature, config.stop, config.seed, config.top_p) == (20, 0.7, ["\n"],
+                                                                                                   3, 1.0)
+    assert pipeline.generation_config().max_new_tokens == 160
+
+
+def test_a_strategy_decides_its_model_and_its_passages(project, corpus):
+    project.ingest([str(corpus)])
+    with pytest.raises(RagtuneError, match="fine-tuned model"):
+        project.runtime("ft")
+    base, rag = project.runtime("base"), project.runtime("rag", k=2)
+    assert (base.k, rag.k, rag.model) == (0, 2, project.config.models.generator)
+    with pytest.raises(RagtuneError, match="closed book"):
+        base.answer("q?", AnswerOptions(k=3))
+    with pytest.raises(RagtuneError, match="k is 0"):
+        rag.answer("q?", AnswerOptions(k=0))

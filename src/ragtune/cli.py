@@ -210,12 +210,15 @@ def demo(out: Path = typer.Option(Path("ragtune-demo"), "--out", "--project", "-
 
     results = run_compare(demo_experiment(quick=quick), out, resume=resume, console=None if as_json else err_console)
     show_results(results, out, as_json)
+    if not as_json:
+        console.print(f"serve it to your team: ragtune serve --from-compare {out}")
 
 
 def _register_command_groups() -> None:
     """Commands defined beside their packages (they import helpers from this module)."""
     from ragtune.data.cli import data_app
     from ragtune.evaluation.cli import advise, compare, eval_command
+    from ragtune.serve.cli import serve
     from ragtune.training.cli import export, finetune
 
     app.command()(finetune)
@@ -223,6 +226,7 @@ def _register_command_groups() -> None:
     app.command("eval")(eval_command)
     app.command()(compare)
     app.command()(advise)
+    app.command()(serve)
     app.add_typer(data_app, name="data", help="Prepare training data: formats, cleaning, splits, RAFT.")
 
 

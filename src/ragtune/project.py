@@ -10,9 +10,12 @@ from ragtune.knowledge.ingest import IngestReport
 from ragtune.knowledge.knowledge_base import KnowledgeBase
 from ragtune.knowledge.retrieval import Mode, Retriever
 from ragtune.knowledge.types import Hit
+from ragtune.models.base import GenerationEngine
 from ragtune.models.loading import load_generator
 from ragtune.progress import ProgressReporter
-from ragtune.rag import Answer, RagPipeline
+from ragtune.rag import Answer, AnswerOptions, Finished, RagPipeline
+from ragtune.strategies import Strategy
+from ragtune.strategy_runtime import StrategyRuntime, open_runtime
 from ragtune.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -48,16 +51,30 @@ class Project:
         """Top-k chunks for each of many queries, embedding them in batches."""
         return self.retriever.search_many(queries, k, mode, source_glob)
 
-    def pipeline(self, model: str | None = None) -> RagPipeline:
-        """A RAG pipeline over this knowledge base with the configured (or the named) generator."""
-        generator = load_generator(model or self.config.models.generator,
-                                   context_tokens=self.config.generation.context_tokens)
+    def pipeline(self, model: str | None = None, *, generator: GenerationEngine | None = None) -> RagPipeline:
+        """A RAG pipeline over this knowledge base with the configured (or the named) generator; `generator`: that
+        model's engine, already loaded."""
+        generator = generator or load_generator(model or self.config.models.generator,
+                                                context_tokens=self.config.generation.context_tokens)
         return RagPipeline(self.retriever, generator, self.config.generation)
+
+    def runtime(self, strategy: str | Strategy = "rag", *, model: str | None = None, k: int | None = None,
+                generator: GenerationEngine | None = None) -> StrategyRuntime:
+        """`strategy` answering over this project (see ragtune.strategy_runtime.open_runtime)."""
+        return open_runtime(self, strategy, model=model, k=k, generator=generator)
 
     def ask(self, question: str, k: int | None = None, model: str | None = None, source_glob: str | None = None,
             on_text: Callable[[str], None] | None = None) -> Answer:
-        """Answer with citations; `k=0` answers closed book with the same prompt otherwise."""
-        return self.pipeline(model).answer(question, k=k, source_glob=source_glob, on_text=on_text)
+        """Answer with citations; `k=0` answers closed book with the same prompt otherwise; `on_text` receives
+        the answer as it streams."""
+        pipeline, options = self.pipeline(model), AnswerOptions(k=k, source_glob=source_glob)
+        if on_text is None:
+            return pipeline.answer(question, options)
+        for event in pipeline.stream(question, options):
+            if isinstance(event, Finished):
+                return event.answer
+            on_text(event.text)
+        raise AssertionError("a stream ends with its Finished event")
 
     def finetune(self, train: list[DatasetSpec] | None, recipe: TrainingRecipe | None, *,
                  val: list[DatasetSpec] | None = None, out: Path | None = None, resume: bool = False,

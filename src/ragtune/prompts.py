@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from ragtune.knowledge.types import Hit
 from ragtune.models.base import Message
@@ -20,13 +20,19 @@ def format_passage(number: int, hit: Hit) -> str:
     return f"[{number}] {hit.text}"
 
 
-def build_messages(question: str, passages: list[Hit]) -> list[Message]:
-    """Chat messages with the numbered passages before the question (closed book when there are none)."""
+def build_messages(question: str, passages: list[Hit], history: Sequence[Message] = ()) -> list[Message]:
+    """Chat messages with the numbered passages before the question (closed book when there are none).
+
+    `history`: the conversation's earlier turns, kept as given after the instructions; a system message among them
+    is added to ragtune's instructions (which ground the answer and say how to cite).
+    """
+    system = GROUNDED_SYSTEM if passages else CLOSED_BOOK_SYSTEM
+    system = "\n\n".join([system] + [m["content"] for m in history if m["role"] == "system"])
+    turns = [{"role": m["role"], "content": m["content"]} for m in history if m["role"] != "system"]
     if not passages:
-        return [{"role": "system", "content": CLOSED_BOOK_SYSTEM},
-                {"role": "user", "content": f"Question: {question}"}]
+        return [{"role": "system", "content": system}, *turns, {"role": "user", "content": f"Question: {question}"}]
     context = "\n\n".join(format_passage(i, hit) for i, hit in enumerate(passages, start=1))
-    return [{"role": "system", "content": GROUNDED_SYSTEM},
+    return [{"role": "system", "content": system}, *turns,
             {"role": "user", "content": f"Passages:\n{context}\n\nQuestion: {question}"}]
 
 

@@ -1,17 +1,18 @@
-"""The RAG answer: process the query, retrieve, put the numbered passages before the question, generate,
-and map the answer back to the passages and sources it rests on."""
+"""The RAG answer: take the query from the conversation, retrieve, put the numbered passages before the question,
+generate (whole, or streamed as events), and map the answer back to the passages and sources it rests on."""
 
 from __future__ import annotations
 
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from ragtune.config import GenerationSettings
-from ragtune.knowledge.retrieval import Retriever
+from ragtune.errors import RagtuneError
+from ragtune.knowledge.retrieval import RetrievalTimings, Retriever
 from ragtune.knowledge.types import Hit
-from ragtune.models.base import GenerationConfig, GenerationEngine
+from ragtune.models.base import GenerationConfig, GenerationEngine, Message
 from ragtune.prompts import build_messages, fit_passages
 
 CITATION_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -50,59 +51,127 @@ def cite(answer: str, passages: list[Hit]) -> list[dict]:
              "text": passages[n - 1].text, "method": method} for n in numbers]
 
 
-class RagPipeline:
-    """Answers questions with a generator over a retriever (closed book when k = 0)."""
+@dataclass
+class AnswerOptions:
+    """Per-request settings (an OpenAI request's fields); None keeps the pipeline's own."""
 
-    def __init__(self, retriever: Retriever, generator: GenerationEngine, settings: GenerationSettings):
+    k: int | None = None
+    source_glob: str | None = None
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer's text, as it is generated."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of a streamed answer: the whole answer with its citations, usage and timings."""
+
+    answer: Answer
+
+
+def last_user_turn(messages: list[Message]) -> str:
+    """The retrieval query of a conversation: its last user message (the default `condense_query`)."""
+    return messages[-1]["content"]
+
+
+class RagPipeline:
+    """Answers a conversation with a generator over a retriever (closed book when k = 0). The retrieval query
+    comes from the conversation through `condense_query` (default: the last user turn)."""
+
+    def __init__(self, retriever: Retriever, generator: GenerationEngine, settings: GenerationSettings,
+                 condense_query: Callable[[list[Message]], str] = last_user_turn):
         self.retriever = retriever
         self.generator = generator
         self.settings = settings
+        self.condense_query = condense_query
 
-    def generation_config(self) -> GenerationConfig:
-        return GenerationConfig(max_new_tokens=self.settings.max_new_tokens, temperature=self.settings.temperature)
+    def generation_config(self, options: AnswerOptions | None = None) -> GenerationConfig:
+        options = options or AnswerOptions()
+        chosen = {"max_new_tokens": options.max_new_tokens, "temperature": options.temperature,
+                  "top_p": options.top_p, "stop": options.stop, "seed": options.seed}
+        return GenerationConfig(**{"max_new_tokens": self.settings.max_new_tokens,
+                                   "temperature": self.settings.temperature,
+                                   **{key: value for key, value in chosen.items() if value is not None}})
 
-    def answer(self, question: str, k: int | None = None, source_glob: str | None = None,
-               on_text: Callable[[str], None] | None = None, rank_depth: int = 0) -> Answer:
-        """Answer one question from its top `k` passages; `on_text` receives the answer as it streams.
+    def answer(self, conversation: str | list[Message], options: AnswerOptions | None = None, *,
+               rank_depth: int = 0) -> Answer:
+        """Answer a question or a conversation (its last message from the user) from its top k passages.
 
         With `rank_depth`, the one retrieval ranks that many hits (Answer.ranked, for recall@k and MRR) and the
         prompt takes the first k of them, the same passages a depth-k retrieval gives.
         """
+        prepared = self._prepare(conversation, options, rank_depth)
+        generation = self.generator.generate(prepared.messages, prepared.config)
+        return prepared.finish(generation.text, generation.prompt_tokens, generation.completion_tokens, None)
+
+    def stream(self, conversation: str | list[Message], options: AnswerOptions | None = None
+               ) -> Iterator[TextDelta | Finished]:
+        """The answer as events: its text pieces as they are generated, then one `Finished`."""
+        prepared = self._prepare(conversation, options, 0)
+        pieces, first_token_at = [], None
+        for piece in self.generator.stream(prepared.messages, prepared.config):
+            first_token_at = first_token_at or time.perf_counter()
+            pieces.append(piece)
+            yield TextDelta(piece)
+        text = "".join(pieces)
+        prompt_tokens = self.generator.count_tokens("\n".join(m["content"] for m in prepared.messages))
+        yield Finished(prepared.finish(text, prompt_tokens, self.generator.count_tokens(text.strip()),
+                                       first_token_at))
+
+    def _prepare(self, conversation: str | list[Message], options: AnswerOptions | None,
+                 rank_depth: int) -> _Prepared:
         started = time.perf_counter()
-        k = self.retriever.config.k if k is None else k
-        ranked = self.retriever.search(question, k=max(k, rank_depth) if k > 0 else 0, source_glob=source_glob)
-        hits = ranked[:k]
-        retrieval = self.retriever.last_timings
-        budget = self.settings.context_tokens - self.settings.max_new_tokens - _PROMPT_MARGIN_TOKENS
-        passages = fit_passages(question, hits, budget, self.generator.count_tokens)
-        messages = build_messages(question, passages)
-        config = self.generation_config()
-        generation_started = time.perf_counter()
-        if on_text:
-            pieces = []
-            first_token_at = None
-            for piece in self.generator.stream(messages, config):
-                first_token_at = first_token_at or time.perf_counter()
-                pieces.append(piece)
-                on_text(piece)
-            text = "".join(pieces).strip()
-            completion_tokens = self.generator.count_tokens(text)
-            prompt_tokens = self.generator.count_tokens("\n".join(m["content"] for m in messages))
-        else:
-            generation = self.generator.generate(messages, config)
-            text, completion_tokens, prompt_tokens = generation.text.strip(), generation.completion_tokens, \
-                generation.prompt_tokens
-            first_token_at = None
-        generation_seconds = time.perf_counter() - generation_started
+        options = options or AnswerOptions()
+        messages = [{"role": "user", "content": conversation}] if isinstance(conversation, str) else conversation
+        if not messages or messages[-1].get("role") != "user":
+            raise RagtuneError("the conversation must end with a user message", "add the question as the last "
+                               "message, with role 'user'")
+        k = self.retriever.config.k if options.k is None else options.k
+        question = messages[-1]["content"]
+        query = self.condense_query(messages) if k > 0 else question
+        (ranked,), retrieval = self.retriever.search_timed([query], k=max(k, rank_depth) if k > 0 else 0,
+                                                           source_glob=options.source_glob)
+        config = self.generation_config(options)
+        budget = self.settings.context_tokens - config.max_new_tokens - _PROMPT_MARGIN_TOKENS
+        passages = fit_passages(question, ranked[:k], budget, self.generator.count_tokens)
+        return _Prepared(build_messages(question, passages, messages[:-1]), config, passages, ranked, retrieval,
+                         started)
+
+
+@dataclass
+class _Prepared:
+    """A request ready to generate: its prompt, decoding and passages, and what it has taken so far."""
+
+    messages: list[Message]
+    config: GenerationConfig
+    passages: list[Hit]
+    ranked: list[Hit]
+    retrieval: RetrievalTimings
+    started: float
+    generation_started: float = field(default_factory=time.perf_counter)
+
+    def finish(self, text: str, prompt_tokens: int, completion_tokens: int, first_token_at: float | None) -> Answer:
+        now = time.perf_counter()
+        text = text.strip()
+        generation_seconds = now - self.generation_started
         timings = {
-            "query_embedding_ms": round(retrieval.embed_seconds * 1000, 2),
-            "retrieval_ms": round(retrieval.search_seconds * 1000, 2),
+            "query_embedding_ms": round(self.retrieval.embed_seconds * 1000, 2),
+            "retrieval_ms": round(self.retrieval.search_seconds * 1000, 2),
             "generation_s": round(generation_seconds, 3),
-            "total_s": round(time.perf_counter() - started, 3),
+            "total_s": round(now - self.started, 3),
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "tokens_per_second": round(completion_tokens / generation_seconds, 2) if generation_seconds else 0.0,
         }
         if first_token_at:
-            timings["time_to_first_token_s"] = round(first_token_at - generation_started, 3)
-        return Answer(text, cite(text, passages), passages, timings, ranked)
+            timings["time_to_first_token_s"] = round(first_token_at - self.generation_started, 3)
+        return Answer(text, cite(text, self.passages), self.passages, timings, self.ranked)

@@ -243,9 +243,9 @@ def test_evaluation_retrieves_once_per_question(dataset, tiny_generator, project
     docs, questions = dataset
     project.ingest([str(docs)])
     calls = []
-    search_many = Retriever.search_many
-    monkeypatch.setattr(Retriever, "search_many", lambda self, queries, k=None, *args, **kwargs: calls.append(k)
-                        or search_many(self, queries, k, *args, **kwargs))
+    search_timed = Retriever.search_timed
+    monkeypatch.setattr(Retriever, "search_timed", lambda self, queries, k=None, *args, **kwargs: calls.append(k)
+                        or search_timed(self, queries, k, *args, **kwargs))
     test = load_test_set(questions)[:4]
     result = evaluate(project, test, STRATEGIES["rag"], model=str(tiny_generator), k=2)
     assert calls == [RANKING_DEPTH] * len(test)  # the prompt's k = 2 passages come from the same ranking

@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ragtune.errors import RagtuneError
 from ragtune.evaluation.metrics import passage_contains_answer
 from ragtune.evaluation.registry import METRICS, ScoringItem, score_items
 from ragtune.evaluation.statistics import bootstrap_ci
@@ -16,6 +15,7 @@ from ragtune.knowledge.types import Hit
 from ragtune.progress import ProgressReporter, SilentProgress
 from ragtune.prompts import build_messages
 from ragtune.strategies import Strategy
+from ragtune.strategy_runtime import StrategyRuntime
 
 RANKING_DEPTH = 10  # hits ranked for recall@k and MRR (one retrieval per question; the prompt takes the first k)
 
@@ -43,30 +43,23 @@ def evaluate(project, questions: list[TestQuestion], strategy: Strategy, *, mode
     """Answer and score `questions` with `strategy`; `model` is the generator (a fine-tuned run directory for
     the fine-tuned strategies), `k` the passages retrieved for strategies that use retrieval. Every metric of the
     registry that applies is scored, so any of them can decide the comparison later without answering again."""
-    if strategy.training_objective and model is None:
-        raise RagtuneError(f"strategy '{strategy.name}' answers with a fine-tuned model",
-                           f"pass --model RUN_DIR (a run of `ragtune finetune --objective "
-                           f"{strategy.training_objective}`)")
-    model = model or project.config.models.generator
-    k = (k or project.config.retrieval.k) if strategy.uses_retrieval else 0
-    if strategy.uses_retrieval and k < 1:
-        raise RagtuneError(f"strategy '{strategy.name}' retrieves passages but k is {k}", "use --k 1 or more")
-    pipeline = project.pipeline(model)
+    runtime = project.runtime(strategy, model=model, k=k)
     task = (progress or SilentProgress()).task(f"evaluating {strategy.name}", total=len(questions))
     rows, items = [], []
     for question in questions:
-        row, item = _answer(pipeline, question, strategy, k)
+        row, item = _answer(runtime, question)
         rows.append(row)
         items.append(item)
         task.advance()
     for row, scores in zip(rows, score_items(items, project.kb.embedder)):
         row["scores"] = scores
-    return EvaluationResult(strategy.name, model, k, _aggregate(rows, seed), _latency(rows), _usage(rows), rows)
+    return EvaluationResult(strategy.name, runtime.model, runtime.k, _aggregate(rows, seed), _latency(rows),
+                            _usage(rows), rows)
 
 
-def _answer(pipeline, question: TestQuestion, strategy: Strategy, k: int) -> tuple[dict, ScoringItem]:
+def _answer(runtime: StrategyRuntime, question: TestQuestion) -> tuple[dict, ScoringItem]:
     """One answer, with what the report keeps of it and what scoring needs."""
-    answer = pipeline.answer(question.question, k=k, rank_depth=RANKING_DEPTH if strategy.uses_retrieval else 0)
+    answer = runtime.answer(question.question, rank_depth=RANKING_DEPTH)
     text = answer.answer
     row = {"id": question.id, "question": question.question, "reference": question.reference,
            "choices": question.choices, "answer": text,
@@ -76,9 +69,9 @@ def _answer(pipeline, question: TestQuestion, strategy: Strategy, k: int) -> tup
     choice_logprobs = None
     if question.choices:
         messages = build_messages(question.question, answer.passages)
-        choice_logprobs = pipeline.generator.score_continuations(messages, question.choices)
-    gold_ranks = [_is_gold(hit, question) for hit in answer.ranked] if strategy.uses_retrieval else None
-    return row, ScoringItem(text, question.reference, [hit.text for hit in answer.passages], gold_ranks, k,
+        choice_logprobs = runtime.pipeline.generator.score_continuations(messages, question.choices)
+    gold_ranks = [_is_gold(hit, question) for hit in answer.ranked] if runtime.strategy.uses_retrieval else None
+    return row, ScoringItem(text, question.reference, [hit.text for hit in answer.passages], gold_ranks, runtime.k,
                             question.choices, choice_logprobs)
 
 

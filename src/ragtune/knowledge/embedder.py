@@ -9,6 +9,7 @@ vectors came from, so that queries are always embedded the same way (see `Knowle
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -48,6 +49,7 @@ class Embedder:
         self.name = name
         self.batch_size = batch_size
         self.fallback_reason: str | None = None
+        self._lock = threading.Lock()
         self.encoder = self._open(runtime)
         self.tokenizer = Tokenizer.from_str(self.encoder.tokenizer.backend_tokenizer.to_str())
         self.tokenizer.no_padding()
@@ -82,7 +84,8 @@ class Embedder:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
             batch = order[start:start + self.batch_size]
-            vectors[batch] = self.encoder.encode([texts[i] for i in batch])
+            with self._lock:  # one inference at a time: an OpenVINO infer request is not for concurrent use
+                vectors[batch] = self.encoder.encode([texts[i] for i in batch])
             if on_batch:
                 on_batch(len(batch))
         return vectors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ class Retriever:
         self.store, self.index, self.lexical, self.embedder, self.config = store, index, lexical, embedder, config
         self.reranker = reranker
         self.rewrite_query = rewrite_query
-        self.last_timings = RetrievalTimings()
+        self._lock = threading.RLock()
 
     def search(self, query: str, k: int | None = None, mode: Mode | None = None,
                source_glob: str | None = None) -> list[Hit]:
@@ -64,13 +65,22 @@ class Retriever:
     def search_many(self, queries: list[str], k: int | None = None, mode: Mode | None = None,
                     source_glob: str | None = None) -> list[list[Hit]]:
         """The top `k` hits for each query; dense queries are embedded in batches."""
+        return self.search_timed(queries, k, mode, source_glob)[0]
+
+    def search_timed(self, queries: list[str], k: int | None = None, mode: Mode | None = None,
+                     source_glob: str | None = None) -> tuple[list[list[Hit]], RetrievalTimings]:
+        """`search_many` with the time it took (returned, never kept: one retriever serves concurrent requests)."""
         k = self.config.k if k is None else k
         mode = mode or self.config.mode
-        self.last_timings = RetrievalTimings()
-        if k <= 0 or not queries:
-            return [[] for _ in queries]
-        queries = [self._process(q) for q in queries]
         timings = RetrievalTimings()
+        if k <= 0 or not queries:
+            return [[] for _ in queries], timings
+        with self._lock:  # the indexes catch up with the store here, and the store's connection is shared
+            return self._search(queries, k, mode, source_glob, timings), timings
+
+    def _search(self, queries: list[str], k: int, mode: Mode, source_glob: str | None,
+                timings: RetrievalTimings) -> list[list[Hit]]:
+        queries = [self._process(q) for q in queries]
         candidates = max(k, self.config.candidates) if mode == "hybrid" or self.reranker else k
         allowed = self.store.chunk_ids_matching(source_glob) if source_glob else None
         if mode in ("dense", "hybrid"):
@@ -99,7 +109,6 @@ class Retriever:
             timings.per_query_search_seconds.append(elapsed)
             timings.search_seconds += elapsed
             results.append(hits[:k])
-        self.last_timings = timings
         return results
 
     def _process(self, query: str) -> str:

@@ -13,12 +13,9 @@ from ragtune.models.registry import resolve_embedder, resolve_generator
 os.environ["HF_HUB_OFFLINE"] = "1"  # weights come from local files only, never from a hub
 
 
-@lru_cache(maxsize=None)
-def load_generator(name: str, *, context_tokens: int = 2048, lora_path: str | None = None) -> GenerationEngine:
-    """The engine for generator `name` (see registry), loaded once per (name, context, adapter).
-
-    `lora_path` applies a LoRA adapter GGUF; only GGUF models take one.
-    """
+def open_generator(name: str, *, context_tokens: int = 2048, lora_path: str | None = None) -> GenerationEngine:
+    """A new engine for generator `name` (see registry); `lora_path` applies a LoRA adapter GGUF (only GGUF
+    models take one). The server keeps these in its own bounded cache; everything else uses `load_generator`."""
     spec = resolve_generator(name)
     if lora_path and spec.kind != "gguf":
         raise RagtuneError(f"a LoRA adapter needs a GGUF base model; '{name}' is {spec.kind}",
@@ -36,6 +33,12 @@ def load_generator(name: str, *, context_tokens: int = 2048, lora_path: str | No
     from ragtune.models.openai_engine import OpenAIEngine
 
     return OpenAIEngine(spec.remote_model, spec.location, name=spec.name)
+
+
+@lru_cache(maxsize=None)
+def load_generator(name: str, *, context_tokens: int = 2048, lora_path: str | None = None) -> GenerationEngine:
+    """The engine for generator `name`, loaded once per (name, context, adapter) in this process."""
+    return open_generator(name, context_tokens=context_tokens, lora_path=lora_path)
 
 
 def _run_engine(run_dir: Path, name: str, context_tokens: int) -> GenerationEngine:

@@ -1,0 +1,84 @@
+"""Every answer the server gives, recorded in the project's database with its feedback: what human evaluation
+and monitoring read later (which model, the conversation, the chunks retrieved and cited, latency, tokens)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from ragtune.rag import Answer
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    model TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    messages TEXT NOT NULL,          -- the conversation as received (JSON)
+    answer TEXT NOT NULL,
+    retrieved TEXT NOT NULL,         -- [{"chunk_id", "source", "score"}] in rank order (JSON)
+    citations TEXT NOT NULL,         -- [{"number", "source", "chunk_id"}] (JSON)
+    latency_s REAL NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    feedback TEXT,                   -- 'up' or 'down'
+    feedback_comment TEXT,
+    feedback_at REAL
+);
+CREATE INDEX IF NOT EXISTS answers_created ON answers(created_at);
+"""
+
+
+class UnknownResponse(LookupError):
+    """Feedback for a response id the log does not hold."""
+
+
+class AnswerLog:
+    """The `answers` table of the project's SQLite database, safe to use from the server's threads."""
+
+    def __init__(self, path: Path):
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+
+    def record(self, response_id: str, model: str, strategy: str, messages: list[dict], answer: Answer) -> None:
+        """Store one answer."""
+        retrieved = [{"chunk_id": hit.chunk_id, "source": hit.source, "score": round(float(hit.score), 6)}
+                     for hit in answer.passages]
+        citations = [{key: citation[key] for key in ("number", "source", "chunk_id")} for citation in answer.citations]
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO answers (id, created_at, model, strategy, messages, answer, retrieved, citations, "
+                "latency_s, prompt_tokens, completion_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (response_id, time.time(), model, strategy, json.dumps(messages), answer.answer, json.dumps(retrieved),
+                 json.dumps(citations), answer.timings["total_s"], answer.timings["prompt_tokens"],
+                 answer.timings["completion_tokens"]))
+
+    def add_feedback(self, response_id: str, rating: str, comment: str | None) -> None:
+        """Attach a rating (the latest wins) to a recorded answer, or raise UnknownResponse."""
+        with self._lock:
+            updated = self._db.execute("UPDATE answers SET feedback = ?, feedback_comment = ?, feedback_at = ? "
+                                       "WHERE id = ?", (rating, comment, time.time(), response_id)).rowcount
+        if not updated:
+            raise UnknownResponse(response_id)
+
+    def get(self, response_id: str) -> dict | None:
+        """One recorded answer as a dict (JSON columns decoded), or None."""
+        with self._lock:
+            cursor = self._db.execute("SELECT * FROM answers WHERE id = ?", (response_id,))
+            row = cursor.fetchone()
+            names = [column[0] for column in cursor.description]
+        if row is None:
+            return None
+        record = dict(zip(names, row))
+        for key in ("messages", "retrieved", "citations"):
+            record[key] = json.loads(record[key])
+        return record
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,263 @@
+"""The server: FastAPI routes for the OpenAI-compatible API (models, chat completions streamed or not, embeddings),
+ragtune's search and feedback, and the chat web app, all over one project."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException
+
+from ragtune.errors import RagtuneError
+from ragtune.rag import Answer, AnswerOptions, Finished
+from ragtune.serve.answer_log import AnswerLog, UnknownResponse
+from ragtune.serve.catalog import ModelCatalog, ServedModel, UnknownModel
+from ragtune.serve.schema import ChatCompletionRequest, EmbeddingRequest, FeedbackRequest, SearchRequest
+
+MAX_BODY_BYTES = 1024 ** 2  # JSON requests; uploads have their own limit (ingest.max_file_mb)
+
+
+class ApiError(Exception):
+    """An error answered with OpenAI's error body: {"error": {"message", "type", "code"}}."""
+
+    def __init__(self, status: int, message: str, code: str, kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.code, self.kind = status, message, code, kind
+
+
+@dataclass
+class ServerState:
+    """What the routes share: the project, its models, the answer log (None: not recording) and the limits."""
+
+    project: object
+    catalog: ModelCatalog
+    api_key: str | None = None
+    answer_log: AnswerLog | None = None
+    max_tokens_cap: int = 1024
+    started: int = field(default_factory=lambda: int(time.time()))
+
+
+def create_app(state: ServerState) -> FastAPI:
+    """The FastAPI application serving `state`'s project."""
+    app = FastAPI(title="ragtune", docs_url="/docs", redoc_url=None)
+    app.state.ragtune = state
+    _install_error_handlers(app)
+    _install_body_limit(app)
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    app.include_router(_api_router(state), prefix="/v1", dependencies=[Depends(_authorize(state.api_key))])
+    return app
+
+
+def _authorize(api_key: str | None):
+    def check(request: Request) -> None:
+        if api_key is None:
+            return
+        scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.encode(), api_key.encode()):
+            raise ApiError(401, "a valid API key is required: send it as 'Authorization: Bearer KEY'",
+                           "invalid_api_key")
+    return check
+
+
+def _api_router(state: ServerState) -> APIRouter:
+    router = APIRouter()
+    catalog = state.catalog
+
+    @router.get("/models")
+    def models() -> dict:
+        return {"object": "list", "data": [model.describe(state.started) for model in catalog.models.values()]
+                + [{**catalog.default.describe(state.started), "id": "ragtune", "alias_of": catalog.default.id}]}
+
+    @router.get("/models/{model_id:path}")
+    def model(model_id: str) -> dict:
+        return catalog.get(model_id).describe(state.started)
+
+    @router.post("/chat/completions")
+    def chat_completions(request: ChatCompletionRequest):
+        unsupported = request.unsupported()
+        if unsupported:
+            raise ApiError(400, f"not supported by this server: {', '.join(unsupported)}", "unsupported_parameter")
+        served = catalog.get(request.model)
+        try:
+            stop = request.stop_sequences()
+        except ValueError as error:
+            raise ApiError(400, str(error), "invalid_stop") from None
+        wanted = request.max_completion_tokens or request.max_tokens
+        options = AnswerOptions(k=request.k, source_glob=request.source_glob, temperature=request.temperature,
+                                top_p=request.top_p, stop=stop, seed=request.seed,
+                                max_new_tokens=min(wanted, state.max_tokens_cap) if wanted else None)
+        messages = [message.model_dump() for message in request.messages]
+        if messages[-1]["role"] != "user":
+            raise ApiError(400, "the last message must come from the user (role 'user'): it is the question",
+                           "invalid_messages")
+        runtime, lock = catalog.runtime(served)
+        response_id = f"chatcmpl-{uuid.uuid4().hex}"
+        if request.stream:
+            events = runtime.stream(messages, options)  # checks the options now, generates under the lock later
+            return StreamingResponse(_stream(state, served, runtime, lock, events, messages, options, response_id),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        with lock:
+            answer = runtime.answer(messages, options)
+        _record(state, response_id, served, messages, answer)
+        finish = _finish_reason(answer, runtime.pipeline.generation_config(options).max_new_tokens)
+        return {"id": response_id, "object": "chat.completion", "created": int(time.time()), "model": served.id,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer},
+                             "finish_reason": finish}],
+                "usage": _usage(answer), "citations": _citations(answer)}
+
+    @router.post("/embeddings")
+    def embeddings(request: EmbeddingRequest) -> dict:
+        embedder = state.project.kb.embedder
+        if request.model not in (None, embedder.name, "ragtune"):
+            raise ApiError(404, f"the embedding model '{request.model}' does not exist; this server embeds with "
+                           f"'{embedder.name}'", "model_not_found")
+        texts = request.texts()
+        vectors = embedder.encode(texts)
+        tokens = sum(len(embedder.tokenizer.encode(text).ids) for text in texts)
+        return {"object": "list", "model": embedder.name,
+                "data": [{"object": "embedding", "index": i, "embedding": vector.tolist()}
+                         for i, vector in enumerate(vectors)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    @router.post("/search")
+    def search(request: SearchRequest) -> dict:
+        hits = state.project.search(request.query, k=request.k, mode=request.mode, source_glob=request.source_glob)
+        return {"object": "list", "data": [hit.to_dict() for hit in hits]}
+
+    @router.post("/feedback")
+    def feedback(request: FeedbackRequest) -> dict:
+        if state.answer_log is None:
+            raise ApiError(409, "answers are not recorded on this server (started with --no-log), so feedback "
+                           "has nothing to attach to", "logging_disabled")
+        try:
+            state.answer_log.add_feedback(request.response_id, request.rating, request.comment)
+        except UnknownResponse:
+            raise ApiError(404, f"no recorded answer has the id '{request.response_id}'", "response_not_found") \
+                from None
+        return {"response_id": request.response_id, "rating": request.rating, "stored": True}
+
+    return router
+
+
+def _stream(state: ServerState, served: ServedModel, runtime, lock: threading.Lock, events: Iterator,
+            messages: list[dict], options: AnswerOptions, response_id: str) -> Iterator[str]:
+    """Server-sent events in OpenAI's chunk format; the last chunk carries finish reason, usage and citations."""
+    created = int(time.time())
+
+    def chunk(delta: dict, **extra) -> str:
+        body = {"id": response_id, "object": "chat.completion.chunk", "created": created, "model": served.id,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": extra.pop("finish_reason", None)}],
+                **extra}
+        return f"data: {json.dumps(body)}\n\n"
+
+    with lock:
+        yield chunk({"role": "assistant", "content": ""})
+        try:
+            for event in events:
+                if isinstance(event, Finished):
+                    answer = event.answer
+                else:
+                    yield chunk({"content": event.text})
+        except RagtuneError as error:
+            yield f"data: {json.dumps(_error_body(error.message, 'invalid_request_error', 'generation_failed'))}\n\n"
+            return
+    _record(state, response_id, served, messages, answer)
+    finish = _finish_reason(answer, runtime.pipeline.generation_config(options).max_new_tokens)
+    yield chunk({}, finish_reason=finish, usage=_usage(answer), citations=_citations(answer))
+    yield "data: [DONE]\n\n"
+
+
+def _record(state: ServerState, response_id: str, served: ServedModel, messages: list[dict], answer: Answer) -> None:
+    if state.answer_log is not None:
+        state.answer_log.record(response_id, served.id, served.strategy.name, messages, answer)
+
+
+def _finish_reason(answer: Answer, max_new_tokens: int) -> str:
+    return "length" if answer.timings["completion_tokens"] >= max_new_tokens else "stop"
+
+
+def _usage(answer: Answer) -> dict:
+    prompt, completion = answer.timings["prompt_tokens"], answer.timings["completion_tokens"]
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _citations(answer: Answer) -> list[dict]:
+    return [{"number": citation["number"], "source": citation["source"], "chunk_id": citation["chunk_id"],
+             "text": citation["text"], "score": round(float(answer.passages[citation["number"] - 1].score), 6)}
+            for citation in answer.citations]
+
+
+def _error_body(message: str, kind: str, code: str) -> dict:
+    return {"error": {"message": message, "type": kind, "code": code}}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def respond(status: int, message: str, code: str, kind: str = "invalid_request_error") -> JSONResponse:
+        return JSONResponse(_error_body(message, kind, code), status_code=status)
+
+    @app.exception_handler(ApiError)
+    def api_error(request: Request, error: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        response = respond(error.status, error.message, error.code, error.kind)
+        response.headers.update(headers or {})
+        return response
+
+    @app.exception_handler(UnknownModel)
+    def unknown_model(request: Request, error: UnknownModel) -> JSONResponse:
+        return respond(404, str(error).replace("\n  hint:", ";"), "model_not_found")
+
+    @app.exception_handler(RagtuneError)
+    def ragtune_error(request: Request, error: RagtuneError) -> JSONResponse:
+        return respond(400, str(error).replace("\n  hint:", ";"), "invalid_request")
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = []
+        for problem in error.errors():
+            if problem["type"] == "json_invalid":
+                return respond(400, f"the request body is not valid JSON ({problem.get('ctx', {}).get('error')})",
+                               "invalid_json")
+            where = ".".join(str(part) for part in problem["loc"] if part != "body")
+            problems.append(f"{where}: {problem['msg']}" if where else problem["msg"])
+        return respond(400, "invalid request: " + "; ".join(problems), "invalid_request")
+
+    @app.exception_handler(HTTPException)
+    def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return respond(error.status_code, str(error.detail), "not_found" if error.status_code == 404 else "http_error")
+
+
+def _install_body_limit(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        limit = MAX_BODY_BYTES if not request.url.path.startswith("/v1/documents") else None
+        if limit and length and length.isdigit() and int(length) > limit:
+            return JSONResponse(_error_body(f"request body over {limit // 1024} KiB", "invalid_request_error",
+                                            "request_too_large"), status_code=413)
+        return await call_next(request)
+
+
+def api_key_from(file: Path | None, environment: dict) -> str | None:
+    """The API key from `file` (its first line), else from RAGTUNE_API_KEY; None when neither is set."""
+    if file is not None:
+        try:
+            key = file.read_text(encoding="utf-8").strip().splitlines()[0].strip()
+        except (OSError, IndexError):
+            raise RagtuneError(f"cannot read an API key from {file}", "write the key on its first line") from None
+        if not key:
+            raise RagtuneError(f"{file} holds no API key", "write the key on its first line")
+        return key
+    return environment.get("RAGTUNE_API_KEY") or None

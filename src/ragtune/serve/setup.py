@@ -1,0 +1,34 @@
+"""Open what a server serves: the project (or a comparison's), its models and the answer log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ragtune.errors import RagtuneError
+from ragtune.serve.answer_log import AnswerLog
+from ragtune.serve.app import ServerState
+from ragtune.serve.catalog import ModelCatalog, discover_models, read_comparison
+
+
+def open_server_state(project_dir: Path, *, from_compare: Path | None = None, api_key: str | None = None,
+                      record_answers: bool = True, max_loaded: int = 2, max_tokens_cap: int = 1024) -> ServerState:
+    """The project at `project_dir` with its fine-tuning runs, or with `from_compare` the project and runs a
+    comparison wrote there (its measured quality and recommendation included); the embedder and indexes are
+    loaded now, so the first request does not pay for them."""
+    from ragtune.project import Project
+
+    comparison = None
+    if from_compare is not None:
+        comparison = read_comparison(from_compare)
+        project_dir, runs_dir = from_compare / "project", from_compare / "runs"
+    if not project_dir.is_dir():
+        raise RagtuneError(f"{project_dir} is not a directory", "pass --project DIR (a directory where `ragtune "
+                           "ingest` ran) or --from-compare DIR")
+    project = Project(project_dir)
+    if from_compare is None:
+        runs_dir = project.workspace.runs_dir
+    run_dirs = [path for path in runs_dir.iterdir() if path.is_dir()] if runs_dir.is_dir() else []
+    models = discover_models(project.config.models.generator, run_dirs, comparison)
+    project.retriever.search("warm-up", k=1)
+    log = AnswerLog(project.workspace.database_path) if record_answers else None
+    return ServerState(project, ModelCatalog(project, models, max_loaded=max_loaded), api_key, log, max_tokens_cap)
