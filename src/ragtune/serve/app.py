@@ -3,6 +3,7 @@ ragtune's search and feedback, and the chat web app, all over one project."""
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import threading
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -128,7 +130,8 @@ def _api_router(state: ServerState) -> APIRouter:
         vectors = embedder.encode(texts)
         tokens = sum(len(embedder.tokenizer.encode(text).ids) for text in texts)
         return {"object": "list", "model": embedder.name,
-                "data": [{"object": "embedding", "index": i, "embedding": vector.tolist()}
+                "data": [{"object": "embedding", "index": i,
+                          "embedding": _encode_vector(vector, request.encoding_format)}
                          for i, vector in enumerate(vectors)],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
@@ -178,6 +181,12 @@ def _stream(state: ServerState, served: ServedModel, runtime, lock: threading.Lo
     finish = _finish_reason(answer, runtime.pipeline.generation_config(options).max_new_tokens)
     yield chunk({}, finish_reason=finish, usage=_usage(answer), citations=_citations(answer))
     yield "data: [DONE]\n\n"
+
+
+def _encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector.tolist()
 
 
 def _record(state: ServerState, response_id: str, served: ServedModel, messages: list[dict], answer: Answer) -> None:

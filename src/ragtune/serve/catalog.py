@@ -8,6 +8,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ragtune.errors import RagtuneError
 from ragtune.models.base import GenerationEngine
@@ -92,10 +93,12 @@ def read_comparison(directory: Path) -> dict:
 class ModelCatalog:
     """The served models and their runtimes. Engines are loaded on first use and kept in an LRU cache of at most
     `max_loaded` models (a project with many runs must not load them all); each has a lock, since one llama.cpp
-    context decodes one request at a time."""
+    context decodes one request at a time. `open_engine(generator, context_tokens=...)` loads one."""
 
-    def __init__(self, project, models: list[ServedModel], *, max_loaded: int = 2):
+    def __init__(self, project, models: list[ServedModel], *, max_loaded: int = 2,
+                 open_engine: Callable[..., GenerationEngine] = open_generator):
         self.project, self.models, self.max_loaded = project, {m.id: m for m in models}, max_loaded
+        self.open_engine = open_engine
         recommended = [m for m in models if m.recommended]
         self.default = recommended[0] if recommended else self.models["rag"]
         self._engines: OrderedDict[str, tuple[GenerationEngine, threading.Lock]] = OrderedDict()
@@ -126,7 +129,7 @@ class ModelCatalog:
                 return self._engines[generator]
             while len(self._engines) >= self.max_loaded:
                 self._engines.popitem(last=False)  # in-flight requests keep their engine until they finish
-            entry = (open_generator(generator, context_tokens=self.project.config.generation.context_tokens),
+            entry = (self.open_engine(generator, context_tokens=self.project.config.generation.context_tokens),
                      threading.Lock())
             self._engines[generator] = entry
             return entry

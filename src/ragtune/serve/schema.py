@@ -78,7 +78,7 @@ class EmbeddingRequest(BaseModel):
 
     input: str | list[str] = Field(description="one text or a list of texts")
     model: str | None = None
-    encoding_format: Literal["float"] = "float"
+    encoding_format: Literal["float", "base64"] = "float"  # base64: little-endian float32, as OpenAI's
 
     @field_validator("input")
     @classmethod

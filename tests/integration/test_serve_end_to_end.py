@@ -1,0 +1,95 @@
+"""`ragtune serve` on a real socket with the real packaged models, driven by the official `openai` client."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+
+from ragtune.serve.app import create_app
+from ragtune.serve.setup import open_server_state
+
+from corpus_files import write_corpus
+from serve_helpers import start_live
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    root = tmp_path_factory.mktemp("served")
+    corpus = write_corpus(root / "corpus")
+    key_file = root / "key"
+    key_file.write_text("test-key\n")
+    from ragtune.project import Project
+
+    Project(root / "project").ingest([str(corpus)])
+    state = open_server_state(root / "project", api_key="test-key")
+    base_url, server = start_live(create_app(state))
+    yield base_url, state
+    server.should_exit = True
+
+
+def test_the_openai_client_lists_chats_streams_and_embeds(live):
+    base_url, state = live
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="test-key")
+    assert {"base", "rag", "ragtune"} <= {model.id for model in client.models.list()}
+
+    question = "What is the tallest volcano in the solar system?"
+    completion = client.chat.completions.create(model="rag", messages=[{"role": "user", "content": question}],
+                                                max_tokens=40, extra_body={"k": 2})
+    assert completion.choices[0].message.content and completion.usage.completion_tokens > 0
+    citations = completion.model_extra["citations"]
+    assert citations and citations[0]["source"] == "space/mars.txt"  # the only passage about the tallest volcano
+
+    stream = client.chat.completions.create(model="rag", messages=[{"role": "user", "content": question}],
+                                            max_tokens=40, stream=True, extra_body={"k": 2})
+    chunks = list(stream)
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert streamed.strip() == completion.choices[0].message.content  # greedy: the same answer either way
+    assert chunks[-1].model_extra["citations"] == citations and chunks[-1].usage.total_tokens > 0
+
+    follow_up = client.chat.completions.create(model="rag", max_tokens=30, messages=[
+        {"role": "user", "content": question}, {"role": "assistant", "content": completion.choices[0].message.content},
+        {"role": "user", "content": "When did Neil Armstrong walk on the Moon?"}])
+    record = state.answer_log.get(follow_up.id)
+    assert len(record["messages"]) == 3 and follow_up.choices[0].message.content
+    assert record["retrieved"][0]["source"] == "space/moon.html"  # retrieved for the last turn, not the first
+
+    embedding = client.embeddings.create(input=["a volcano on Mars"], model="minilm-l6")
+    assert len(embedding.data[0].embedding) == state.project.kb.embedder.dimension
+
+
+def test_the_openai_client_sees_each_error(live):
+    base_url, _ = live
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="test-key")
+    with pytest.raises(openai.NotFoundError, match="choose among"):
+        client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError, match="n=3"):
+        client.chat.completions.create(model="rag", n=3, messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{base_url}/v1", api_key="wrong").models.list()
+
+
+def test_twenty_concurrent_streams_on_one_llama_cpp_model_each_get_their_own_answer(live):
+    base_url, _ = live
+    questions = [f"In one word, what colour is item number {i}?" for i in range(20)]
+    headers = {"Authorization": "Bearer test-key"}
+
+    def ask(question, stream):
+        body = {"model": "base", "stream": stream, "max_tokens": 8, "messages": [{"role": "user", "content": question}]}
+        if not stream:
+            return httpx.post(f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=120).json()[
+                "choices"][0]["message"]["content"]
+        with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=120) as r:
+            chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+        assert all("error" not in chunk for chunk in chunks)
+        return "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks).strip()
+
+    alone = [ask(question, stream=False) for question in questions]
+    with ThreadPoolExecutor(20) as pool:
+        together = list(pool.map(lambda question: ask(question, stream=True), questions))
+    assert together == alone  # a shared context that let requests mix would change them

@@ -1,0 +1,230 @@
+"""The server's API on scripted engines: the OpenAI schema, citations, streaming, the answer log and feedback,
+errors, the API key, concurrency and the bounded model cache."""
+
+from __future__ import annotations
+
+import base64
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from ragtune.serve.answer_log import AnswerLog
+from ragtune.serve.app import MAX_BODY_BYTES, ServerState, api_key_from, create_app
+from ragtune.serve.catalog import ModelCatalog, discover_models
+from ragtune.errors import RagtuneError
+
+from serve_helpers import ScriptedEngine, start_live
+
+QUESTION = [{"role": "user", "content": "What is the tallest volcano in the solar system?"}]
+
+
+def finished_run(folder, objective):
+    folder.mkdir(parents=True)
+    (folder / "metadata.json").write_text(json.dumps({"status": "finished", "objective": objective}))
+    return folder
+
+
+def make_state(project, *, api_key=None, run_dirs=(), comparison=None, record=True, max_loaded=2, opened=None):
+    opened = opened if opened is not None else []
+
+    def open_engine(generator, context_tokens):
+        opened.append(generator)
+        return ScriptedEngine(generator)
+
+    catalog = ModelCatalog(project, discover_models("tiny-base", list(run_dirs), comparison), max_loaded=max_loaded,
+                           open_engine=open_engine)
+    return ServerState(project, catalog, api_key, AnswerLog(project.workspace.database_path) if record else None)
+
+
+@pytest.fixture
+def client(served_project):
+    return TestClient(create_app(make_state(served_project)))
+
+
+def test_models_list_one_id_per_strategy_and_run_with_the_recommendation(served_project, tmp_path):
+    sft = finished_run(tmp_path / "runs" / "sft-a", "sft")
+    raft = finished_run(tmp_path / "runs" / "raft-a", "raft")
+    second_sft = finished_run(tmp_path / "runs" / "sft-b", "sft")
+    (tmp_path / "runs" / "unfinished").mkdir()
+    comparison = {"metric_choice": {"metric": "f1"}, "test_set": {"n": 30},
+                  "recommendation": {"verdict": "recommended", "strategy": "raft"},
+                  "strategies": {"rag": {"model": "tiny-base", "metrics": {"f1": {"value": 0.2, "ci_low": 0.1,
+                                                                                  "ci_high": 0.3}}},
+                                 "raft": {"model": str(raft), "metrics": {"f1": {"value": 0.4, "ci_low": 0.3,
+                                                                                 "ci_high": 0.5}}}}}
+    state = make_state(served_project, run_dirs=[sft, raft, second_sft, tmp_path / "runs" / "unfinished"],
+                       comparison=comparison)
+    body = TestClient(create_app(state)).get("/v1/models").json()
+    ids = [model["id"] for model in body["data"]]
+    assert body["object"] == "list"
+    assert ids == ["base", "rag", "ft:sft-a", "ft:sft-b", "ft+rag:sft-a", "ft+rag:sft-b", "raft", "ragtune"]
+    by_id = {model["id"]: model for model in body["data"]}
+    assert by_id["raft"]["recommended"] and by_id["raft"]["quality"] == {"metric": "f1", "n": 30, "value": 0.4,
+                                                                          "ci_low": 0.3, "ci_high": 0.5}
+    assert by_id["ragtune"]["alias_of"] == "raft" and by_id["ft:sft-a"]["run"] == "sft-a"
+    assert by_id["rag"]["quality"]["value"] == 0.2 and by_id["base"]["quality"] is None
+
+
+def test_chat_answers_with_citations_usage_and_is_recorded(client, served_project):
+    response = client.post("/v1/chat/completions", json={"model": "rag", "messages": QUESTION, "k": 2})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "chat.completion" and body["model"] == "rag"
+    assert body["choices"][0]["message"] == {"role": "assistant",
+                                             "content": "Olympus Mons on Mars is the tallest volcano [1]."}
+    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+    citation = body["citations"][0]
+    assert citation["number"] == 1 and citation["source"] == "space/mars.txt" and "Olympus" in citation["text"]
+    assert isinstance(citation["score"], float) and isinstance(citation["chunk_id"], int)
+    record = AnswerLog(served_project.workspace.database_path).get(body["id"])
+    assert record["model"] == "rag" and record["messages"] == QUESTION and record["citations"][0]["number"] == 1
+    assert len(record["retrieved"]) == 2 and record["feedback"] is None
+
+    closed = client.post("/v1/chat/completions", json={"model": "base", "messages": QUESTION}).json()
+    assert closed["citations"] == []
+
+
+def test_feedback_is_stored_on_the_answer(client, served_project):
+    answer = client.post("/v1/chat/completions", json={"model": "rag", "messages": QUESTION}).json()
+    stored = client.post("/v1/feedback", json={"response_id": answer["id"], "rating": "down", "comment": "too short"})
+    assert stored.status_code == 200
+    record = AnswerLog(served_project.workspace.database_path).get(answer["id"])
+    assert (record["feedback"], record["feedback_comment"]) == ("down", "too short")
+    missing = client.post("/v1/feedback", json={"response_id": "chatcmpl-none", "rating": "up"})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "response_not_found"
+    assert client.post("/v1/feedback", json={"response_id": answer["id"], "rating": "meh"}).status_code == 400
+
+
+def test_no_log_records_nothing_and_refuses_feedback(served_project):
+    client = TestClient(create_app(make_state(served_project, record=False)))
+    answer = client.post("/v1/chat/completions", json={"model": "rag", "messages": QUESTION}).json()
+    assert AnswerLog(served_project.workspace.database_path).get(answer["id"]) is None
+    assert client.post("/v1/feedback", json={"response_id": answer["id"], "rating": "up"}).status_code == 409
+
+
+def test_streamed_chunks_end_with_usage_citations_and_done(client):
+    with client.stream("POST", "/v1/chat/completions",
+                       json={"model": "rag", "stream": True, "messages": QUESTION}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line[len("data: "):]) for line in lines[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks)
+    assert text == "Olympus Mons on Mars is the tallest volcano [1]."
+    last = chunks[-1]
+    assert last["choices"][0]["finish_reason"] == "stop" and last["usage"]["completion_tokens"] > 0
+    assert last["citations"][0]["source"] == "space/mars.txt"
+    assert len({chunk["id"] for chunk in chunks}) == 1
+
+
+def test_a_conversation_reaches_the_model_with_its_turns(served_project):
+    state = make_state(served_project)
+    client = TestClient(create_app(state))
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello."}, *QUESTION]
+    assert client.post("/v1/chat/completions", json={"model": "rag", "messages": conversation}).status_code == 200
+    engine, _ = state.catalog._engine("tiny-base")
+    prompt = engine.prompts[-1]
+    assert prompt[0]["content"].endswith("Be brief.") and prompt[1:3] == conversation[1:3]
+    assert prompt[-1]["content"].endswith(QUESTION[0]["content"]) and "Olympus Mons" in prompt[-1]["content"]
+
+
+@pytest.mark.parametrize("body, status, code", [
+    ({"model": "gpt-9", "messages": QUESTION}, 404, "model_not_found"),
+    ({"model": "rag", "messages": [{"role": "robot", "content": "x"}]}, 400, "invalid_request"),
+    ({"model": "rag", "messages": []}, 400, "invalid_request"),
+    ({"model": "rag", "messages": QUESTION + [{"role": "assistant", "content": "x"}]}, 400, "invalid_messages"),
+    ({"model": "rag", "messages": QUESTION, "n": 2}, 400, "unsupported_parameter"),
+    ({"model": "rag", "messages": QUESTION, "tools": [{"type": "function"}]}, 400, "unsupported_parameter"),
+    ({"model": "rag", "messages": QUESTION, "temperature": 5}, 400, "invalid_request"),
+    ({"model": "base", "messages": QUESTION, "k": 3}, 400, "invalid_request"),
+    ({"model": "rag", "messages": QUESTION, "stop": ["a", "b", "c", "d", "e"]}, 400, "invalid_stop"),
+])
+def test_bad_requests_get_openai_error_bodies(client, body, status, code):
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code and error["type"] == "invalid_request_error" and error["message"]
+
+
+def test_unknown_model_names_the_available_ones_and_bad_json_says_so(client):
+    message = client.post("/v1/chat/completions", json={"model": "gpt-9", "messages": QUESTION}).json()["error"]
+    assert "base, rag" in message["message"]
+    bad = client.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    huge = client.post("/v1/search", content=b"x" * (MAX_BODY_BYTES + 1), headers={"content-type": "application/json"})
+    assert huge.status_code == 413
+
+
+def test_the_api_key_guards_every_v1_route_but_not_health(served_project):
+    client = TestClient(create_app(make_state(served_project, api_key="s3cret")))
+    assert client.get("/healthz").status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+        response = client.get("/v1/models", headers=headers)
+        assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+    assert client.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.post("/v1/search", json={"query": "volcano"}).status_code == 401
+
+
+def test_the_key_comes_from_a_file_or_the_environment(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("abc123\n")
+    assert api_key_from(key_file, {"RAGTUNE_API_KEY": "env"}) == "abc123"
+    assert api_key_from(None, {"RAGTUNE_API_KEY": "env"}) == "env"
+    assert api_key_from(None, {}) is None
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(RagtuneError, match="holds no API key|cannot read"):
+        api_key_from(tmp_path / "empty", {})
+
+
+def test_search_and_embeddings(client, served_project):
+    hits = client.post("/v1/search", json={"query": "tallest volcano", "k": 2}).json()["data"]
+    assert len(hits) == 2 and hits[0]["source"] == "space/mars.txt"
+    body = client.post("/v1/embeddings", json={"input": ["a volcano", "the moon"]}).json()
+    assert [item["index"] for item in body["data"]] == [0, 1] and body["usage"]["prompt_tokens"] > 0
+    assert len(body["data"][0]["embedding"]) == served_project.kb.embedder.dimension
+    packed = client.post("/v1/embeddings", json={"input": ["a volcano"], "encoding_format": "base64"}).json()
+    unpacked = np.frombuffer(base64.b64decode(packed["data"][0]["embedding"]), dtype="<f4")
+    assert np.allclose(unpacked, body["data"][0]["embedding"], atol=1e-6)
+    assert client.post("/v1/embeddings", json={"input": "x", "model": "ada-002"}).status_code == 404
+
+
+def test_concurrent_streams_all_complete_without_mixing(served_project):
+    base_url, server = start_live(create_app(make_state(served_project)))
+    questions = [f"Question number {i}: what is on Mars?" for i in range(20)]
+
+    def ask(question):
+        with httpx.stream("POST", f"{base_url}/v1/chat/completions", timeout=60,
+                          json={"model": "rag", "stream": True,
+                                "messages": [{"role": "user", "content": question}]}) as response:
+            chunks = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+        return response.status_code, chunks
+
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(ask, questions))
+    finally:
+        server.should_exit = True
+    for status, chunks in results:
+        assert status == 200 and "error" not in chunks[-1]
+        assert len({chunk["id"] for chunk in chunks}) == 1
+        text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks)
+        assert text == "Olympus Mons on Mars is the tallest volcano [1]."
+    assert len({chunks[0]["id"] for _, chunks in results}) == 20
+
+
+def test_loaded_models_are_bounded_least_recently_used_first(served_project, tmp_path):
+    sft = finished_run(tmp_path / "runs" / "sft", "sft")
+    raft = finished_run(tmp_path / "runs" / "raft", "raft")
+    opened = []
+    state = make_state(served_project, run_dirs=[sft, raft], max_loaded=2, opened=opened)
+    client = TestClient(create_app(state))
+    for model in ("rag", "ft", "rag", "raft", "ft"):
+        assert client.post("/v1/chat/completions", json={"model": model, "messages": QUESTION}).status_code == 200
+    assert opened == ["tiny-base", str(sft), str(raft), str(sft)]  # ft was the least recently used when raft came
+    assert state.catalog.loaded() == [str(raft), str(sft)]
