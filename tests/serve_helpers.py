@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 
 from ragtune.models.base import Generation
+from ragtune.serve.answer_log import AnswerLog
+from ragtune.serve.app import ServerState
+from ragtune.serve.catalog import ModelCatalog, discover_models
 
 
 class ScriptedEngine:
@@ -28,6 +32,24 @@ class ScriptedEngine:
 
     def count_tokens(self, text):
         return len(text.split())
+
+
+def finished_run(folder, objective):
+    folder.mkdir(parents=True)
+    (folder / "metadata.json").write_text(json.dumps({"status": "finished", "objective": objective}))
+    return folder
+
+
+def make_state(project, *, api_key=None, run_dirs=(), comparison=None, record=True, max_loaded=2, opened=None):
+    opened = opened if opened is not None else []
+
+    def open_engine(generator, context_tokens):
+        opened.append(generator)
+        return ScriptedEngine(generator)
+
+    catalog = ModelCatalog(project, discover_models("tiny-base", list(run_dirs), comparison), max_loaded=max_loaded,
+                           open_engine=open_engine)
+    return ServerState(project, catalog, api_key, AnswerLog(project.workspace.database_path) if record else None)
 
 
 def start_live(app) -> tuple[str, object]:

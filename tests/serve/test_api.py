@@ -13,31 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ragtune.serve.answer_log import AnswerLog
-from ragtune.serve.app import MAX_BODY_BYTES, ServerState, api_key_from, create_app
-from ragtune.serve.catalog import ModelCatalog, discover_models
+from ragtune.serve.app import MAX_BODY_BYTES, api_key_from, create_app
 from ragtune.errors import RagtuneError
 
-from serve_helpers import ScriptedEngine, start_live
+from serve_helpers import finished_run, make_state, start_live
 
 QUESTION = [{"role": "user", "content": "What is the tallest volcano in the solar system?"}]
-
-
-def finished_run(folder, objective):
-    folder.mkdir(parents=True)
-    (folder / "metadata.json").write_text(json.dumps({"status": "finished", "objective": objective}))
-    return folder
-
-
-def make_state(project, *, api_key=None, run_dirs=(), comparison=None, record=True, max_loaded=2, opened=None):
-    opened = opened if opened is not None else []
-
-    def open_engine(generator, context_tokens):
-        opened.append(generator)
-        return ScriptedEngine(generator)
-
-    catalog = ModelCatalog(project, discover_models("tiny-base", list(run_dirs), comparison), max_loaded=max_loaded,
-                           open_engine=open_engine)
-    return ServerState(project, catalog, api_key, AnswerLog(project.workspace.database_path) if record else None)
 
 
 @pytest.fixture

@@ -65,6 +65,14 @@ class KnowledgeBase:
         release_freed_memory()  # parsed pages and embedding batches: a long-lived process need not keep their heap
         return report
 
+    def delete_source(self, root: str, key: str) -> int:
+        """Remove one source with its documents, chunks and index entries (nothing else); returns its chunk count."""
+        chunks = sum(entry["chunks"] for entry in self.store.source_list()
+                     if (entry["root"], entry["source"]) == (root, key))
+        if self.store.delete_sources([(root, key)]):
+            self._sync_indexes()
+        return chunks
+
     def retriever(self, **hooks) -> Retriever:
         """A retriever over this knowledge base (`reranker=`, `rewrite_query=` hooks optional)."""
         return Retriever(self.store, self.index, self.lexical, self.embedder, self.config.retrieval, **hooks)

@@ -55,7 +55,8 @@ class Retriever:
         self.store, self.index, self.lexical, self.embedder, self.config = store, index, lexical, embedder, config
         self.reranker = reranker
         self.rewrite_query = rewrite_query
-        self._lock = threading.RLock()
+        # Held while searching; whoever changes the store under a serving retriever (ingest, delete) holds it too.
+        self.lock = threading.RLock()
 
     def search(self, query: str, k: int | None = None, mode: Mode | None = None,
                source_glob: str | None = None) -> list[Hit]:
@@ -75,7 +76,7 @@ class Retriever:
         timings = RetrievalTimings()
         if k <= 0 or not queries:
             return [[] for _ in queries], timings
-        with self._lock:  # the indexes catch up with the store here, and the store's connection is shared
+        with self.lock:  # the indexes catch up with the store here, and the store's connection is shared
             return self._search(queries, k, mode, source_glob, timings), timings
 
     def _search(self, queries: list[str], k: int, mode: Mode, source_glob: str | None,

@@ -228,6 +228,22 @@ class KnowledgeStore:
         return [Hit(chunk_id=cid, source=by_id[cid][1], text=by_id[cid][2], score=score, document_id=by_id[cid][3],
                     title=by_id[cid][4], heading=by_id[cid][5]) for cid, score in scored if cid in by_id]
 
+    def source_list(self) -> list[dict]:
+        """Every stored source with its kind, status, size, ingest time and chunk count, by key."""
+        rows = self.db.execute(
+            "SELECT s.key, s.root, s.kind, s.status, s.size_bytes, s.ingested_at, COUNT(DISTINCT d.id), COUNT(c.id) "
+            "FROM sources s LEFT JOIN documents d ON d.source_id = s.id LEFT JOIN chunks c ON c.document_id = d.id "
+            "GROUP BY s.id ORDER BY s.key, s.root")
+        names = ("source", "root", "kind", "status", "size_bytes", "ingested_at", "documents", "chunks")
+        return [dict(zip(names, row)) for row in rows]
+
+    def source_documents(self, root: str, key: str) -> list[dict]:
+        """The documents of one source (part, title, text), in order."""
+        rows = self.db.execute(
+            "SELECT d.part, d.title, d.text FROM documents d JOIN sources s ON s.id = d.source_id "
+            "WHERE s.root = ? AND s.key = ? ORDER BY d.id", (root, key))
+        return [{"part": part, "title": title, "text": text} for part, title, text in rows]
+
     def counts(self) -> dict[str, int]:
         """Row counts of sources, documents and chunks, and the stored size in bytes."""
         count = lambda table: self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: E731

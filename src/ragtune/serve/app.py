@@ -16,16 +16,25 @@ from typing import Iterator
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from markdown_it import MarkdownIt
 from starlette.exceptions import HTTPException
 
 from ragtune.errors import RagtuneError
 from ragtune.rag import Answer, AnswerOptions, Finished
 from ragtune.serve.answer_log import AnswerLog, UnknownResponse
 from ragtune.serve.catalog import ModelCatalog, ServedModel, UnknownModel
-from ragtune.serve.schema import ChatCompletionRequest, EmbeddingRequest, FeedbackRequest, SearchRequest
+from ragtune.serve.documents import MAX_UPLOAD_FILES, MB, documents_router
+from ragtune.serve.schema import (ChatCompletionRequest, EmbeddingRequest, FeedbackRequest, RenderRequest,
+                                  SearchRequest)
 
 MAX_BODY_BYTES = 1024 ** 2  # JSON requests; uploads have their own limit (ingest.max_file_mb)
+WEB_DIR = Path(__file__).parent / "web"
+# The page runs only its own script and styles, and is never framed by another site.
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
 class ApiError(Exception):
@@ -59,7 +68,15 @@ def create_app(state: ServerState) -> FastAPI:
     def healthz() -> dict:
         return {"status": "ok"}
 
-    app.include_router(_api_router(state), prefix="/v1", dependencies=[Depends(_authorize(state.api_key))])
+    guarded = [Depends(_authorize(state.api_key))]
+    app.include_router(_api_router(state), prefix="/v1", dependencies=guarded)
+    app.include_router(documents_router(state, ApiError), prefix="/v1", dependencies=guarded)
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def web_app() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", headers=PAGE_HEADERS)
+
     return app
 
 
@@ -139,6 +156,12 @@ def _api_router(state: ServerState) -> APIRouter:
     def search(request: SearchRequest) -> dict:
         hits = state.project.search(request.query, k=request.k, mode=request.mode, source_glob=request.source_glob)
         return {"object": "list", "data": [hit.to_dict() for hit in hits]}
+
+    @router.post("/render")
+    def render(request: RenderRequest) -> dict:
+        """Markdown to HTML for the web app, with raw HTML disabled: nothing from a document or a model can
+        inject markup or script."""
+        return {"html": MARKDOWN.render(request.markdown)}
 
     @router.post("/feedback")
     def feedback(request: FeedbackRequest) -> dict:
@@ -252,7 +275,9 @@ def _install_body_limit(app: FastAPI) -> None:
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
         length = request.headers.get("content-length")
-        limit = MAX_BODY_BYTES if not request.url.path.startswith("/v1/documents") else None
+        limit = MAX_BODY_BYTES
+        if request.url.path.startswith("/v1/documents"):
+            limit = int(app.state.ragtune.project.config.ingest.max_file_mb * MB * MAX_UPLOAD_FILES) + MB
         if limit and length and length.isdigit() and int(length) > limit:
             return JSONResponse(_error_body(f"request body over {limit // 1024} KiB", "invalid_request_error",
                                             "request_too_large"), status_code=413)

@@ -103,6 +103,12 @@ class SearchRequest(BaseModel):
     source_glob: str | None = Field(None, max_length=500)
 
 
+class RenderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    markdown: str = Field(max_length=200_000)
+
+
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
