@@ -40,12 +40,13 @@ def finished_run(folder, objective):
     return folder
 
 
-def make_state(project, *, api_key=None, run_dirs=(), comparison=None, record=True, max_loaded=2, opened=None):
+def make_state(project, *, api_key=None, run_dirs=(), comparison=None, record=True, max_loaded=2, opened=None,
+               reply=None):
     opened = opened if opened is not None else []
 
     def open_engine(generator, context_tokens):
         opened.append(generator)
-        return ScriptedEngine(generator)
+        return ScriptedEngine(generator, reply) if reply else ScriptedEngine(generator)
 
     catalog = ModelCatalog(project, discover_models("tiny-base", list(run_dirs), comparison), max_loaded=max_loaded,
                            open_engine=open_engine)

@@ -8,6 +8,7 @@ const state = { key: localStorage.getItem("ragtune-key") || "", conversations: l
 function load() {
   try { return JSON.parse(localStorage.getItem("ragtune-conversations")) || []; } catch { return []; }
 }
+function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
 function save() { localStorage.setItem("ragtune-conversations", JSON.stringify(state.conversations)); }
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -51,7 +52,7 @@ async function loadModels() {
   const select = $("model");
   select.replaceChildren(...state.models.map((m) => {
     const quality = m.quality ? ` · ${m.quality.metric} ${m.quality.value.toFixed(2)} [${m.quality.ci_low.toFixed(2)}, ${m.quality.ci_high.toFixed(2)}]` : "";
-    const mark = alias && alias.alias_of === m.id ? " ★ recommended" : "";
+    const mark = alias && alias.alias_of === m.id ? (alias.recommended ? " ★ recommended" : " (default)") : "";
     return el("option", { value: m.id, text: `${m.id}${quality}${mark}`, title: m.description });
   }));
   select.value = (alias && alias.alias_of) || "rag";
@@ -98,7 +99,7 @@ function decorate(node, message) {
   }
   if (message.response_id) {
     const buttons = ["up", "down"].map((rating) => el("button", {
-      text: rating === "up" ? "👍" : "👎", "aria-label": `Thumbs ${rating}`, "data-rating": rating,
+      text: rating === "up" ? "Helpful" : "Not helpful", "aria-label": `Thumbs ${rating}`, "data-rating": rating,
       class: message.feedback === rating ? "chosen" : "",
       onclick: async () => {
         await api("/v1/feedback", { method: "POST", headers: { "Content-Type": "application/json" },
@@ -179,7 +180,7 @@ async function ask(question) {
 async function loadDocuments() {
   const docs = (await (await api("/v1/documents")).json()).data;
   $("documents").replaceChildren(...docs.map((d) => el("li", {},
-    el("span", { text: `${d.source} (${d.chunks} chunks)`, title: d.root }),
+    el("span", { text: `${d.source} (${plural(d.chunks, "chunk")})`, title: d.root }),
     el("button", { text: "Delete", "aria-label": `Delete ${d.source}`, onclick: async () => {
       if (!confirm(`Delete ${d.source} from the knowledge base?`)) return;
       await api(`/v1/documents/${d.source.split("/").map(encodeURIComponent).join("/")}?root=${encodeURIComponent(d.root)}`,
@@ -215,7 +216,7 @@ function upload(files) {
     for (const r of body.rejected) {
       lines.push(el("div", { class: "rejected", text: `rejected: ${r.source}: ${r.reason}${r.hint ? ` (${r.hint})` : ""}` }));
     }
-    lines.push(el("div", { text: `${body.chunks} chunks from ${body.documents} documents in ${body.seconds.toFixed(1)} s` }));
+    lines.push(el("div", { text: `${plural(body.chunks, "chunk")} from ${plural(body.documents, "document")} in ${body.seconds.toFixed(1)} s` }));
     report.replaceChildren(...lines);
     loadDocuments();
   };
