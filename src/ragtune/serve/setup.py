@@ -17,14 +17,17 @@ def open_server_state(project_dir: Path, *, from_compare: Path | None = None, ap
     loaded now, so the first request does not pay for them."""
     from ragtune.project import Project
 
-    comparison = None
+    comparison, overrides = None, None
     if from_compare is not None:
         comparison = read_comparison(from_compare)
         project_dir, runs_dir = from_compare / "project", from_compare / "runs"
+        # the model and passages the comparison measured (its project's file holds the defaults)
+        overrides = {"models": {"generator": comparison["config"]["model"]},
+                     "retrieval": {"k": comparison["config"]["k"]}}
     if not project_dir.is_dir():
         raise RagtuneError(f"{project_dir} is not a directory", "pass --project DIR (a directory where `ragtune "
                            "ingest` ran) or --from-compare DIR")
-    project = Project(project_dir)
+    project = Project(project_dir, overrides)
     if from_compare is None:
         runs_dir = project.workspace.runs_dir
     run_dirs = [path for path in runs_dir.iterdir() if path.is_dir()] if runs_dir.is_dir() else []
