@@ -51,6 +51,7 @@ def test_the_child_error_is_raised_here_with_its_type_and_advice():
     with pytest.raises(RagtuneError, match="cannot start") as raised:
         run_in_child(fails_with_advice)
     assert raised.value.hint == "free some memory"
+    assert "fails_with_advice" in "".join(raised.value.__notes__)  # where it happened in the child
 
 
 def test_a_child_killed_without_a_result_is_reported():

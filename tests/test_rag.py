@@ -8,7 +8,7 @@ from ragtune.config import GenerationSettings
 from ragtune.errors import RagtuneError
 from ragtune.knowledge.types import Hit
 from ragtune.models.base import Generation
-from ragtune.prompts import CLOSED_BOOK_SYSTEM, GROUNDED_SYSTEM, build_messages, fit_passages
+from ragtune.prompts import CLOSED_BOOK_SYSTEM, GROUNDED_SYSTEM, build_messages, fit_history, fit_passages
 from ragtune.rag import AnswerOptions, Finished, RagPipeline, TextDelta, cite
 
 PASSAGES = [Hit(chunk_id=10, source="a.txt", text="The Eiffel Tower is 330 metres tall and stands in Paris.", score=1),
@@ -119,3 +119,15 @@ def test_a_strategy_decides_its_model_and_its_passages(project, corpus):
         base.answer("q?", AnswerOptions(k=3))
     with pytest.raises(RagtuneError, match="k is 0"):
         rag.answer("q?", AnswerOptions(k=0))
+
+
+def test_history_keeps_to_its_budget_oldest_turns_first_without_old_citation_markers():
+    words = lambda text: len(text.split())  # noqa: E731
+    history = [{"role": "system", "content": "Be brief."},
+               {"role": "user", "content": "one two three four"},
+               {"role": "assistant", "content": "Olympus Mons [1] is tall [2, 3]."},
+               {"role": "user", "content": "five six"}]
+    assert fit_history(history, 100, words)[2]["content"] == "Olympus Mons is tall ."
+    kept = fit_history(history, 9, words)
+    assert [m["content"] for m in kept] == ["Be brief.", "Olympus Mons is tall .", "five six"]
+    assert [m["role"] for m in fit_history(history, 1, words)] == ["system"]

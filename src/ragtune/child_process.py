@@ -9,17 +9,21 @@ figures). Its progress is shown by the parent's reporter; its exception is raise
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import pickle
 import queue
+import signal
 import traceback
 from typing import Any, Callable
 
 from ragtune.errors import RagtuneError
 from ragtune.progress import ProgressReporter, SilentProgress
 
-# Seconds a child that is being stopped (the parent was interrupted) gets to finish its checkpoint and exit.
+# Seconds the parent, itself interrupted, waits for the child to end before terminating it. On Ctrl-C the child
+# gets the interrupt too and stops where it is; its last checkpoint is what `--resume` continues from.
 STOP_GRACE_SECONDS = 30
+PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent dies
 
 
 class StageProcessDied(RuntimeError):
@@ -88,6 +92,7 @@ class _ForwardingProgress:
 
 
 def _child_main(events, target: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    _end_with_parent()
     try:
         result = target(*args, progress=_ForwardingProgress(events), **kwargs)
         events.put(("result", pickle.dumps(result)))
@@ -97,13 +102,23 @@ def _child_main(events, target: Callable[..., Any], args: tuple, kwargs: dict) -
     events.join_thread()
 
 
+def _end_with_parent() -> None:
+    """Ask Linux to terminate this process when the parent dies (killed, not interrupted): a training run left
+    behind would race the next `--resume` for the same run directory. Elsewhere the parent's join does it."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def _picklable(error: BaseException) -> bytes:
     """The error pickled or, where its class cannot be rebuilt from its arguments, the same message (and advice)
     in a RagtuneError or a RuntimeError with the child's traceback."""
     try:
         data = pickle.dumps(error)
-        pickle.loads(data)
-        return data
+        rebuilt = pickle.loads(data)
+        rebuilt.add_note("in the child process:\n" + "".join(traceback.format_tb(error.__traceback__)))
+        return pickle.dumps(rebuilt)
     except Exception:
         if isinstance(error, RagtuneError):
             return pickle.dumps(RagtuneError(error.message, error.hint))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Sequence
 
 from ragtune.knowledge.types import Hit
@@ -12,6 +13,7 @@ GROUNDED_SYSTEM = (
     "Cite the passages you use by their numbers in square brackets, like [1]. "
     "If the passages do not contain the answer, say that you do not know.")
 CLOSED_BOOK_SYSTEM = "You are a helpful assistant. Answer the question concisely and factually."
+CITATION_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")  # [1] or [2, 3]: the passages an answer cites
 
 
 def format_passage(number: int, hit: Hit) -> str:
@@ -52,6 +54,19 @@ def fit_passages(question: str, hits: list[Hit], budget_tokens: int, count_token
         else:
             break
     return kept
+
+
+def fit_history(history: Sequence[Message], budget_tokens: int, count_tokens: Callable[[str], int]) -> list[Message]:
+    """The conversation's earlier turns within `budget_tokens`, the oldest dropped first (system messages are
+    kept); an assistant turn's citation markers are removed, since they numbered passages no longer shown."""
+    turns = [{"role": m["role"], "content": m["content"] if m["role"] != "assistant"
+              else " ".join(CITATION_MARKER.sub("", m["content"]).split())} for m in history]
+    while sum(count_tokens(m["content"]) for m in turns) > budget_tokens:
+        oldest = next((i for i, m in enumerate(turns) if m["role"] != "system"), None)
+        if oldest is None:
+            break
+        del turns[oldest]
+    return turns
 
 
 def _prompt_text(question: str, passages: list[Hit]) -> str:

@@ -13,9 +13,8 @@ from ragtune.errors import RagtuneError
 from ragtune.knowledge.retrieval import RetrievalTimings, Retriever
 from ragtune.knowledge.types import Hit
 from ragtune.models.base import GenerationConfig, GenerationEngine, Message
-from ragtune.prompts import build_messages, fit_passages
+from ragtune.prompts import CITATION_MARKER, build_messages, fit_history, fit_passages
 
-CITATION_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 SUPPORT_THRESHOLD = 0.5  # share of the answer's content words a passage must contain to be cited
 _WORD = re.compile(r"[a-z0-9]+")
 _PROMPT_MARGIN_TOKENS = 32  # chat-template tokens not counted by count_tokens
@@ -28,6 +27,7 @@ class Answer:
     passages: list[Hit]
     timings: dict = field(default_factory=dict)
     ranked: list[Hit] = field(default_factory=list)  # every hit retrieved (to rank_depth), best first
+    finish_reason: str = "stop"  # or "length": the answer stopped at max_new_tokens
 
     def to_dict(self) -> dict:
         return {"answer": self.answer, "citations": self.citations, "timings": self.timings}
@@ -111,12 +111,16 @@ class RagPipeline:
         """
         prepared = self._prepare(conversation, options, rank_depth)
         generation = self.generator.generate(prepared.messages, prepared.config)
-        return prepared.finish(generation.text, generation.prompt_tokens, generation.completion_tokens, None)
+        return prepared.finish(generation.text, generation.prompt_tokens, generation.completion_tokens, None,
+                               generation.finish_reason)
 
     def stream(self, conversation: str | list[Message], options: AnswerOptions | None = None
                ) -> Iterator[TextDelta | Finished]:
-        """The answer as events: its text pieces as they are generated, then one `Finished`."""
-        prepared = self._prepare(conversation, options, 0)
+        """The answer as events: its text pieces as they are generated, then one `Finished`. The conversation is
+        checked and the passages retrieved now (errors raise here); generating starts with the iteration."""
+        return self._events(self._prepare(conversation, options, 0))
+
+    def _events(self, prepared: _Prepared) -> Iterator[TextDelta | Finished]:
         pieces, first_token_at = [], None
         for piece in self.generator.stream(prepared.messages, prepared.config):
             first_token_at = first_token_at or time.perf_counter()
@@ -124,8 +128,9 @@ class RagPipeline:
             yield TextDelta(piece)
         text = "".join(pieces)
         prompt_tokens = self.generator.count_tokens("\n".join(m["content"] for m in prepared.messages))
-        yield Finished(prepared.finish(text, prompt_tokens, self.generator.count_tokens(text.strip()),
-                                       first_token_at))
+        completion_tokens = self.generator.count_tokens(text.strip())
+        finish_reason = "length" if completion_tokens >= prepared.config.max_new_tokens else "stop"
+        yield Finished(prepared.finish(text, prompt_tokens, completion_tokens, first_token_at, finish_reason))
 
     def _prepare(self, conversation: str | list[Message], options: AnswerOptions | None,
                  rank_depth: int) -> _Prepared:
@@ -142,9 +147,10 @@ class RagPipeline:
                                                            source_glob=options.source_glob)
         config = self.generation_config(options)
         budget = self.settings.context_tokens - config.max_new_tokens - _PROMPT_MARGIN_TOKENS
+        history = fit_history(messages[:-1], budget // 2, self.generator.count_tokens)
+        budget -= sum(self.generator.count_tokens(turn["content"]) for turn in history)
         passages = fit_passages(question, ranked[:k], budget, self.generator.count_tokens)
-        return _Prepared(build_messages(question, passages, messages[:-1]), config, passages, ranked, retrieval,
-                         started)
+        return _Prepared(build_messages(question, passages, history), config, passages, ranked, retrieval, started)
 
 
 @dataclass
@@ -159,7 +165,8 @@ class _Prepared:
     started: float
     generation_started: float = field(default_factory=time.perf_counter)
 
-    def finish(self, text: str, prompt_tokens: int, completion_tokens: int, first_token_at: float | None) -> Answer:
+    def finish(self, text: str, prompt_tokens: int, completion_tokens: int, first_token_at: float | None,
+               finish_reason: str) -> Answer:
         now = time.perf_counter()
         text = text.strip()
         generation_seconds = now - self.generation_started
@@ -174,4 +181,4 @@ class _Prepared:
         }
         if first_token_at:
             timings["time_to_first_token_s"] = round(first_token_at - self.generation_started, 3)
-        return Answer(text, cite(text, self.passages), self.passages, timings, self.ranked)
+        return Answer(text, cite(text, self.passages), self.passages, timings, self.ranked, finish_reason)

@@ -109,8 +109,8 @@ def test_a_conversation_reaches_the_model_with_its_turns(served_project):
     conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                     {"role": "assistant", "content": "Hello."}, *QUESTION]
     assert client.post("/v1/chat/completions", json={"model": "rag", "messages": conversation}).status_code == 200
-    engine, _ = state.catalog._engine("tiny-base")
-    prompt = engine.prompts[-1]
+    _, slot = state.catalog.runtime(state.catalog.get("rag"))
+    prompt = slot.engine.prompts[-1]
     assert prompt[0]["content"].endswith("Be brief.") and prompt[1:3] == conversation[1:3]
     assert prompt[-1]["content"].endswith(QUESTION[0]["content"]) and "Olympus Mons" in prompt[-1]["content"]
 
@@ -125,6 +125,9 @@ def test_a_conversation_reaches_the_model_with_its_turns(served_project):
     ({"model": "rag", "messages": QUESTION, "temperature": 5}, 400, "invalid_request"),
     ({"model": "base", "messages": QUESTION, "k": 3}, 400, "invalid_request"),
     ({"model": "rag", "messages": QUESTION, "stop": ["a", "b", "c", "d", "e"]}, 400, "invalid_stop"),
+    ({"model": "rag", "messages": QUESTION, "stop": [""]}, 400, "invalid_stop"),
+    ({"model": "base", "messages": QUESTION, "k": 3, "stream": True}, 400, "invalid_request"),
+    ({"model": "rag", "messages": QUESTION, "k": 0, "stream": True}, 400, "invalid_request"),
 ])
 def test_bad_requests_get_openai_error_bodies(client, body, status, code):
     response = client.post("/v1/chat/completions", json=body)
@@ -209,3 +212,28 @@ def test_loaded_models_are_bounded_least_recently_used_first(served_project, tmp
         assert client.post("/v1/chat/completions", json={"model": model, "messages": QUESTION}).status_code == 200
     assert opened == ["tiny-base", str(sft), str(raft), str(sft)]  # ft was the least recently used when raft came
     assert state.catalog.loaded() == [str(raft), str(sft)]
+
+
+def test_writes_from_another_site_and_foreign_host_names_are_refused(served_project):
+    state = make_state(served_project)
+    client = TestClient(create_app(state))
+    body = {"model": "rag", "messages": QUESTION}
+    refused = client.post("/v1/chat/completions", json=body, headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "cross_origin"
+    assert client.post("/v1/chat/completions", json=body, headers={"Origin": "http://testserver"}).status_code == 200
+    state.allowed_hosts = ["127.0.0.1", "localhost"]
+    guarded = TestClient(create_app(state))
+    assert guarded.get("/healthz").status_code == 400  # Host: testserver, as a DNS-rebinding page would send
+    assert guarded.get("/healthz", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+
+
+def test_a_full_queue_answers_503_and_developer_messages_count_as_system(served_project):
+    state = make_state(served_project)
+    client = TestClient(create_app(state))
+    conversation = [{"role": "developer", "content": "Be brief."}, *QUESTION]
+    assert client.post("/v1/chat/completions", json={"model": "rag", "messages": conversation}).status_code == 200
+    _, slot = state.catalog.runtime(state.catalog.get("rag"))
+    assert slot.engine.prompts[-1][0]["content"].endswith("Be brief.")
+    slot.max_waiting = 0
+    busy = client.post("/v1/chat/completions", json={"model": "rag", "messages": QUESTION})
+    assert busy.status_code == 503 and busy.json()["error"]["code"] == "server_busy" and busy.headers["Retry-After"]

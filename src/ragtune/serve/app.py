@@ -6,25 +6,29 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-import threading
 import time
 import uuid
+from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
+import anyio
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from markdown_it import MarkdownIt
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from ragtune.errors import RagtuneError
+from ragtune.errors import ModelNotAvailableError, RagtuneError
 from ragtune.rag import Answer, AnswerOptions, Finished
 from ragtune.serve.answer_log import AnswerLog, UnknownResponse
-from ragtune.serve.catalog import ModelCatalog, ServedModel, UnknownModel
+from ragtune.serve.catalog import EngineBusy, EngineSlot, ModelCatalog, ServedModel, UnknownModel
 from ragtune.serve.documents import MAX_UPLOAD_FILES, MB, documents_router
 from ragtune.serve.schema import (ChatCompletionRequest, EmbeddingRequest, FeedbackRequest, RenderRequest,
                                   SearchRequest)
@@ -54,6 +58,8 @@ class ServerState:
     api_key: str | None = None
     answer_log: AnswerLog | None = None
     max_tokens_cap: int = 1024
+    allowed_hosts: list[str] | None = None  # Host headers accepted (None: any); set when bound to loopback
+    cors_origins: list[str] = field(default_factory=list)  # other sites' pages allowed to call the API
     started: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -63,6 +69,12 @@ def create_app(state: ServerState) -> FastAPI:
     app.state.ragtune = state
     _install_error_handlers(app)
     _install_body_limit(app)
+    _install_origin_check(app, state.cors_origins)
+    if state.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=state.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
+    if state.allowed_hosts:  # a page on another site, through DNS rebinding, cannot reach a local server
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=state.allowed_hosts)
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -105,7 +117,7 @@ def _api_router(state: ServerState) -> APIRouter:
         return catalog.get(model_id).describe(state.started)
 
     @router.post("/chat/completions")
-    def chat_completions(request: ChatCompletionRequest):
+    async def chat_completions(request: ChatCompletionRequest):
         unsupported = request.unsupported()
         if unsupported:
             raise ApiError(400, f"not supported by this server: {', '.join(unsupported)}", "unsupported_parameter")
@@ -122,19 +134,20 @@ def _api_router(state: ServerState) -> APIRouter:
         if messages[-1]["role"] != "user":
             raise ApiError(400, "the last message must come from the user (role 'user'): it is the question",
                            "invalid_messages")
-        runtime, lock = catalog.runtime(served)
+        runtime, slot = await run_in_threadpool(catalog.runtime, served)
         response_id = f"chatcmpl-{uuid.uuid4().hex}"
         if request.stream:
-            events = runtime.stream(messages, options)  # checks the options now, generates under the lock later
-            return StreamingResponse(_stream(state, served, runtime, lock, events, messages, options, response_id),
+            slot.check_room()
+            events = await run_in_threadpool(runtime.stream, messages, options)  # checked and retrieved now
+            return StreamingResponse(_stream(state, served, slot, events, messages, response_id),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        with lock:
-            answer = runtime.answer(messages, options)
+        async with slot.turn():
+            with anyio.CancelScope(shield=True):  # the engine is never left decoding after its turn ends
+                answer = await run_in_threadpool(runtime.answer, messages, options)
         _record(state, response_id, served, messages, answer)
-        finish = _finish_reason(answer, runtime.pipeline.generation_config(options).max_new_tokens)
         return {"id": response_id, "object": "chat.completion", "created": int(time.time()), "model": served.id,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer},
-                             "finish_reason": finish}],
+                             "finish_reason": answer.finish_reason}],
                 "usage": _usage(answer), "citations": _citations(answer)}
 
     @router.post("/embeddings")
@@ -178,9 +191,11 @@ def _api_router(state: ServerState) -> APIRouter:
     return router
 
 
-def _stream(state: ServerState, served: ServedModel, runtime, lock: threading.Lock, events: Iterator,
-            messages: list[dict], options: AnswerOptions, response_id: str) -> Iterator[str]:
-    """Server-sent events in OpenAI's chunk format; the last chunk carries finish reason, usage and citations."""
+async def _stream(state: ServerState, served: ServedModel, slot: EngineSlot, events: Iterator,
+                  messages: list[dict], response_id: str) -> AsyncIterator[str]:
+    """Server-sent events in OpenAI's chunk format; the last chunk carries finish reason, usage and citations.
+    Each decoding step runs in a worker thread, shielded, so a client that leaves mid-answer stops the answer
+    between two steps, never with the engine still decoding after its turn is given up."""
     created = int(time.time())
 
     def chunk(delta: dict, **extra) -> str:
@@ -189,20 +204,25 @@ def _stream(state: ServerState, served: ServedModel, runtime, lock: threading.Lo
                 **extra}
         return f"data: {json.dumps(body)}\n\n"
 
-    with lock:
+    async with slot.turn():
         yield chunk({"role": "assistant", "content": ""})
         try:
-            for event in events:
-                if isinstance(event, Finished):
-                    answer = event.answer
-                else:
-                    yield chunk({"content": event.text})
-        except RagtuneError as error:
-            yield f"data: {json.dumps(_error_body(error.message, 'invalid_request_error', 'generation_failed'))}\n\n"
+            while True:
+                with anyio.CancelScope(shield=True):
+                    event = await run_in_threadpool(next, events, None)
+                if event is None or isinstance(event, Finished):
+                    break
+                yield chunk({"content": event.text})
+        except Exception as error:  # the status line is sent already: the error goes in the stream
+            message = error.message if isinstance(error, RagtuneError) else f"{type(error).__name__}: {error}"
+            yield f"data: {json.dumps(_error_body(message, 'server_error', 'generation_failed'))}\n\n"
+            yield "data: [DONE]\n\n"
             return
-    _record(state, response_id, served, messages, answer)
-    finish = _finish_reason(answer, runtime.pipeline.generation_config(options).max_new_tokens)
-    yield chunk({}, finish_reason=finish, usage=_usage(answer), citations=_citations(answer))
+        finally:
+            events.close()
+    _record(state, response_id, served, messages, event.answer)
+    yield chunk({}, finish_reason=event.answer.finish_reason, usage=_usage(event.answer),
+                citations=_citations(event.answer))
     yield "data: [DONE]\n\n"
 
 
@@ -215,10 +235,6 @@ def _encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | st
 def _record(state: ServerState, response_id: str, served: ServedModel, messages: list[dict], answer: Answer) -> None:
     if state.answer_log is not None:
         state.answer_log.record(response_id, served.id, served.strategy.name, messages, answer)
-
-
-def _finish_reason(answer: Answer, max_new_tokens: int) -> str:
-    return "length" if answer.timings["completion_tokens"] >= max_new_tokens else "stop"
 
 
 def _usage(answer: Answer) -> dict:
@@ -246,6 +262,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         response = respond(error.status, error.message, error.code, error.kind)
         response.headers.update(headers or {})
         return response
+
+    @app.exception_handler(EngineBusy)
+    def busy(request: Request, error: EngineBusy) -> JSONResponse:
+        response = respond(503, str(error).replace("\n  hint:", ";"), "server_busy", "server_error")
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(ModelNotAvailableError)
+    def unavailable(request: Request, error: ModelNotAvailableError) -> JSONResponse:
+        return respond(503, str(error).replace("\n  hint:", ";"), "model_unavailable", "server_error")
 
     @app.exception_handler(UnknownModel)
     def unknown_model(request: Request, error: UnknownModel) -> JSONResponse:
@@ -281,6 +307,20 @@ def _install_body_limit(app: FastAPI) -> None:
         if limit and length and length.isdigit() and int(length) > limit:
             return JSONResponse(_error_body(f"request body over {limit // 1024} KiB", "invalid_request_error",
                                             "request_too_large"), status_code=413)
+        return await call_next(request)
+
+
+def _install_origin_check(app: FastAPI, cors_origins: list[str]) -> None:
+    """Requests that change something (upload, delete, feedback, answers) from a page of another site are refused:
+    browsers send such forms and posts without asking first, so without this any site could write to a server
+    running without a key on a colleague's laptop."""
+    @app.middleware("http")
+    async def same_origin_writes(request: Request, call_next):
+        origin = request.headers.get("origin")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and origin and origin not in cors_origins \
+                and urlsplit(origin).netloc != request.headers.get("host"):
+            return JSONResponse(_error_body(f"requests from {origin} are not allowed; list it with --cors-origin",
+                                            "invalid_request_error", "cross_origin"), status_code=403)
         return await call_next(request)
 
 

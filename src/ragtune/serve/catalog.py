@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections import OrderedDict
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -62,19 +64,20 @@ def discover_models(base_model: str, run_dirs: list[Path], comparison: dict | No
     models = []
     for strategy, run in entries:
         model_id = strategy.name if per_strategy[strategy.name] == 1 else f"{strategy.name}:{run.name}"
-        quality = measured.get((strategy.name, str(run) if run else base_model))
+        quality = measured.get((strategy.name, run.name if run else base_model))
         models.append(ServedModel(model_id, strategy, base_model, run, quality,
                                   recommended=quality is not None and strategy.name == recommended))
     return models
 
 
 def _measured(comparison: dict | None) -> dict[tuple[str, str], dict]:
-    """(strategy, generator) → its quality on the comparison's deciding metric."""
+    """(strategy, run directory name or base model) → its quality on the comparison's deciding metric (runs are
+    matched by name, so a comparison folder that was moved or copied still matches)."""
     if not comparison:
         return {}
     metric = comparison["metric_choice"]["metric"]
-    return {(name, str(entry["model"])): {"metric": metric, "n": comparison["test_set"]["n"],
-                                          **entry["metrics"][metric]}
+    return {(name, Path(entry["model"]).name if STRATEGIES[name].training_objective else entry["model"]):
+            {"metric": metric, "n": comparison["test_set"]["n"], **entry["metrics"][metric]}
             for name, entry in comparison["strategies"].items() if metric in entry.get("metrics", {})}
 
 
@@ -90,18 +93,52 @@ def read_comparison(directory: Path) -> dict:
         raise RagtuneError(f"{path} is not valid JSON ({error})", "run the comparison again") from None
 
 
-class ModelCatalog:
-    """The served models and their runtimes. Engines are loaded on first use and kept in an LRU cache of at most
-    `max_loaded` models (a project with many runs must not load them all); each has a lock, since one llama.cpp
-    context decodes one request at a time. `open_engine(generator, context_tokens=...)` loads one."""
+class EngineBusy(RagtuneError):
+    """More requests wait for one model than the server queues."""
 
-    def __init__(self, project, models: list[ServedModel], *, max_loaded: int = 2,
+
+class EngineSlot:
+    """One loaded engine's turn-taking: requests wait here (in the event loop, holding no thread) and decode one at
+    a time, since one llama.cpp context serves one request; beyond `max_waiting` waiting requests, EngineBusy."""
+
+    def __init__(self, engine: GenerationEngine, max_waiting: int):
+        self.engine, self.max_waiting = engine, max_waiting
+        self.waiting = 0
+        self._lock = asyncio.Lock()
+
+    def check_room(self) -> None:
+        """EngineBusy when the queue for this engine is full."""
+        if self.waiting >= self.max_waiting:
+            raise EngineBusy(f"{self.waiting} requests are already waiting for this model",
+                             "retry in a moment, or run more server replicas")
+
+    @asynccontextmanager
+    async def turn(self):
+        self.check_room()
+        self.waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+
+class ModelCatalog:
+    """The served models and their runtimes. Engines are loaded on first use (one at a time) and the catalog keeps
+    at most `max_loaded` of them, least recently used out first (a project with many runs must not load them all;
+    an evicted engine lives on only until its in-flight requests finish). `open_engine(generator,
+    context_tokens=...)` loads one."""
+
+    def __init__(self, project, models: list[ServedModel], *, max_loaded: int = 2, max_waiting: int = 64,
                  open_engine: Callable[..., GenerationEngine] = open_generator):
         self.project, self.models, self.max_loaded = project, {m.id: m for m in models}, max_loaded
-        self.open_engine = open_engine
+        self.max_waiting, self.open_engine = max_waiting, open_engine
         recommended = [m for m in models if m.recommended]
         self.default = recommended[0] if recommended else self.models["rag"]
-        self._engines: OrderedDict[str, tuple[GenerationEngine, threading.Lock]] = OrderedDict()
+        self._slots: OrderedDict[str, EngineSlot] = OrderedDict()
         self._guard = threading.Lock()
 
     def get(self, model_id: str) -> ServedModel:
@@ -113,23 +150,22 @@ class ModelCatalog:
                                f"choose among: {', '.join([ALIAS, *self.models])}")
         return self.models[model_id]
 
-    def runtime(self, model: ServedModel) -> tuple[StrategyRuntime, threading.Lock]:
-        """`model`'s runtime and the lock its engine must be held under while it generates."""
-        engine, lock = self._engine(model.generator)
-        return self.project.runtime(model.strategy, model=model.generator, generator=engine), lock
+    def runtime(self, model: ServedModel) -> tuple[StrategyRuntime, EngineSlot]:
+        """`model`'s runtime and the slot whose turn it must hold while it generates."""
+        slot = self._slot(model.generator)
+        return self.project.runtime(model.strategy, model=model.generator, generator=slot.engine), slot
 
     def loaded(self) -> list[str]:
         with self._guard:
-            return list(self._engines)
+            return list(self._slots)
 
-    def _engine(self, generator: str) -> tuple[GenerationEngine, threading.Lock]:
+    def _slot(self, generator: str) -> EngineSlot:
         with self._guard:
-            if generator in self._engines:
-                self._engines.move_to_end(generator)
-                return self._engines[generator]
-            while len(self._engines) >= self.max_loaded:
-                self._engines.popitem(last=False)  # in-flight requests keep their engine until they finish
-            entry = (self.open_engine(generator, context_tokens=self.project.config.generation.context_tokens),
-                     threading.Lock())
-            self._engines[generator] = entry
-            return entry
+            if generator in self._slots:
+                self._slots.move_to_end(generator)
+                return self._slots[generator]
+            while len(self._slots) >= self.max_loaded:
+                self._slots.popitem(last=False)  # freed once its in-flight requests finish
+            engine = self.open_engine(generator, context_tokens=self.project.config.generation.context_tokens)
+            self._slots[generator] = EngineSlot(engine, self.max_waiting)
+            return self._slots[generator]

@@ -24,7 +24,9 @@ def serve(project: Path = ProjectOption,
           no_log: bool = typer.Option(False, "--no-log", help="Do not record answers (nor accept feedback)."),
           max_loaded: int = typer.Option(2, "--max-loaded-models", min=1, help="Models kept loaded at once "
                                          "(least recently used unloaded first)."),
-          max_tokens: int = typer.Option(1024, "--max-tokens", min=1, help="Cap on a request's max_tokens.")):
+          max_tokens: int = typer.Option(1024, "--max-tokens", min=1, help="Cap on a request's max_tokens."),
+          cors_origins: list[str] = typer.Option([], "--cors-origin", help="An origin (https://app.example.org) "
+                                                 "whose pages may call the API; repeat for several. None by default.")):
     """Serve an OpenAI-compatible API (/v1) and a chat web app (/) over the project's documents, with every
     strategy it can answer with: base, rag and one per fine-tuning run."""
     import uvicorn
@@ -32,9 +34,11 @@ def serve(project: Path = ProjectOption,
     from ragtune.serve.app import api_key_from, create_app
     from ragtune.serve.setup import open_server_state
 
+    loopback = _is_loopback(host)
     state = open_server_state(project, from_compare=from_compare, api_key=api_key_from(api_key_file, os.environ),
-                              record_answers=not no_log, max_loaded=max_loaded, max_tokens_cap=max_tokens)
-    if state.api_key is None and not _is_loopback(host):
+                              record_answers=not no_log, max_loaded=max_loaded, max_tokens_cap=max_tokens,
+                              allowed_hosts=LOOPBACK_NAMES if loopback else None, cors_origins=cors_origins)
+    if state.api_key is None and not loopback:
         err_console.print(f"[bold yellow]warning:[/] listening on {host} without an API key: anyone who can reach "
                           "this port can read the documents and use the models; pass --api-key-file or set "
                           "RAGTUNE_API_KEY")
@@ -42,6 +46,9 @@ def serve(project: Path = ProjectOption,
     console.print(f"ragtune serving {state.project.workspace.root} at http://{shown}:{port}/ "
                   f"(API: http://{shown}:{port}/v1, default model: {state.catalog.default.id})")
     uvicorn.run(create_app(state), host=host, port=port, log_level="warning")
+
+
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
 
 
 def _is_loopback(host: str) -> bool:

@@ -59,6 +59,9 @@ def documents_router(state, api_error) -> APIRouter:
                 report = project.ingest([str(target / name) for name in names])
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        for rejected in report.rejected:  # not in the knowledge base: not kept in the uploads either
+            if rejected["source"] in names:
+                (target / rejected["source"]).unlink(missing_ok=True)
         return {"files": names, **report.to_dict()}
 
     @router.get("/documents")

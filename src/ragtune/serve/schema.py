@@ -20,10 +20,17 @@ class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=MAX_MESSAGE_CHARS)
 
+    @field_validator("role", mode="before")
+    @classmethod
+    def _developer_is_system(cls, value: Any) -> Any:
+        return "system" if value == "developer" else value  # OpenAI's newer name for the system role
+
     @field_validator("content", mode="before")
     @classmethod
     def _text_parts(cls, value: Any) -> Any:
         """OpenAI's content may be a list of parts; text parts are joined, any other part is refused."""
+        if value is None:
+            return ""
         if isinstance(value, list):
             if any(not isinstance(part, dict) or part.get("type") != "text" for part in value):
                 raise ValueError("only text content is supported (no images, audio or files)")
@@ -70,6 +77,8 @@ class ChatCompletionRequest(BaseModel):
         stops = [self.stop] if isinstance(self.stop, str) else self.stop
         if stops is not None and len(stops) > MAX_STOP_SEQUENCES:
             raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
+        if stops is not None and not all(stops):
+            raise ValueError("a stop sequence cannot be empty")
         return stops
 
 

@@ -11,7 +11,8 @@ from ragtune.serve.catalog import ModelCatalog, discover_models, read_comparison
 
 
 def open_server_state(project_dir: Path, *, from_compare: Path | None = None, api_key: str | None = None,
-                      record_answers: bool = True, max_loaded: int = 2, max_tokens_cap: int = 1024) -> ServerState:
+                      record_answers: bool = True, max_loaded: int = 2, max_tokens_cap: int = 1024,
+                      allowed_hosts: list[str] | None = None, cors_origins: list[str] = ()) -> ServerState:
     """The project at `project_dir` with its fine-tuning runs, or with `from_compare` the project and runs a
     comparison wrote there (its measured quality and recommendation included); the embedder and indexes are
     loaded now, so the first request does not pay for them."""
@@ -19,6 +20,7 @@ def open_server_state(project_dir: Path, *, from_compare: Path | None = None, ap
 
     comparison, overrides = None, None
     if from_compare is not None:
+        from_compare = from_compare.resolve()
         comparison = read_comparison(from_compare)
         project_dir, runs_dir = from_compare / "project", from_compare / "runs"
         # the model and passages the comparison measured (its project's file holds the defaults)
@@ -34,4 +36,5 @@ def open_server_state(project_dir: Path, *, from_compare: Path | None = None, ap
     models = discover_models(project.config.models.generator, run_dirs, comparison)
     project.retriever.search("warm-up", k=1)
     log = AnswerLog(project.workspace.database_path) if record_answers else None
-    return ServerState(project, ModelCatalog(project, models, max_loaded=max_loaded), api_key, log, max_tokens_cap)
+    return ServerState(project, ModelCatalog(project, models, max_loaded=max_loaded), api_key, log, max_tokens_cap,
+                       allowed_hosts, list(cors_origins))
