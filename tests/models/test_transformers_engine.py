@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -79,6 +82,15 @@ def test_token_counts(engine):
 def test_stream_joins_to_the_generated_text(engine):
     messages = chat("what is the capital of france ?")
     assert "".join(engine.stream(messages, GREEDY)) == engine.generate(messages, GREEDY).text
+
+
+def test_a_stream_closed_early_stops_the_model(engine):
+    before = threading.active_count()
+    pieces = engine.stream(chat("what is the capital of france ?"), GenerationConfig(max_new_tokens=2000))
+    next(pieces)
+    started = time.perf_counter()
+    pieces.close()  # a client that left: the generating thread must end now, not after 2000 tokens
+    assert threading.active_count() == before and time.perf_counter() - started < 5
 
 
 def test_stop_strings_cut_the_answer(engine):

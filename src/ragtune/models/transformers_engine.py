@@ -6,7 +6,7 @@ import inspect
 import os
 import time
 from pathlib import Path
-from threading import Thread
+from threading import Event, Thread
 from typing import Iterator
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # models load from local folders only
@@ -46,6 +46,16 @@ class _StopOnText(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         answers = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
         return torch.tensor([_cut_at_stop(answer, self.stops)[1] for answer in answers], device=input_ids.device)
+
+
+class _StopOnRequest(StoppingCriteria):
+    """Ends generation once `event` is set (the reader of a stream stopped reading)."""
+
+    def __init__(self, event: Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), device=input_ids.device)
 
 
 class TransformersEngine:
@@ -150,6 +160,9 @@ class TransformersEngine:
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         encoded = self._encode([messages])
         kwargs = {**encoded, **self._generate_kwargs(config, encoded["input_ids"].shape[1]), "streamer": streamer}
+        halt = Event()  # a reader that stops early (a stop string, a client gone) must not leave the model busy
+        kwargs["stopping_criteria"] = StoppingCriteriaList([*kwargs.get("stopping_criteria", []),
+                                                           _StopOnRequest(halt)])
         failures: list[Exception] = []
 
         def work() -> None:
@@ -163,16 +176,19 @@ class TransformersEngine:
         worker = Thread(target=work, daemon=True)
         worker.start()
         text, sent = "", 0
-        for piece in streamer:
-            text += piece
-            visible, stopped = _cut_at_stop(text, stops)
-            if stopped:
-                break
-            visible = visible[: len(visible) - _partial_stop_length(visible, stops)]
-            if len(visible) > sent:
-                yield visible[sent:]
-                sent = len(visible)
-        worker.join()
+        try:
+            for piece in streamer:
+                text += piece
+                visible, stopped = _cut_at_stop(text, stops)
+                if stopped:
+                    break
+                visible = visible[: len(visible) - _partial_stop_length(visible, stops)]
+                if len(visible) > sent:
+                    yield visible[sent:]
+                    sent = len(visible)
+        finally:
+            halt.set()
+            worker.join()
         if failures:
             raise RagtuneError(f"{self.name} failed while generating: {failures[0]}") from failures[0]
         final, _ = _cut_at_stop(text, stops)
