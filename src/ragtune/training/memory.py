@@ -33,9 +33,11 @@ OPTIMIZER_BYTES = 4 + 8
 # (BENCHMARKS.md, benchmarks/bench_memory_estimate.py).
 ACTIVATION_OVERHEAD = 1.25
 # Default limit on what training adds on CPU (optimizer state and activations, beyond the process and the model
-# already loaded), whatever more is free: the main job must fit an 8 GB laptop, and on a CPU micro-batches beyond
-# a row or two of RAFT size buy little speed (BENCHMARKS.md).
-CPU_LIMIT_GB = 2.5
+# already loaded), whatever more is free: the main job must fit an 8 GB laptop (its whole demo in 4 GB), and on a
+# CPU micro-batches beyond a row or two of RAFT size buy little speed. At 1.6 GB the demo's RAFT run (rows of ~670
+# tokens) takes one row per micro-batch: peak 3.74 GB instead of 4.37 at two rows, for 8 % more training time;
+# short SFT rows keep micro-batches of 8 (BENCHMARKS.md).
+CPU_LIMIT_GB = 1.6
 # Share of the free memory (CPU RAM or GPU memory) training may plan to use.
 FREE_SHARE = 0.8
 PROBE_LENGTHS = (32, 64, 128)

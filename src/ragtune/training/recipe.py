@@ -60,7 +60,7 @@ class TrainingRecipe(BaseModel):
                                                             "(otherwise only when one row would not fit).")
     memory_limit_gb: float | None = Field(None, gt=0, description="Memory training may add (optimizer state, "
                                                                   "activations); None: 80% of the free memory, at "
-                                                                  "most 2.5 GB on CPU.")
+                                                                  "most 1.6 GB on CPU.")
     packing: bool = False
     # evaluation, checkpoints, early stopping
     eval_every: int | None = Field(None, ge=1, description="Validation every N steps; None: about 10 per run.")
