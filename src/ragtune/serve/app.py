@@ -8,27 +8,27 @@ import hmac
 import json
 import time
 import uuid
-from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
 import anyio
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from markdown_it import MarkdownIt
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ragtune.errors import ModelNotAvailableError, RagtuneError
 from ragtune.rag import Answer, AnswerOptions, Finished
 from ragtune.serve.answer_log import AnswerLog, UnknownResponse
-from ragtune.serve.catalog import EngineBusy, EngineSlot, ModelCatalog, ServedModel, UnknownModel
+from ragtune.serve.catalog import ALIAS, EngineBusy, EngineSlot, ModelCatalog, ServedModel, UnknownModel
 from ragtune.serve.documents import MAX_UPLOAD_FILES, MB, documents_router
 from ragtune.serve.schema import (ChatCompletionRequest, EmbeddingRequest, FeedbackRequest, RenderRequest,
                                   SearchRequest)
@@ -110,7 +110,7 @@ def _api_router(state: ServerState) -> APIRouter:
     @router.get("/models")
     def models() -> dict:
         return {"object": "list", "data": [model.describe(state.started) for model in catalog.models.values()]
-                + [{**catalog.default.describe(state.started), "id": "ragtune", "alias_of": catalog.default.id}]}
+                + [{**catalog.default.describe(state.started), "id": ALIAS, "alias_of": catalog.default.id}]}
 
     @router.get("/models/{model_id:path}")
     def model(model_id: str) -> dict:
@@ -153,7 +153,7 @@ def _api_router(state: ServerState) -> APIRouter:
     @router.post("/embeddings")
     def embeddings(request: EmbeddingRequest) -> dict:
         embedder = state.project.kb.embedder
-        if request.model not in (None, embedder.name, "ragtune"):
+        if request.model not in (None, embedder.name, ALIAS):
             raise ApiError(404, f"the embedding model '{request.model}' does not exist; this server embeds with "
                            f"'{embedder.name}'", "model_not_found")
         texts = request.texts()
