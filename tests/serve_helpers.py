@@ -17,14 +17,16 @@ class ScriptedEngine:
     """A generation engine double: answers every conversation with `reply`, streamed word by word."""
 
     def __init__(self, name: str, reply: str = "Olympus Mons on Mars is the tallest volcano [1]."):
-        self.name, self.reply, self.prompts = name, reply, []
+        self.name, self.reply, self.prompts, self.configs = name, reply, [], []
 
     def generate(self, messages, config):
         self.prompts.append(messages)
+        self.configs.append(config)
         return Generation(self.reply, prompt_tokens=40, completion_tokens=len(self.reply.split()), seconds=0.01)
 
     def stream(self, messages, config):
         self.prompts.append(messages)
+        self.configs.append(config)
         words = self.reply.split(" ")
         for i, word in enumerate(words):
             time.sleep(0.001)  # let concurrent streams interleave if anything let them

@@ -53,6 +53,8 @@ class ModelsConfig(_Section):
 class GenerationSettings(_Section):
     max_new_tokens: int = Field(160, ge=1)
     temperature: float = Field(0.0, ge=0)
+    repetition_penalty: float = Field(1.0, ge=1.0, le=2.0, description="Above 1 discourages repeating tokens "
+                                      "(`ragtune serve` sets its own chat default); the same for every strategy.")
     context_tokens: int = Field(2048, ge=256, description="Model context window used for prompts.")
 
 

@@ -62,6 +62,9 @@ class AnswerOptions:
     top_p: float | None = None
     stop: list[str] | None = None
     seed: int | None = None
+    repetition_penalty: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,10 +99,12 @@ class RagPipeline:
 
     def generation_config(self, options: AnswerOptions | None = None) -> GenerationConfig:
         options = options or AnswerOptions()
-        chosen = {"max_new_tokens": options.max_new_tokens, "temperature": options.temperature,
-                  "top_p": options.top_p, "stop": options.stop, "seed": options.seed}
+        chosen = {name: getattr(options, name) for name in ("max_new_tokens", "temperature", "top_p", "stop", "seed",
+                                                             "repetition_penalty", "frequency_penalty",
+                                                             "presence_penalty")}
         return GenerationConfig(**{"max_new_tokens": self.settings.max_new_tokens,
                                    "temperature": self.settings.temperature,
+                                   "repetition_penalty": self.settings.repetition_penalty,
                                    **{key: value for key, value in chosen.items() if value is not None}})
 
     def answer(self, conversation: str | list[Message], options: AnswerOptions | None = None, *,

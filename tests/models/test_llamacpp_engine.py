@@ -141,3 +141,16 @@ def test_unloadable_lora_adapter_is_a_clear_error(tmp_path):
     adapter.write_bytes(b"not a gguf")
     with pytest.raises(RagtuneError, match="cannot load LoRA adapter"):
         LlamaCppEngine(resolve_generator("smollm2-135m").location, lora_path=adapter, context_tokens=256)
+
+
+def test_penalties_reach_llama_cpp_and_leave_the_batch_path(engine, monkeypatch):
+    seen = []
+    create = engine._llm.create_completion
+    monkeypatch.setattr(engine._llm, "create_completion", lambda *a, **kw: seen.append(kw) or create(*a, **kw))
+    config = GenerationConfig(max_new_tokens=4, repetition_penalty=1.3, frequency_penalty=0.5, presence_penalty=0.2)
+    engine.generate(chat("Say hello."), config)
+    assert (seen[0]["repeat_penalty"], seen[0]["frequency_penalty"], seen[0]["presence_penalty"]) == (1.3, 0.5, 0.2)
+    engine.generate_batch([chat("Say hello."), chat("Say bye.")], config)  # one by one: the batch decoder is greedy
+    assert len(seen) == 3
+    assert engine.generate(chat("Say hello."), GenerationConfig(max_new_tokens=4)).text  # defaults: no penalty
+    assert seen[-1]["repeat_penalty"] == 1.0 and not GenerationConfig().penalised

@@ -121,3 +121,19 @@ def test_missing_folder_is_a_clear_error(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(RagtuneError, match="cannot load a Hugging Face model"):
         TransformersEngine(tmp_path)
+
+
+def test_openai_penalties_count_only_generated_tokens():
+    from ragtune.models.transformers_engine import _OpenAIPenalties
+
+    scores = torch.zeros(1, 6)
+    ids = torch.tensor([[5, 5, 1, 1, 1, 2]])  # prompt: the first two tokens
+    adjusted = _OpenAIPenalties(frequency=0.5, presence=1.0, prompt_length=2)(ids, scores)
+    assert adjusted.tolist() == [[0.0, -2.5, -1.5, 0.0, 0.0, 0.0]]
+
+
+def test_a_repetition_penalty_changes_greedy_decoding(engine):
+    messages = chat("the cat sat on the mat")
+    plain = engine.generate(messages, GenerationConfig(max_new_tokens=30))
+    penalised = engine.generate(messages, GenerationConfig(max_new_tokens=30, repetition_penalty=2.0))
+    assert penalised.text != plain.text

@@ -237,3 +237,16 @@ def test_a_full_queue_answers_503_and_developer_messages_count_as_system(served_
     slot.max_waiting = 0
     busy = client.post("/v1/chat/completions", json={"model": "rag", "messages": QUESTION})
     assert busy.status_code == 503 and busy.json()["error"]["code"] == "server_busy" and busy.headers["Retry-After"]
+
+
+def test_chat_decoding_defaults_to_the_server_penalty_and_takes_the_request_s(served_project):
+    state = make_state(served_project)
+    client = TestClient(create_app(state))
+    assert client.post("/v1/chat/completions", json={"model": "rag", "messages": QUESTION}).status_code == 200
+    _, slot = state.catalog.runtime(state.catalog.get("rag"))
+    assert slot.engine.configs[-1].repetition_penalty == state.repetition_penalty > 1
+    asked = {"model": "rag", "messages": QUESTION, "repetition_penalty": 1.0, "frequency_penalty": 0.4,
+             "presence_penalty": 0.2}
+    assert client.post("/v1/chat/completions", json=asked).status_code == 200
+    config = slot.engine.configs[-1]
+    assert (config.repetition_penalty, config.frequency_penalty, config.presence_penalty) == (1.0, 0.4, 0.2)

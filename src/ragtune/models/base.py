@@ -17,6 +17,16 @@ class GenerationConfig:
     top_p: float = 1.0
     seed: int = 0
     stop: list[str] = field(default_factory=list)
+    # Against loops ("the virus ... the virus ..."), which small greedy models fall into. repetition_penalty
+    # divides the logit of every token already in the text (1: off; llama.cpp's repeat_penalty, transformers'
+    # repetition_penalty); frequency/presence penalties are OpenAI's: subtracted per earlier occurrence / once.
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+
+    @property
+    def penalised(self) -> bool:
+        return (self.repetition_penalty, self.frequency_penalty, self.presence_penalty) != (1.0, 0.0, 0.0)
 
 
 @dataclass

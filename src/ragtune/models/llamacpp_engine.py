@@ -141,6 +141,9 @@ class LlamaCppEngine:
             seed=config.seed,
             stop=prompt.stops,
             stream=stream,
+            repeat_penalty=config.repetition_penalty,
+            frequency_penalty=config.frequency_penalty,
+            presence_penalty=config.presence_penalty,
         )
 
     def generate(self, messages: list[Message], config: GenerationConfig) -> Generation:
@@ -166,13 +169,13 @@ class LlamaCppEngine:
                 yield piece
 
     def generate_batch(self, conversations: list[list[Message]], config: GenerationConfig) -> list[Generation]:
-        """Answer many conversations; greedy decoding is batched, sampled decoding runs one by one.
+        """Answer many conversations; greedy decoding is batched, sampled or penalised decoding one by one.
 
         Batched outputs equal `generate`'s greedy outputs for SmolLM2; for other weight types see
         _BatchDecoder. Each Generation's `seconds` is the time from the start of the call until
         that conversation finished.
         """
-        if config.temperature > 0 or len(conversations) < 2 or self.batch_size < 2:
+        if config.temperature > 0 or config.penalised or len(conversations) < 2 or self.batch_size < 2:
             return [self.generate(messages, config) for messages in conversations]
         prompts = [self._prompt(messages, config) for messages in conversations]
         if self._batcher is None:

@@ -47,6 +47,10 @@ class OpenAIEngine:
         }
         if config.stop:
             body["stop"] = config.stop
+        if config.frequency_penalty or config.presence_penalty:
+            body.update(frequency_penalty=config.frequency_penalty, presence_penalty=config.presence_penalty)
+        if config.repetition_penalty != 1.0:
+            body["repetition_penalty"] = config.repetition_penalty  # not OpenAI's; vLLM and llama.cpp's read it
         return body
 
     def _unreachable(self, exc: httpx.TransportError) -> RagtuneError:

@@ -15,6 +15,8 @@ import torch  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForCausalLM,
     AutoTokenizer,
+    LogitsProcessor,
+    LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
     TextIteratorStreamer,
@@ -46,6 +48,20 @@ class _StopOnText(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         answers = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
         return torch.tensor([_cut_at_stop(answer, self.stops)[1] for answer in answers], device=input_ids.device)
+
+
+class _OpenAIPenalties(LogitsProcessor):
+    """OpenAI's frequency and presence penalties over the tokens generated so far (the prompt is not counted)."""
+
+    def __init__(self, frequency: float, presence: float, prompt_length: int):
+        self.frequency, self.presence, self.prompt_length = frequency, presence, prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_length:]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
 class _StopOnRequest(StoppingCriteria):
@@ -121,6 +137,11 @@ class TransformersEngine:
         stops = self._stops(config)
         if stops:
             kwargs["stopping_criteria"] = StoppingCriteriaList([_StopOnText(self.tokenizer, stops, prompt_length)])
+        if config.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = config.repetition_penalty
+        if config.frequency_penalty or config.presence_penalty:
+            kwargs["logits_processor"] = LogitsProcessorList([_OpenAIPenalties(
+                config.frequency_penalty, config.presence_penalty, prompt_length)])
         return kwargs
 
     def generate(self, messages: list[Message], config: GenerationConfig) -> Generation:

@@ -33,6 +33,9 @@ from ragtune.serve.documents import MAX_UPLOAD_FILES, MB, documents_router
 from ragtune.serve.schema import (ChatCompletionRequest, EmbeddingRequest, FeedbackRequest, RenderRequest,
                                   SearchRequest)
 
+# Chat decoding: small greedy models loop; this penalty, chosen on the bundled questions by repeated n-grams and F1
+# (benchmarks/bench_chat_decoding.py, BENCHMARKS.md), is the server's default. `compare` decodes without it.
+CHAT_REPETITION_PENALTY = 1.1
 MAX_BODY_BYTES = 1024 ** 2  # JSON requests; uploads have their own limit (ingest.max_file_mb)
 WEB_DIR = Path(__file__).parent / "web"
 # The page runs only its own script and styles, and is never framed by another site.
@@ -58,6 +61,7 @@ class ServerState:
     api_key: str | None = None
     answer_log: AnswerLog | None = None
     max_tokens_cap: int = 1024
+    repetition_penalty: float = CHAT_REPETITION_PENALTY  # for requests that set none
     allowed_hosts: list[str] | None = None  # Host headers accepted (None: any); set when bound to loopback
     cors_origins: list[str] = field(default_factory=list)  # other sites' pages allowed to call the API
     started: int = field(default_factory=lambda: int(time.time()))
@@ -129,7 +133,9 @@ def _api_router(state: ServerState) -> APIRouter:
         wanted = request.max_completion_tokens or request.max_tokens
         options = AnswerOptions(k=request.k, source_glob=request.source_glob, temperature=request.temperature,
                                 top_p=request.top_p, stop=stop, seed=request.seed,
-                                max_new_tokens=min(wanted, state.max_tokens_cap) if wanted else None)
+                                max_new_tokens=min(wanted, state.max_tokens_cap) if wanted else None,
+                                repetition_penalty=request.repetition_penalty or state.repetition_penalty,
+                                frequency_penalty=request.frequency_penalty, presence_penalty=request.presence_penalty)
         messages = [message.model_dump() for message in request.messages]
         if messages[-1]["role"] != "user":
             raise ApiError(400, "the last message must come from the user (role 'user'): it is the question",

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from ragtune.cli import ProjectOption, _user_errors, console, err_console
+from ragtune.serve.app import CHAT_REPETITION_PENALTY
 
 
 @_user_errors
@@ -25,6 +26,9 @@ def serve(project: Path = ProjectOption,
           max_loaded: int = typer.Option(2, "--max-loaded-models", min=1, help="Models kept loaded at once "
                                          "(least recently used unloaded first)."),
           max_tokens: int = typer.Option(1024, "--max-tokens", min=1, help="Cap on a request's max_tokens."),
+          repetition_penalty: float = typer.Option(CHAT_REPETITION_PENALTY, "--repetition-penalty", min=1.0, max=2.0,
+                                                   help="Chat default against loops, for requests that set none "
+                                                   "(1: off)."),
           cors_origins: list[str] = typer.Option([], "--cors-origin", help="An origin (https://app.example.org) "
                                                  "whose pages may call the API; repeat for several. None by default.")):
     """Serve an OpenAI-compatible API (/v1) and a chat web app (/) over the project's documents, with every
@@ -37,7 +41,8 @@ def serve(project: Path = ProjectOption,
     loopback = _is_loopback(host)
     state = open_server_state(project, from_compare=from_compare, api_key=api_key_from(api_key_file, os.environ),
                               record_answers=not no_log, max_loaded=max_loaded, max_tokens_cap=max_tokens,
-                              allowed_hosts=LOOPBACK_NAMES if loopback else None, cors_origins=cors_origins)
+                              allowed_hosts=LOOPBACK_NAMES if loopback else None, cors_origins=cors_origins,
+                              repetition_penalty=repetition_penalty)
     if state.api_key is None and not loopback:
         err_console.print(f"[bold yellow]warning:[/] listening on {host} without an API key: anyone who can reach "
                           "this port can read the documents and use the models; pass --api-key-file or set "

@@ -60,6 +60,8 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
+    repetition_penalty: float | None = Field(None, ge=1, le=2, description="ragtune (as vLLM): 1 is off; the "
+                                             "server's chat default otherwise")
     k: int | None = Field(None, ge=0, le=50, description="ragtune: passages to retrieve (strategies that retrieve)")
     source_glob: str | None = Field(None, max_length=500, description="ragtune: only sources matching this glob")
 
@@ -69,9 +71,7 @@ class ChatCompletionRequest(BaseModel):
         refused = [f"{name}={extra[name]!r}" for name, allowed in _UNSUPPORTED_UNLESS.items()
                    if name in extra and extra[name] not in allowed]
         unknown = sorted(set(extra) - set(_UNSUPPORTED_UNLESS) - _ACCEPTED_EXTRA)
-        penalties = [f"{name}={value}" for name, value in (("frequency_penalty", self.frequency_penalty),
-                                                           ("presence_penalty", self.presence_penalty)) if value]
-        return refused + penalties + [f"{name} (unknown field)" for name in unknown]
+        return refused + [f"{name} (unknown field)" for name in unknown]
 
     def stop_sequences(self) -> list[str] | None:
         stops = [self.stop] if isinstance(self.stop, str) else self.stop

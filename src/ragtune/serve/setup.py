@@ -6,13 +6,14 @@ from pathlib import Path
 
 from ragtune.errors import RagtuneError
 from ragtune.serve.answer_log import AnswerLog
-from ragtune.serve.app import ServerState
+from ragtune.serve.app import CHAT_REPETITION_PENALTY, ServerState
 from ragtune.serve.catalog import ModelCatalog, discover_models, read_comparison
 
 
 def open_server_state(project_dir: Path, *, from_compare: Path | None = None, api_key: str | None = None,
                       record_answers: bool = True, max_loaded: int = 2, max_tokens_cap: int = 1024,
-                      allowed_hosts: list[str] | None = None, cors_origins: list[str] = ()) -> ServerState:
+                      allowed_hosts: list[str] | None = None, cors_origins: list[str] = (),
+                      repetition_penalty: float = CHAT_REPETITION_PENALTY) -> ServerState:
     """The project at `project_dir` with its fine-tuning runs, or with `from_compare` the project and runs a
     comparison wrote there (its measured quality and recommendation included); the embedder and indexes are
     loaded now, so the first request does not pay for them."""
@@ -37,4 +38,4 @@ def open_server_state(project_dir: Path, *, from_compare: Path | None = None, ap
     project.retriever.search("warm-up", k=1)
     log = AnswerLog(project.workspace.database_path) if record_answers else None
     return ServerState(project, ModelCatalog(project, models, max_loaded=max_loaded), api_key, log, max_tokens_cap,
-                       allowed_hosts, list(cors_origins))
+                       repetition_penalty, allowed_hosts, list(cors_origins))
