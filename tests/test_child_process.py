@@ -1,9 +1,11 @@
+"""run_in_child: results, progress, errors with their type, advice and traceback, and a child that dies."""
+
 import os
-import signal
 
 import pytest
 
 from ragtune.child_process import StageProcessDied, run_in_child
+from child_targets import counts_in_another_process, dies, fails_reading_a_source, fails_with_advice
 from ragtune.errors import RagtuneError
 
 
@@ -24,22 +26,6 @@ class RecordingProgress:
         return Task()
 
 
-def counts_in_another_process(n, *, progress, offset=0):
-    task = progress.task("counting", total=n)
-    for _ in range(n):
-        task.advance()
-    task.add_total(2)
-    return {"pid": os.getpid(), "sum": sum(range(n)) + offset}
-
-
-def fails_with_advice(*, progress):
-    raise RagtuneError("the run cannot start", hint="free some memory")
-
-
-def dies(*, progress):
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
 def test_the_result_and_the_progress_come_back_from_another_process():
     progress = RecordingProgress()
     result = run_in_child(counts_in_another_process, 5, progress=progress, offset=1)
@@ -57,11 +43,6 @@ def test_the_child_error_is_raised_here_with_its_type_and_advice():
 def test_a_child_killed_without_a_result_is_reported():
     with pytest.raises(StageProcessDied, match="exit code -9"):
         run_in_child(dies)
-
-
-def fails_reading_a_source(*, progress):
-    from ragtune.errors import SourceError
-    raise SourceError("docs/a.pdf", "encrypted", hint="decrypt it")
 
 
 def test_an_error_with_its_own_arguments_survives_the_trip():

@@ -39,14 +39,15 @@ def test_the_openai_client_lists_chats_streams_and_embeds(live):
     assert {"base", "rag", "ragtune"} <= {model.id for model in client.models.list()}
 
     question = "What is the tallest volcano in the solar system?"
+    plain = {"k": 2, "repetition_penalty": 1.0}  # greedy without the chat penalty: this model then cites [1]
     completion = client.chat.completions.create(model="rag", messages=[{"role": "user", "content": question}],
-                                                max_tokens=40, extra_body={"k": 2})
+                                                max_tokens=40, extra_body=plain)
     assert completion.choices[0].message.content and completion.usage.completion_tokens > 0
     citations = completion.model_extra["citations"]
     assert citations and citations[0]["source"] == "space/mars.txt"  # the only passage about the tallest volcano
 
     stream = client.chat.completions.create(model="rag", messages=[{"role": "user", "content": question}],
-                                            max_tokens=40, stream=True, extra_body={"k": 2})
+                                            max_tokens=40, stream=True, extra_body=plain)
     chunks = list(stream)
     streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert streamed.strip() == completion.choices[0].message.content  # greedy: the same answer either way
