@@ -115,6 +115,7 @@ class RagPipeline:
         prompt takes the first k of them, the same passages a depth-k retrieval gives.
         """
         prepared = self._prepare(conversation, options, rank_depth)
+        prepared.generation_started = time.perf_counter()
         generation = self.generator.generate(prepared.messages, prepared.config)
         return prepared.finish(generation.text, generation.prompt_tokens, generation.completion_tokens, None,
                                generation.finish_reason)
@@ -127,6 +128,7 @@ class RagPipeline:
 
     def _events(self, prepared: _Prepared) -> Iterator[TextDelta | Finished]:
         pieces, first_token_at = [], None
+        prepared.generation_started = time.perf_counter()  # a served stream may have waited for its engine
         for piece in self.generator.stream(prepared.messages, prepared.config):
             first_token_at = first_token_at or time.perf_counter()
             pieces.append(piece)
@@ -168,7 +170,7 @@ class _Prepared:
     ranked: list[Hit]
     retrieval: RetrievalTimings
     started: float
-    generation_started: float = field(default_factory=time.perf_counter)
+    generation_started: float = 0.0  # set when generating begins
 
     def finish(self, text: str, prompt_tokens: int, completion_tokens: int, first_token_at: float | None,
                finish_reason: str) -> Answer:
