@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from ragtune.config import GenerationSettings
+from ragtune.config import GenerationSettings, ProjectConfig
 from ragtune.errors import RagtuneError
+from ragtune.knowledge.retrieval import RetrievalTimings
 from ragtune.knowledge.types import Hit
 from ragtune.models.base import Generation
 from ragtune.prompts import CLOSED_BOOK_SYSTEM, GROUNDED_SYSTEM, build_messages, fit_history, fit_passages
-from ragtune.rag import AnswerOptions, Finished, RagPipeline, TextDelta, cite
+from ragtune.rag import AnswerOptions, Finished, RagPipeline, TextDelta, cite, condense_function, recent_user_turns
 
 PASSAGES = [Hit(chunk_id=10, source="a.txt", text="The Eiffel Tower is 330 metres tall and stands in Paris.", score=1),
             Hit(chunk_id=11, source="b.txt", text="Bananas are rich in potassium.", score=0.5)]
@@ -131,3 +133,28 @@ def test_history_keeps_to_its_budget_oldest_turns_first_without_old_citation_mar
     kept = fit_history(history, 9, words)
     assert [m["content"] for m in kept] == ["Be brief.", "Olympus Mons is tall .", "five six"]
     assert [m["role"] for m in fit_history(history, 1, words)] == ["system"]
+
+
+def condense_to_topic(messages):
+    """A `retrieval.query_from` hook for the test below."""
+    return "volcano " + messages[-1]["content"]
+
+
+def test_the_query_from_setting_picks_how_a_conversation_becomes_the_query(project, corpus, monkeypatch):
+    conversation = [{"role": "user", "content": "Tell me about Olympus Mons."},
+                    {"role": "assistant", "content": "It is a volcano."},
+                    {"role": "user", "content": "How tall is it?"}]
+    assert recent_user_turns(conversation) == "Tell me about Olympus Mons.\nHow tall is it?"
+    assert condense_function("last-user-turn")(conversation) == "How tall is it?"
+    assert condense_function("test_rag:condense_to_topic")(conversation) == "volcano How tall is it?"
+    project.ingest([str(corpus)])
+    queries = []
+    monkeypatch.setattr(project.retriever, "search_timed",
+                        lambda q, **kw: queries.append(q) or ([[]], RetrievalTimings()))
+    project.config.retrieval.query_from = "recent-user-turns"
+    project.pipeline(generator=RecordingEngine("It is 22 km tall.")).answer(conversation)
+    assert queries == [[recent_user_turns(conversation)]]
+    with pytest.raises(RagtuneError, match="cannot be imported"):
+        condense_function("no_such_module:condense")
+    with pytest.raises(ValidationError, match="query_from"):
+        ProjectConfig.model_validate({"retrieval": {"query_from": "the whole chat"}})

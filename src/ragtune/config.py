@@ -39,6 +39,11 @@ class RetrievalConfig(_Section):
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in the fusion.")
     lexical_weight: float = Field(2.0, ge=0, description="Weight of the lexical ranking in the fusion.")
     candidates: int = Field(50, ge=1, description="Hits taken from each retriever before fusion.")
+    query_from: str = Field("last-user-turn", pattern=r"^(last-user-turn|recent-user-turns|[\w.]+:\w+)$",
+                            description="How a conversation becomes the retrieval query: last-user-turn, "
+                                        "recent-user-turns (the last three user messages joined, so a follow-up "
+                                        "such as 'and in children?' keeps its subject), or package.module:function, "
+                                        "a function of the messages returning the query.")
 
 
 class ModelsConfig(_Section):

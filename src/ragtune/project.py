@@ -13,7 +13,7 @@ from ragtune.knowledge.types import Hit
 from ragtune.models.base import GenerationEngine
 from ragtune.models.loading import load_generator
 from ragtune.progress import ProgressReporter
-from ragtune.rag import Answer, AnswerOptions, Finished, RagPipeline
+from ragtune.rag import Answer, AnswerOptions, Finished, RagPipeline, condense_function
 from ragtune.strategies import Strategy
 from ragtune.strategy_runtime import StrategyRuntime, open_runtime
 from ragtune.workspace import Workspace
@@ -56,7 +56,8 @@ class Project:
         model's engine, already loaded."""
         generator = generator or load_generator(model or self.config.models.generator,
                                                 context_tokens=self.config.generation.context_tokens)
-        return RagPipeline(self.retriever, generator, self.config.generation)
+        return RagPipeline(self.retriever, generator, self.config.generation,
+                           condense_query=condense_function(self.config.retrieval.query_from))
 
     def runtime(self, strategy: str | Strategy = "rag", *, model: str | None = None, k: int | None = None,
                 generator: GenerationEngine | None = None) -> StrategyRuntime:

@@ -3,6 +3,7 @@ generate (whole, or streamed as events), and map the answer back to the passages
 
 from __future__ import annotations
 
+import importlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -84,6 +85,30 @@ class Finished:
 def last_user_turn(messages: list[Message]) -> str:
     """The retrieval query of a conversation: its last user message (the default `condense_query`)."""
     return messages[-1]["content"]
+
+
+def recent_user_turns(messages: list[Message], turns: int = 3) -> str:
+    """The retrieval query of a conversation: its last `turns` user messages, oldest first."""
+    return "\n".join([m["content"] for m in messages if m["role"] == "user"][-turns:])
+
+
+QUERY_FROM = {"last-user-turn": last_user_turn, "recent-user-turns": recent_user_turns}
+
+
+def condense_function(query_from: str) -> Callable[[list[Message]], str]:
+    """The function `retrieval.query_from` names: a built-in way, or `package.module:function` imported."""
+    if query_from in QUERY_FROM:
+        return QUERY_FROM[query_from]
+    module_name, _, function_name = query_from.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as error:
+        raise RagtuneError(f"retrieval.query_from names {query_from}, which cannot be imported ({error})",
+                           f"use {' or '.join(QUERY_FROM)}, or a function importable where ragtune runs") from None
+    if not callable(function):
+        raise RagtuneError(f"retrieval.query_from names {query_from}, which is not a function",
+                           "name a function that takes the messages and returns the query")
+    return function
 
 
 class RagPipeline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -212,6 +213,31 @@ def test_loaded_models_are_bounded_least_recently_used_first(served_project, tmp
         assert client.post("/v1/chat/completions", json={"model": model, "messages": QUESTION}).status_code == 200
     assert opened == ["tiny-base", str(sft), str(raft), str(sft)]  # ft was the least recently used when raft came
     assert state.catalog.loaded() == [str(raft), str(sft)]
+
+
+def test_a_model_loading_blocks_neither_loaded_models_nor_loads_twice(served_project, tmp_path):
+    sft = finished_run(tmp_path / "runs" / "sft", "sft")
+    state = make_state(served_project, run_dirs=[sft])
+    catalog, loading, release, opened = state.catalog, threading.Event(), threading.Event(), []
+    quick_open = catalog.open_engine
+
+    def slow_open(generator, context_tokens):
+        opened.append(generator)
+        if generator == str(sft):
+            loading.set()
+            assert release.wait(10)
+        return quick_open(generator, context_tokens)
+
+    catalog.open_engine = slow_open
+    catalog.runtime(catalog.get("rag"))  # the base model, loaded
+    with ThreadPoolExecutor(2) as pool:
+        cold = [pool.submit(catalog.runtime, catalog.get("ft")) for _ in range(2)]
+        assert loading.wait(10)
+        _, slot = catalog.runtime(catalog.get("rag"))  # answered while the fine-tuned model is loading
+        assert slot.engine.name == "tiny-base" and not any(future.done() for future in cold)
+        release.set()
+        slots = {future.result()[1] for future in cold}
+    assert len(slots) == 1 and opened == ["tiny-base", str(sft)]
 
 
 def test_writes_from_another_site_and_foreign_host_names_are_refused(served_project):

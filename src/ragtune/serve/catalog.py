@@ -127,7 +127,7 @@ class EngineSlot:
 
 
 class ModelCatalog:
-    """The served models and their runtimes. Engines are loaded on first use (one at a time) and the catalog keeps
+    """The served models and their runtimes. Engines are loaded on first use (each once, while other models keep serving) and the catalog keeps
     at most `max_loaded` of them, least recently used out first (a project with many runs must not load them all;
     an evicted engine lives on only until its in-flight requests finish). `open_engine(generator,
     context_tokens=...)` loads one."""
@@ -140,6 +140,7 @@ class ModelCatalog:
         self.default = recommended[0] if recommended else self.models["rag"]
         self._slots: OrderedDict[str, EngineSlot] = OrderedDict()
         self._guard = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}  # generator → held while it loads
 
     def get(self, model_id: str) -> ServedModel:
         """The model called `model_id` (or the recommended one for the alias), else UnknownModel naming them."""
@@ -160,12 +161,27 @@ class ModelCatalog:
             return list(self._slots)
 
     def _slot(self, generator: str) -> EngineSlot:
+        """The loaded slot for `generator`, loading it if needed. A load holds only that generator's loading lock,
+        so requests for models already loaded go on meanwhile; the LRU limit counts loads in progress."""
         with self._guard:
             if generator in self._slots:
                 self._slots.move_to_end(generator)
                 return self._slots[generator]
-            while len(self._slots) >= self.max_loaded:
-                self._slots.popitem(last=False)  # freed once its in-flight requests finish
-            engine = self.open_engine(generator, context_tokens=self.project.config.generation.context_tokens)
-            self._slots[generator] = EngineSlot(engine, self.max_waiting)
-            return self._slots[generator]
+            loading = self._loading.setdefault(generator, threading.Lock())
+        with loading:
+            with self._guard:
+                if generator in self._slots:  # another request loaded it while this one waited
+                    self._slots.move_to_end(generator)
+                    return self._slots[generator]
+                while self._slots and len(self._slots) + len(self._loading) > self.max_loaded:
+                    self._slots.popitem(last=False)  # freed once its in-flight requests finish
+            try:
+                engine = self.open_engine(generator, context_tokens=self.project.config.generation.context_tokens)
+            except BaseException:
+                with self._guard:
+                    self._loading.pop(generator, None)
+                raise
+            with self._guard:  # loaded and no longer loading in one step: no second load can slip in between
+                self._loading.pop(generator, None)
+                slot = self._slots[generator] = EngineSlot(engine, self.max_waiting)
+                return slot
