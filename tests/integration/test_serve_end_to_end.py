@@ -1,13 +1,18 @@
-"""`ragtune serve` on a real socket with the real packaged models, driven by the official `openai` client."""
+"""`ragtune serve` on a real socket with the real packaged models, driven by the official `openai` client and by the
+chat page in headless Chromium."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
 
 from ragtune.serve.app import create_app
 from ragtune.serve.setup import open_server_state
@@ -94,3 +99,25 @@ def test_twenty_concurrent_streams_on_one_llama_cpp_model_each_get_their_own_ans
     with ThreadPoolExecutor(20) as pool:
         together = list(pool.map(lambda question: ask(question, stream=True), questions))
     assert together == alone  # a shared context that let requests mix would change them
+
+
+def test_the_chat_page_streams_a_cited_answer_from_the_real_model(live, browser):
+    base_url, state = live
+    browser.set_window_size(1280, 860)
+    browser.get(f"{base_url}/")
+    wait = WebDriverWait(browser, 120)
+    key = wait.until(lambda b: b.find_element(By.ID, "key") if b.find_element(By.ID, "key").is_displayed() else None)
+    key.send_keys("test-key", Keys.ENTER)
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#model option"))
+    question = browser.find_element(By.ID, "question")
+    question.send_keys("What were dogs domesticated from?", Keys.ENTER)  # one this small model answers and cites
+    chip = wait.until(lambda b: b.find_element(By.CSS_SELECTOR, ".message.assistant .chip"))
+    shown = browser.find_element(By.CSS_SELECTOR, ".message.assistant .text").text
+    browser.find_element(By.CSS_SELECTOR, "[aria-label='Thumbs up']").click()
+    database = state.project.workspace.database_path
+    query = "SELECT model, citations, feedback FROM answers ORDER BY created_at DESC LIMIT 1"
+    wait.until(lambda b: sqlite3.connect(database).execute(query).fetchone()[2] == "up")
+    model, citations, _ = sqlite3.connect(database).execute(query).fetchone()
+    assert model == "rag" and shown.strip()  # the page picks the default model by its own id
+    cited = json.loads(citations)[0]
+    assert chip.text == f"[{cited['number']}] {cited['source']}" and cited["source"] == "animals/dogs.txt"
