@@ -30,7 +30,7 @@ from ragtune.strategies import STRATEGIES, Strategy
 from ragtune.training.artifacts import trained_weights_dir
 from ragtune.training.callbacks import ProgressTaskCallback, read_log
 from ragtune.training.recipe import resolve_recipe
-from ragtune.training.runs import LOG_FILE, partial_dir
+from ragtune.training.runs import LOG_FILE, RECIPE_FILE, is_finished_run, partial_dir, read_metadata
 
 if TYPE_CHECKING:
     from ragtune.training.finetune import FinetuneResult
@@ -93,12 +93,13 @@ def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False, 
 
 def _ingest(project, documents: list[str], progress: ProgressReporter) -> dict:
     started = time.perf_counter()
-    report = project.ingest(documents, progress=progress)
+    project.ingest(documents, progress=progress)
     seconds = time.perf_counter() - started
     state = project.workspace.state_dir
     size = sum(path.stat().st_size for path in state.glob("knowledge.sqlite*")) / 1024 ** 2
+    counts = project.kb.store.counts()  # what is stored, also when an interrupted ingest was completed by this one
     return {"seconds": seconds, "index_mb": size + directory_mb(project.workspace.index_dir),
-            "documents": report.documents, "chunks": report.chunks}
+            "documents": counts["documents"], "chunks": counts["chunks"]}
 
 
 def train_with_budget(project, experiment: Experiment, objective: str, train: list[DatasetSpec], run_dir: Path,
@@ -113,7 +114,11 @@ def train_with_budget(project, experiment: Experiment, objective: str, train: li
         "model": base_model or experiment.model, "objective": objective, "max_steps": steps,
         "batch_size": budget.batch_size, "learning_rate": experiment.learning_rate, "seed": experiment.seed,
         "data": {"max_seq_length": budget.max_seq_length, "raft_k": experiment.raft_k, "seed": experiment.seed}})
-    if partial_dir(run_dir).is_dir():
+    if is_finished_run(run_dir):  # it finished, but the comparison was killed before recording the stage
+        from ragtune.training.finetune import FinetuneResult
+
+        return FinetuneResult(run_dir, read_metadata(run_dir))
+    if (partial_dir(run_dir) / RECIPE_FILE).is_file():
         train, recipe = None, None  # resumed from its checkpoint, with the data and recipe it started with
     if in_child:
         return run_in_child(_finetune_reopened, project.workspace.root, project.overrides, train, recipe, run_dir,

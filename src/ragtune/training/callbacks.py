@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import TrainerCallback
 
+from ragtune.errors import RagtuneError
+
 
 class RichProgressCallback(TrainerCallback):
     """One bar over the optimizer steps, showing the latest training and validation loss and tokens/s."""
@@ -78,7 +80,16 @@ def read_log(path: Path) -> list[dict]:
     """The records a JsonlLogCallback wrote (empty when the file does not exist)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise RagtuneError(f"{path}:{number} is not a JSON record", "restore the log or delete the run")
+            # the last line, cut short by a crash while it was written: the resumed run logs that step again
+    return records
 
 
 class SessionClockCallback(TrainerCallback):

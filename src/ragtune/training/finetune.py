@@ -18,8 +18,8 @@ from typing import Callable
 from accelerate import PartialState
 from rich.console import Console
 from transformers import TrainerCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
+from ragtune.atomic_files import write_bytes_atomically
 from ragtune.data import (DatasetSpec, PreparedData, TrainingCollator, encode_examples, encode_texts,
                           pack_sequences, prepare_data, read_prepared, write_prepared)
 from ragtune.errors import RagtuneError
@@ -65,6 +65,9 @@ def finetune(train: list[DatasetSpec] | None, recipe: TrainingRecipe | None, *, 
         raise RagtuneError("a multi-process run needs its directory named up front",
                            "add --out RUN_DIR so every process writes the same run")
     work_dir = _resumable_dir(runs_dir, out) if resume else _new_run_dir(runs_dir, out, recipe, state)
+    if runs.is_finished_run(work_dir):  # finished, perhaps killed before taking its final name
+        return FinetuneResult(runs.complete_finish(work_dir), runs.read_metadata(runs.final_dir(work_dir))) \
+            if state.is_main_process else None
     try:
         session = _prepare_session(work_dir, train, val, None if resume else recipe, knowledge_base_factory,
                                    console, state)
@@ -135,7 +138,7 @@ def _train(session: _Session, work_dir: Path, *, resume: bool, console: Console 
            callbacks: list[TrainerCallback], state: PartialState) -> FinetuneResult | None:
     recipe, tokenizer = session.recipe, session.tokenizer
     checkpoints_dir = work_dir / runs.CHECKPOINTS_DIR
-    last_checkpoint = get_last_checkpoint(str(checkpoints_dir)) if resume and checkpoints_dir.is_dir() else None
+    last_checkpoint = _last_complete_checkpoint(checkpoints_dir, state) if resume and checkpoints_dir.is_dir() else None
     if resume and last_checkpoint is None:
         _say(console, state, [f"no checkpoint in {work_dir} yet: training restarts from the first step"])
     if state.is_main_process:
@@ -177,9 +180,10 @@ def _new_run_dir(runs_dir: Path, out: Path | None, recipe: TrainingRecipe, state
         raise RagtuneError(f"{final} already exists", "choose another --out, or delete the old run")
     work_dir = runs.partial_dir(final)
     if state.is_main_process:
-        if work_dir.exists():
+        if (work_dir / runs.RECIPE_FILE).is_file():
             raise RagtuneError(f"{work_dir} holds an unfinished run",
                                f"resume it with `ragtune finetune --resume --out {final}`, or delete it")
+        shutil.rmtree(work_dir, ignore_errors=True)  # killed before its recipe was written: nothing to resume
         work_dir.mkdir(parents=True)
         save_recipe(recipe, work_dir / runs.RECIPE_FILE)
     state.wait_for_everyone()
@@ -192,7 +196,7 @@ def _resumable_dir(runs_dir: Path, out: Path | None) -> Path:
     work_dir = out if out.name.endswith(runs.PARTIAL_SUFFIX) else runs.partial_dir(out)
     if not (work_dir / runs.RECIPE_FILE).is_file():
         if runs.is_finished_run(runs.final_dir(work_dir)):
-            raise RagtuneError(f"{runs.final_dir(work_dir)} has already finished", "nothing to resume")
+            return runs.final_dir(work_dir)  # finished before (perhaps killed just after): nothing left to do
         raise RagtuneError(f"no unfinished run at {work_dir}", "pass the directory `ragtune finetune` printed")
     return work_dir
 
@@ -258,12 +262,13 @@ def _longest(rows: list[dict]) -> int:
 
 
 def _truncate_log(path: Path, last_checkpoint: str | None) -> None:
-    """On resume, drop log lines past the checkpoint (the resumed run logs those steps again)."""
+    """On resume, drop log lines past the checkpoint, or all of them without one (the resumed run logs those steps,
+    and the untrained model's validation loss, again)."""
     if not path.exists():
         return
-    keep_until = _step_of(last_checkpoint) or 0
-    kept = [record for record in read_log(path) if record["step"] <= keep_until]
-    path.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
+    keep_until = _step_of(last_checkpoint)
+    kept = [record for record in read_log(path) if keep_until is not None and record["step"] <= keep_until]
+    write_bytes_atomically(path, "".join(json.dumps(record) + "\n" for record in kept).encode("utf-8"))
 
 
 def _record_initial_val_loss(work_dir: Path, loss: float, state: PartialState) -> None:
@@ -314,6 +319,20 @@ def _metadata(session: _Session, trainer, history: list[dict], work_dir: Path, *
         "precision": "bf16" if use_bf16(recipe.precision) else "fp32",
         "llamacpp_file": gguf_file.name if gguf_file else None,
     }
+
+
+def _last_complete_checkpoint(checkpoints_dir: Path, state: PartialState) -> str | None:
+    """The latest checkpoint written whole. The Trainer writes trainer_state.json last, so a checkpoint whose state
+    file is missing or does not parse was being written when the run was killed: the main process removes it."""
+    numbered = [path for path in checkpoints_dir.glob("checkpoint-*") if path.name.split("-", 1)[1].isdigit()]
+    for checkpoint in sorted(numbered, key=lambda path: _step_of(str(path)), reverse=True):
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+            return str(checkpoint)
+        except (OSError, ValueError):
+            if state.is_main_process:
+                shutil.rmtree(checkpoint, ignore_errors=True)
+    return None
 
 
 def _step_of(checkpoint: str | None) -> int | None:

@@ -11,6 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
+from ragtune.atomic_files import write_bytes_atomically
 from ragtune.errors import RagtuneError
 
 PARTIAL_SUFFIX = ".partial"
@@ -73,7 +74,7 @@ def update_metadata(run_dir: Path, **values) -> None:
     """Add `values` to a finished run's metadata."""
     path = run_dir / METADATA_FILE
     metadata = json.loads(path.read_text(encoding="utf-8"))
-    path.write_text(json.dumps({**metadata, **values}, indent=2, default=str), encoding="utf-8")
+    write_bytes_atomically(path, json.dumps({**metadata, **values}, indent=2, default=str).encode("utf-8"))
 
 
 def latest_partial_run(runs_dir: Path) -> Path:
@@ -86,14 +87,21 @@ def latest_partial_run(runs_dir: Path) -> Path:
 
 
 def finish_run(work_dir: Path, metadata: dict) -> Path:
-    """Write the finished metadata, drop the checkpoints and give the run its final name."""
+    """Write the finished metadata (atomically: from then on the run is finished, and a crash before the move
+    only leaves `complete_finish` to do), drop the checkpoints and give the run its final name."""
+    destination = final_dir(work_dir)
+    if destination != work_dir and destination.exists():
+        raise RagtuneError(f"{destination} already exists; the finished run stays in {work_dir}",
+                           "move or delete the old directory, then rename the .partial one")
+    metadata = {**metadata, "status": "finished", "run_dir": str(destination)}
+    write_bytes_atomically(work_dir / METADATA_FILE, json.dumps(metadata, indent=2, default=str).encode("utf-8"))
+    return complete_finish(work_dir)
+
+
+def complete_finish(work_dir: Path) -> Path:
+    """Drop the checkpoints of a run whose finished metadata is written and give it its final name."""
     shutil.rmtree(work_dir / CHECKPOINTS_DIR, ignore_errors=True)
     destination = final_dir(work_dir)
-    metadata = {**metadata, "status": "finished", "run_dir": str(destination)}
-    (work_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str), encoding="utf-8")
     if destination != work_dir:
-        if destination.exists():
-            raise RagtuneError(f"{destination} already exists; the finished run stays in {work_dir}",
-                               "move or delete the old directory, then rename the .partial one")
         work_dir.rename(destination)
     return destination
