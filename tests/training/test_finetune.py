@@ -84,7 +84,8 @@ def test_resumed_run_equals_an_uninterrupted_one(tiny_model, qa_file, tmp_path):
 
 def test_early_stopping_keeps_the_best_checkpoint(tiny_model, qa_file, tmp_path):
     # A learning rate far too high makes validation loss rise after the first steps.
-    recipe = lora_recipe(tiny_model, max_steps=40, eval_every=2, patience=2, learning_rate=0.5, warmup=0)
+    recipe = lora_recipe(tiny_model, max_steps=40, eval_every=2, patience=2, learning_rate=0.5, warmup=0,
+                         precision="fp32")
     result = finetune([parse_dataset_spec(str(qa_file))], recipe, runs_dir=tmp_path / "runs")
 
     metadata = result.metadata
@@ -94,6 +95,32 @@ def test_early_stopping_keeps_the_best_checkpoint(tiny_model, qa_file, tmp_path)
     best = min(evaluations, key=lambda record: record["eval_loss"])
     assert metadata["best_checkpoint_step"] == best["step"]
     assert metadata["best_val_loss"] == pytest.approx(best["eval_loss"])
+    assert evaluations[-1]["eval_loss"] > best["eval_loss"] + 0.01  # the last weights are not the best ones
+    # ... and the weights the run keeps are the best ones: evaluated afresh, they have the recorded best loss
+    assert kept_validation_loss(result.run_dir, tiny_model, recipe) == pytest.approx(best["eval_loss"], abs=1e-5)
+
+
+def kept_validation_loss(run_dir, tiny_model, recipe) -> float:
+    """The validation loss of the run's saved adapter on its validation rows, by a Trainer built here."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    from ragtune.data import TrainingCollator
+    from ragtune.data.encoding import encode_examples
+    from ragtune.data.prepare import read_prepared
+    from ragtune.training.label_only_loss import use_label_only_loss
+    from ragtune.training.trainer_setup import RowDataset
+
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / runs.ADAPTER_DIR)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    use_label_only_loss(model)
+    model = PeftModel.from_pretrained(model, run_dir / runs.ADAPTER_DIR)
+    val_rows = encode_examples(read_prepared(run_dir / runs.DATA_DIR).val, tokenizer, recipe.data.max_seq_length)
+    args = TrainingArguments(output_dir=str(run_dir.parent / "evaluation"), per_device_eval_batch_size=recipe.batch_size,
+                             report_to="none", use_cpu=True, bf16=False, remove_unused_columns=False)
+    trainer = Trainer(model=model, args=args, eval_dataset=RowDataset(val_rows),
+                      data_collator=TrainingCollator(tokenizer.pad_token_id))
+    return trainer.evaluate()["eval_loss"]
 
 
 def test_fine_tuned_run_answers_through_the_generation_engine(tiny_model, qa_file, tmp_path):
