@@ -44,7 +44,7 @@ def passages_of(example: Example) -> dict[int, str]:
 
 def test_gold_in_about_gold_fraction_of_rows_and_cited_by_position():
     examples = city_examples(200)
-    built, removed = build_raft_examples(examples, fake_retrieve, k=4, gold_fraction=0.8, seed=5)
+    built, removed, _ = build_raft_examples(examples, fake_retrieve, k=4, gold_fraction=0.8, seed=5)
     assert removed == [] and len(built) == 200
     with_gold = 0
     for example, original in zip(built, examples):
@@ -62,30 +62,30 @@ def test_gold_in_about_gold_fraction_of_rows_and_cited_by_position():
         else:
             assert citation is None and example.messages[-1]["content"] == example.answer
     assert 140 <= with_gold <= 180
-    again, _ = build_raft_examples(examples, fake_retrieve, k=4, gold_fraction=0.8, seed=5)
+    again, _, _ = build_raft_examples(examples, fake_retrieve, k=4, gold_fraction=0.8, seed=5)
     assert again == built
-    other, _ = build_raft_examples(examples, fake_retrieve, k=4, gold_fraction=0.8, seed=6)
+    other, _, _ = build_raft_examples(examples, fake_retrieve, k=4, gold_fraction=0.8, seed=6)
     assert other != built
     citations = [CITATION.search(e.messages[-1]["content"]) for e in built]
     assert {int(c.group(1)) for c in citations if c} == {1, 2, 3, 4}  # the gold passage is not always first
-    subset, _ = build_raft_examples(examples[50:60], fake_retrieve, k=4, gold_fraction=0.8, seed=5)
+    subset, _, _ = build_raft_examples(examples[50:60], fake_retrieve, k=4, gold_fraction=0.8, seed=5)
     assert subset == built[50:60]  # each row's draw depends on its id only
 
 
 def test_gold_fraction_extremes_and_missing_gold():
     examples = city_examples(20) + [Example("lost", question="Which city is number 5000?", answer="City5000",
                                             origin="cities.jsonl:99")]
-    always, removed = build_raft_examples(examples, fake_retrieve, k=3, gold_fraction=1.0, seed=0)
+    always, removed, _ = build_raft_examples(examples, fake_retrieve, k=3, gold_fraction=1.0, seed=0)
     assert removed == [{"origin": "cities.jsonl:99", "reason": NO_GOLD}]
     assert all(CITATION.search(e.messages[-1]["content"]) for e in always)
-    never, _ = build_raft_examples(examples, fake_retrieve, k=3, gold_fraction=0.0, seed=0)
+    never, _, _ = build_raft_examples(examples, fake_retrieve, k=3, gold_fraction=0.0, seed=0)
     assert not any(e.answer in text for e in never for text in passages_of(e).values())
 
 
 def test_a_rows_context_is_its_gold_passage():
     example = Example("ctx", question="Which city is number 5000?", answer="Metropolis",
                       context="Metropolis is the city number 5000.", origin="ctx.jsonl:1")
-    (built,), removed = build_raft_examples([example], fake_retrieve, k=2, gold_fraction=1.0, seed=0)
+    (built,), removed, _ = build_raft_examples([example], fake_retrieve, k=2, gold_fraction=1.0, seed=0)
     assert removed == [] and "Metropolis is the city number 5000." in passages_of(built).values()
 
 
@@ -109,3 +109,28 @@ def test_raft_over_the_project_knowledge_base(project, corpus, chat_tokenizer, t
         (number,) = [n for n, text in passages_of(example).items() if example.answer.lower() in text.lower()]
         assert example.messages[-1]["content"] == f"{example.answer} [{number}]"
         assert len(passages_of(example)) <= 2
+
+
+def test_the_gold_passage_comes_from_the_named_chunk_then_source_then_text_then_similarity():
+    from dataclasses import replace
+
+    from ragtune.data.raft import GoldFinder
+
+    named_chunk = Hit(chunk_id=7000, source="cities/named.txt", text="A chunk the row names.", score=1.0)
+    finder = GoldFinder(chunk_by_id=lambda chunk_id: named_chunk if chunk_id == 7000 else None,
+                        similarity=lambda answer, texts: [0.9 if "parks" in text else 0.1 for text in texts])
+    base = city_examples(1)[0]  # "Which city is number 0?", answer City0, City0 among the hits
+    abstractive = replace(base, answer="A city known for its green spaces")  # copied from no passage
+    hits = fake_retrieve(base.question, 16)
+    cases = [(replace(base, chunk_id=7000), "chunk_id", named_chunk),
+             (replace(base, chunk_id=1, source=hits[3].source), "source", hits[3]),  # unknown chunk: the source
+             (base, "answer_text", next(hit for hit in hits if "City0 " in hit.text)),
+             (abstractive, "similar_to_answer", hits[0])]
+    for example, how, expected in cases:
+        assert finder.find(example, hits) == (expected, how), how
+    assert GoldFinder().find(abstractive, hits) == (None, None)  # no similarity available: nothing resembles
+    unlike = GoldFinder(similarity=lambda answer, texts: [0.2] * len(texts))
+    built, removed, chosen_by = build_raft_examples([abstractive, base], fake_retrieve, k=3, gold_fraction=1.0,
+                                                    seed=0, gold_finder=unlike)
+    assert removed == [{"origin": base.origin, "reason": NO_GOLD}] and len(built) == 1  # under the floor: removed
+    assert chosen_by["answer_text"] == 1 and sum(chosen_by.values()) == 1

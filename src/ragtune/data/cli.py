@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
@@ -109,3 +110,80 @@ def _print_summary(report, out_dir: Path) -> None:
     for warning in report.warnings:
         console.print(f"  [yellow]warning[/] {warning}")
     console.print(f"Wrote {out_dir} (train/val/test.jsonl, report.md with every removed row)")
+
+
+@data_app.command()
+@_user_errors
+def synthesize(docs: str = typer.Option("kb", "--docs", help="Documents to ask about: a file or folder (ingested "
+                                                            "into the project first), or `kb` for everything in it."),
+               n: int = typer.Option(100, "--n", min=1, help="Items to write (before checks)."),
+               model: Optional[str] = typer.Option(None, help="Generator writing the questions: a built-in name, "
+                                                              "a local model or openai:MODEL@URL [default: "
+                                                              "models.generator of the project]."),
+               out: Optional[Path] = typer.Option(None, help="The kept items (Q&A JSONL); splits and the report go "
+                                                             "beside it [default: <project>/.ragtune/synthetic/"
+                                                             "questions.jsonl]."),
+               mix: str = typer.Option("factual=0.5,why=0.3,two_sentences=0.2",
+                                       help="Question kinds and their shares."),
+               coverage: str = typer.Option("size", help="size: documents in proportion to their length; even: the "
+                                                         "same share for each."),
+               round_trip_k: int = typer.Option(5, help="A question must retrieve its chunk in this many hits."),
+               seed: int = typer.Option(0, help="Seed of the sampling and the splits."),
+               project: Path = ProjectOption, as_json: bool = JsonOption):
+    """Write a checked question set from the documents, offline: every rejection explained, train/val/test split by
+    chunk, and a report (Markdown and JSON). An interrupted run resumes where it stopped."""
+    from ragtune.progress import SilentProgress, rich_progress
+    from ragtune.synthesis import SynthesisOptions, synthesize as run_synthesis
+    from ragtune.synthesis.checks import CheckSettings
+    from ragtune.synthesis.sampling import KINDS
+
+    shares = _parse_mix(mix, KINDS)
+    if coverage not in ("size", "even"):
+        raise RagtuneError(f"unknown --coverage {coverage}", "choose size or even")
+    proj = _project(project)
+    try:
+        root = None
+        if docs != "kb":
+            path = Path(docs).expanduser().resolve()
+            if not path.exists():
+                raise RagtuneError(f"{docs} does not exist", "pass a file or folder of documents, or `kb`")
+            proj.ingest([str(path)])
+            root = str(path if path.is_dir() else path.parent)
+        options = SynthesisOptions(n=n, model=model, mix=shares, coverage=coverage, seed=seed,
+                                   checks=CheckSettings(round_trip_k=round_trip_k))
+        target = out or proj.workspace.state_dir / "synthetic" / "questions.jsonl"
+        with (nullcontext(SilentProgress()) if as_json else rich_progress(err_console)) as progress:
+            result = run_synthesis(proj, target, options, root=root, progress=progress)
+    finally:
+        proj.close()
+    report = result.report
+    if as_json:
+        _print_json({**{k: v for k, v in report.items() if k != "reasons"}, "out": str(result.questions),
+                     "splits_files": {name: str(path) for name, path in result.splits.items()}})
+        return
+    console.print(f"[green]kept[/] {report['kept']} of {report['planned']} ({report['pass_rate']:.0%}) written by "
+                  f"{report['model']}; documents covered {report['coverage']['kept']} of "
+                  f"{report['coverage']['documents']}")
+    if report["rejected"]:
+        table = Table("rejected because", "items")
+        for reason, count in report["rejected"].items():
+            table.add_row(report["reasons"][reason], str(count))
+        console.print(table)
+    console.print(f"Wrote {result.questions} and its splits (" + ", ".join(
+        f"{name} {count}" for name, count in report["splits"].items()) + "), report beside it (.report.md)")
+
+
+def _parse_mix(text: str, kinds: tuple[str, ...]) -> dict[str, float]:
+    shares = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        kind, _, value = part.partition("=")
+        try:
+            shares[kind.strip()] = float(value)
+        except ValueError:
+            raise RagtuneError(f"--mix: '{part}' is not KIND=SHARE", f"e.g. {','.join(k + '=1' for k in kinds)}") \
+                from None
+    unknown = set(shares) - set(kinds)
+    if unknown or not shares or sum(shares.values()) <= 0 or min(shares.values()) < 0:
+        raise RagtuneError(f"--mix {text}: kinds must be among {', '.join(kinds)} with shares >= 0, not all 0",
+                           "e.g. --mix factual=0.5,why=0.3,two_sentences=0.2")
+    return {kind: share / sum(shares.values()) for kind, share in shares.items()}

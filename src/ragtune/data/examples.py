@@ -23,6 +23,8 @@ class Example:
     answer: str = ""
     choices: list[str] | None = None
     context: str = ""
+    source: str = ""  # the document the answer comes from (e.g. a synthesized row's), when the row names it
+    chunk_id: int | None = None  # the knowledge-base chunk the answer comes from, when the row names it
 
     def to_dict(self) -> dict:
         return asdict(self)

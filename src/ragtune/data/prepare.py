@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ragtune.data.encoding import token_length
 from ragtune.data.examples import Example
-from ragtune.data.raft import CANDIDATES_PER_PASSAGE, build_raft_examples
+from ragtune.data.raft import CANDIDATES_PER_PASSAGE, GoldFinder, build_raft_examples
 from ragtune.data.report import DataReport
 from ragtune.data.sources import DatasetSpec, load_examples
 from ragtune.errors import RagtuneError
@@ -91,7 +91,7 @@ def prepare_data(train: list[DatasetSpec], *, val: list[DatasetSpec] | None = No
     _remove_duplicates(sources, options, report, progress)
     report.stages["after_cleaning"] = _count(sources)
     if options.objective == "raft":
-        _build_raft(sources, options, knowledge_base, progress)
+        _build_raft(sources, options, knowledge_base, report, progress)
         report.stages["after_raft"] = _count(sources)
     lengths = _measure_lengths(sources, tokenizer, progress)
     if options.objective != "cpt":  # CPT texts are cut into blocks: no length limit
@@ -173,7 +173,8 @@ def _remove_duplicates(sources: list[_Source], options: PrepareOptions, report: 
             source.examples = kept
 
 
-def _build_raft(sources: list[_Source], options: PrepareOptions, knowledge_base, progress: ProgressReporter) -> None:
+def _build_raft(sources: list[_Source], options: PrepareOptions, knowledge_base, report: DataReport,
+                progress: ProgressReporter) -> None:
     if knowledge_base is None or not knowledge_base.store.counts()["chunks"]:
         where = f" in {knowledge_base.workspace.root}" if knowledge_base is not None else ""
         raise RagtuneError(f"raft needs passages from the knowledge base, and the knowledge base{where} is empty",
@@ -187,11 +188,16 @@ def _build_raft(sources: list[_Source], options: PrepareOptions, knowledge_base,
         batch = questions[start:start + RETRIEVAL_BATCH]
         hits.update(zip(batch, retriever.search_many(batch, n)))
         task.advance(len(batch))
+    finder = GoldFinder(chunk_by_id=lambda chunk_id: next(iter(knowledge_base.store.hits([(chunk_id, 1.0)])), None),
+                        similarity=lambda answer, texts: (knowledge_base.embedder.encode(texts)
+                                                          @ knowledge_base.embedder.encode([answer])[0]).tolist())
     for source in sources:
-        source.examples, removed = build_raft_examples(
+        source.examples, removed, chosen_by = build_raft_examples(
             source.examples, lambda question, count: hits[question][:count], k=options.raft_k,
-            gold_fraction=options.raft_gold_fraction, seed=options.seed)
+            gold_fraction=options.raft_gold_fraction, seed=options.seed, gold_finder=finder)
         source.removed += removed
+        for how, count in chosen_by.items():
+            report.raft_gold[how] = report.raft_gold.get(how, 0) + count
 
 
 def _measure_lengths(sources: list[_Source], tokenizer, progress: ProgressReporter) -> dict[int, int]:

@@ -26,6 +26,7 @@ class DataReport:
     leakage: list[dict] = field(default_factory=list)
     lengths: dict[str, int] = field(default_factory=dict)
     mixture: dict[str, int] = field(default_factory=dict)
+    raft_gold: dict[str, int] = field(default_factory=dict)  # how each RAFT row's gold passage was chosen
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -58,6 +59,9 @@ class DataReport:
         if self.mixture:
             lines += ["", "## Mixture (train rows per task after weighting)", ""]
             lines += [f"- {task}: {count}" for task, count in self.mixture.items()]
+        if self.raft_gold:
+            lines += ["", "## RAFT gold passage chosen by", "", "| how | rows |", "|---|---|"]
+            lines += [f"| {how} | {count} |" for how, count in self.raft_gold.items() if count]
         if self.removed:
             lines += ["", "## Removed rows", "", "| reason | rows |", "|---|---|"]
             lines += [f"| {reason} | {count} |" for reason, count in self.removal_reasons().items()]

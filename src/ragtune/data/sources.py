@@ -168,8 +168,14 @@ def _qa_example(row: dict, origin: str, example_id: str) -> Example:
         choices = [normalize_text(c) for c in choices]
     passages = [Hit(chunk_id=0, source=origin, text=context, score=1.0)] if context else []
     messages = build_messages(question, passages) + [{"role": "assistant", "content": answer}]
+    chunk_id = row.get("chunk_id")
+    if chunk_id is not None and (isinstance(chunk_id, bool) or not isinstance(chunk_id, int)):
+        raise _RowError("invalid field", "`chunk_id` must be an integer (a chunk id of the knowledge base)")
+    source = row.get("source") or ""
+    if not isinstance(source, str):
+        raise _RowError("invalid field", "`source` must be a string (the document the answer comes from)")
     return Example(example_id, messages=messages, origin=origin, question=question, answer=answer,
-                   choices=choices, context=context)
+                   choices=choices, context=context, source=source, chunk_id=chunk_id)
 
 
 def _text_field(row: dict, name: str, required: bool = True) -> str:

@@ -208,6 +208,12 @@ class KnowledgeStore:
         rows = self.db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
 
+    def chunk_records(self) -> list[tuple[int, str, str, int, str]]:
+        """(chunk id, source root, source key, document id, text) of every chunk, in id order."""
+        return self.db.execute(
+            "SELECT c.id, s.root, s.key, d.id, c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "JOIN sources s ON s.id = d.source_id ORDER BY c.id").fetchall()
+
     def chunk_ids_matching(self, source_glob: str) -> np.ndarray:
         """Ids of chunks whose source key matches a glob pattern (`*` also matches `/`)."""
         rows = self.db.execute(
