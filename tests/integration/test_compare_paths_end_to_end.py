@@ -116,3 +116,28 @@ def test_a_knowledge_update_holds_documents_back_and_asks_about_them(tmp_path):
     rag = update["strategies"]["rag"]
     assert rag["new"]["recall_at_k"] > 0  # after the incremental ingest, retrieval finds the new documents
     assert "ingest" in rag["how"] and "training" in update["strategies"]["ft"]["how"]
+
+
+def test_synthesize_writes_checked_questions_with_the_packaged_model(project, tmp_path):
+    import sqlite3
+
+    out = tmp_path / "synthetic" / "questions.jsonl"
+    report = invoke("data", "synthesize", "--n", "12", "--project", str(project), "--out", str(out))
+    assert report["model"] == "smollm2-135m" and report["planned"] == 12
+    assert report["kept"] + sum(report["rejected"].values()) == 12 and report["items_per_minute"] > 0
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(kept) == report["kept"] >= 1, report["rejected"]
+    with sqlite3.connect(project / ".ragtune" / "knowledge.sqlite") as db:
+        chunks = dict(db.execute("SELECT id, text FROM chunks"))
+    from ragtune.project import Project
+
+    reopened = Project(project)
+    try:
+        for row in kept:  # extractive answers, questions that find their own chunk
+            assert chunks[row["chunk_id"]][row["answer_start"]:row["answer_end"]] == row["answer"]
+            assert row["question"].endswith("?")
+            hits = reopened.retriever.search_many([row["question"]], 5)[0]
+            assert row["chunk_id"] in {hit.chunk_id for hit in hits}
+    finally:
+        reopened.close()
+    assert (out.parent / "questions.report.md").read_text().startswith("# Synthesized questions")

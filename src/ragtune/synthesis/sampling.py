@@ -62,7 +62,9 @@ def choose_answer(chunk: str, kind: str, rng: random.Random) -> tuple[str, int, 
         if not candidates:
             return None
         start, end, a, b = rng.choice(sorted(set(candidates)))
-        return chunk[start:end].strip(" ,;"), start, end, chunk[a:b]
+        while end > start and chunk[end - 1] in " ,;":
+            end -= 1
+        return chunk[start:end], start, end, chunk[a:b]
     if kind == "why":
         causal = [(a, b) for a, b in spans if _CAUSE.search(chunk[a:b])]
         if not causal:
