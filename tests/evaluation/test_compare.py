@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from ragtune.cli import app
+from ragtune.errors import RagtuneError
 from ragtune.evaluation.compare import run_compare
 from ragtune.evaluation.experiment import load_experiment
 from tiny_models import build_tiny_llama
@@ -251,3 +252,30 @@ def test_evaluation_retrieves_once_per_question(dataset, tiny_generator, project
     assert calls == [RANKING_DEPTH] * len(test)  # the prompt's k = 2 passages come from the same ranking
     assert all(len(row["passages"]) <= 2 for row in result.per_question)
     assert all(row["scores"]["recall_at_k"] in (0.0, 1.0) for row in result.per_question)
+
+
+def test_compare_without_training_questions_synthesizes_them_and_says_so(dataset, tiny_generator, embedder,
+                                                                         monkeypatch, tmp_path):
+    from ragtune.knowledge.knowledge_base import KnowledgeBase
+    from test_synthesis import QuestionWriter
+
+    monkeypatch.setattr(KnowledgeBase, "embedder", embedder, raising=False)
+    from ragtune.synthesis.questions import write_questions
+
+    writer = QuestionWriter()  # the tiny random Llama writes no question; the strategies still answer with it
+    monkeypatch.setattr("ragtune.synthesis.run.write_questions", lambda engine, items: write_questions(writer, items))
+    docs, _ = dataset
+    settings = load_experiment(None, {"docs": str(docs), "model": str(tiny_generator), "strategies": ["base", "rag"],
+                                      "synthesize": 12, "budget": TINY_BUDGET, "test_fraction": 0.3, "k": 2})
+    results = run_compare(settings, tmp_path / "out", train_in_child=False)
+    synthetic = results.test_set.synthetic
+    assert synthetic["planned"] == writer.items > 0 and synthetic["kept"] == results.test_set.n + \
+        results.test_set.train_questions
+    assert "synthetic" in (tmp_path / "out" / "report.md").read_text()
+    rows = [json.loads(line) for line in (tmp_path / "out" / "data" / "synthetic.jsonl").read_text().splitlines()]
+    assert rows and all("chunk_id" not in row and row["source"] for row in rows)
+
+    again = run_compare(settings, tmp_path / "out", resume=True, train_in_child=False)
+    assert "synthesize" in again.resumed_stages and writer.items == synthetic["planned"]  # not written twice
+    with pytest.raises(RagtuneError, match="drop one of --train and --synthesize"):
+        load_experiment(None, {"docs": str(docs), "train": "q.jsonl", "synthesize": 20})

@@ -141,3 +141,15 @@ def test_synthesize_writes_checked_questions_with_the_packaged_model(project, tm
     finally:
         reopened.close()
     assert (out.parent / "questions.report.md").read_text().startswith("# Synthesized questions")
+
+
+def test_compare_on_documents_alone_synthesizes_its_questions(tmp_path):
+    results = invoke("compare", "--docs", str(demo_corpus_dir()), "--strategies", "base,rag", "--quick",
+                     "--synthesize", "30", "--out", str(tmp_path / "docs-only"))
+    synthetic = results["test_set"]["synthetic"]
+    assert synthetic["model"] == "smollm2-135m" and synthetic["planned"] == 30
+    # every kept question is used, for training or testing (--quick tests at most 8 of them)
+    assert 1 <= results["test_set"]["n"] <= 8 and synthetic["kept"] >= results["test_set"]["n"] + \
+        results["test_set"]["train_questions"]
+    assert results["strategies"]["rag"]["metrics"]["recall_at_k"]["value"] > 0
+    assert "synthetic" in (tmp_path / "docs-only" / "report.html").read_text(encoding="utf-8")

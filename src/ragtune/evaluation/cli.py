@@ -46,7 +46,10 @@ def eval_command(test: Path = typer.Option(..., "--test", help="Q&A JSONL: quest
 
 @_user_errors
 def compare(docs: Optional[Path] = typer.Option(None, help="Documents (file or directory) to ingest."),
-            train: Optional[Path] = typer.Option(None, help="Q&A JSONL the fine-tuned strategies learn from."),
+            train: Optional[Path] = typer.Option(None, help="Q&A JSONL the fine-tuned strategies learn from "
+                                                            "(default: questions synthesized from --docs)."),
+            synthesize: Optional[int] = typer.Option(None, help="Questions to synthesize without --train (default "
+                                                                "150; 60 with --quick)."),
             test: Optional[Path] = typer.Option(None, help="Held-out Q&A JSONL (default: a split of --train)."),
             strategies: Optional[str] = typer.Option(None, help="Comma-separated: base,rag,ft,ft-docs,ft+rag,raft."),
             method: Optional[str] = typer.Option(None, help="Fine-tuning method of the ft strategies (default lora)."),
@@ -73,6 +76,7 @@ def compare(docs: Optional[Path] = typer.Option(None, help="Documents (file or d
     from ragtune.evaluation.experiment import load_experiment
 
     overrides = {"docs": str(docs) if docs else None, "train": str(train) if train else None,
+                 "synthesize": synthesize,
                  "test": str(test) if test else None, "method": method, "model": model, "quick": quick,
                  "update_split": update_split, "price_per_hour": price_per_hour, "latency_p95_s": latency_target,
                  "budget_per_1000": budget_per_1000, "knowledge_changes": knowledge_changes,

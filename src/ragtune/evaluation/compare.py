@@ -52,6 +52,10 @@ def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False, 
     with rich_progress(console) if console is not None else nullcontext(SilentProgress()) as progress:
         stages = progress.task("compare: stages", total=3 + len(objectives) + len(strategies)
                                + (1 if experiment.update_split else 0))
+        synthetic = None
+        if experiment.train is None:
+            synthetic = cache.run("synthesize", lambda: _synthesize(experiment, out_dir, progress))
+            experiment = experiment.model_copy(update={"train": synthetic["questions"]})
         split = cache.run("questions", lambda: split_questions(experiment, out_dir / "data"))
         stages.advance()
         project = Project(out_dir / "project", {"models": {"generator": experiment.model},
@@ -84,11 +88,38 @@ def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False, 
         finally:
             project.close()
         stages.advance()
-    measured = _results(experiment, strategies, split, index, runs, evaluations, update)
+    measured = _results(experiment, strategies, split, index, runs, evaluations, update, synthetic)
     results = analyse(measured.model_copy(update={"resumed_stages": cache.reused}), constraints_of(experiment),
                       experiment.primary_metric)
     write_report(results, out_dir)
     return results
+
+
+def _synthesize(experiment: Experiment, out_dir: Path, progress: ProgressReporter) -> dict:
+    """The question set, written from all the documents with the experiment's model (`ragtune data synthesize`) in
+    a project of its own; its rows name their document (`source`) but not a chunk id, which belongs to that
+    project's store."""
+    import json
+
+    from ragtune.project import Project
+    from ragtune.synthesis import SynthesisOptions, synthesize
+
+    project = Project(out_dir / "synthesis", {"models": {"generator": experiment.model}})
+    try:
+        project.ingest([experiment.docs], progress=progress)
+        result = synthesize(project, out_dir / "synthesis" / "questions.jsonl", SynthesisOptions(
+            n=experiment.synthetic_questions(), seed=experiment.seed), progress=progress)
+    finally:
+        project.close()
+    rows = [json.loads(line) for line in result.questions.read_text(encoding="utf-8").splitlines()]
+    questions = out_dir / "data" / "synthetic.jsonl"
+    questions.parent.mkdir(parents=True, exist_ok=True)
+    questions.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "chunk_id"}, ensure_ascii=False)
+                                 + "\n" for row in rows), encoding="utf-8")
+    report = result.report
+    return {"questions": str(questions), "model": report["model"], "planned": report["planned"],
+            "kept": report["kept"], "pass_rate": report["pass_rate"],
+            "report": str(out_dir / "synthesis" / "questions.report.md")}
 
 
 def _ingest(project, documents: list[str], progress: ProgressReporter) -> dict:
@@ -165,7 +196,7 @@ def constraints_of(experiment: Experiment) -> Constraints:
 
 
 def _results(experiment: Experiment, strategies: list[Strategy], split: dict, index: dict, runs: dict,
-             evaluations: dict, update: dict | None) -> Results:
+             evaluations: dict, update: dict | None, synthetic: dict | None = None) -> Results:
     """The measurements as typed results, before any metric is chosen, constraint applied or verdict given (see
     analysis.analyse)."""
     per_strategy = {}
@@ -188,7 +219,8 @@ def _results(experiment: Experiment, strategies: list[Strategy], split: dict, in
                    "price_per_hour": experiment.price_per_hour, "quick": experiment.quick,
                    "budget": experiment.effective_budget().model_dump(),
                    "runs": {objective: run["run_dir"] for objective, run in runs.items()}},
-        "test_set": {"n": split["test_questions"], "train_questions": split["train_questions"]},
+        "test_set": {"n": split["test_questions"], "train_questions": split["train_questions"],
+                     "synthetic": synthetic},
         "strategies": per_strategy,
         "per_question": per_question,
         "knowledge_update": update,

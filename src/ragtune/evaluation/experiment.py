@@ -48,7 +48,10 @@ class Experiment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     docs: str = Field(description="Documents: a file or directory to ingest.")
-    train: str = Field(description="Q&A JSONL the fine-tuned strategies learn from.")
+    train: str | None = Field(None, description="Q&A JSONL the fine-tuned strategies learn from; none: a question "
+                                                "set is synthesized from the documents (`ragtune data synthesize`).")
+    synthesize: int | None = Field(None, ge=10, description="Questions to synthesize when no `train` is given "
+                                                             "(default 150, 60 with quick).")
     test: str | None = Field(None, description="Held-out Q&A JSONL; default: a seeded split of `train`.")
     test_fraction: float = Field(0.2, gt=0, lt=1)
     strategies: list[str] = DEFAULT_STRATEGIES
@@ -70,6 +73,10 @@ class Experiment(BaseModel):
     update_split: float | None = Field(None, gt=0, lt=1, description="Share of documents held back to measure "
                                                                       "how each strategy absorbs new knowledge.")
 
+    def synthetic_questions(self) -> int:
+        """How many questions to synthesize when `train` is not given."""
+        return self.synthesize or (60 if self.quick else 150)
+
     def effective_budget(self) -> Budget:
         return QUICK_BUDGET if self.quick else self.budget
 
@@ -90,9 +97,12 @@ def load_experiment(path: Path | None, overrides: dict[str, Any]) -> Experiment:
             raise RagtuneError(f"experiment file not found: {path}", "pass an existing YAML file")
         data = read_yaml_mapping(path, mapping_hint="e.g. `docs: documents/` and `train: questions.jsonl`")
     data.update({key: value for key, value in overrides.items() if value is not None})
-    if "docs" not in data or "train" not in data:
-        raise RagtuneError("an experiment needs documents and training questions",
-                           "pass --docs PATH and --train FILE (or put docs: and train: in the experiment file)")
+    if "docs" not in data:
+        raise RagtuneError("an experiment needs documents",
+                           "pass --docs PATH (or put docs: in the experiment file); --train FILE is optional")
+    if data.get("train") and data.get("synthesize"):
+        raise RagtuneError("--synthesize writes the questions when there is no --train; adding synthetic questions "
+                           "to a human set is not supported yet", "drop one of --train and --synthesize")
     try:
         experiment = Experiment.model_validate(data)
     except ValidationError as exc:

@@ -171,8 +171,16 @@ def settings_table(results: Results) -> tuple[list[str], list[list[str]]]:
     settings = {**{f"constraint: {key}": value for key, value in constraints.items()},
                 **results.config.model_dump(), "deciding metric": results.deciding_metric, "seed": results.seed,
                 "test questions": results.test_set.n, "answer kinds": results.metric_choice.answer_kinds,
+                **({"questions": synthetic_note(results.test_set.synthetic)} if results.test_set.synthetic else {}),
                 "created": results.created}
     return ["setting", "value"], [[key, str(value)] for key, value in settings.items()]
+
+
+def synthetic_note(synthetic: dict) -> str:
+    """What the report says of a synthesized question set."""
+    return (f"synthetic: written from the documents by {synthetic['model']}, {synthetic['kept']} of "
+            f"{synthetic['planned']} kept by the checks (pass rate {synthetic['pass_rate']:.0%}); a human set may rank "
+            f"the strategies differently")
 
 
 def _evidence_value(value) -> str:
@@ -368,6 +376,8 @@ def render_markdown(results: Results, plot_names: list[str]) -> str:
     lines = [f"# ragtune compare: {_markdown_cell(results.config.model)}", "",
              f"## {_markdown_cell(advice.headline)}", "",
              f"Deciding metric: {_markdown_cell(results.metric_choice.reason)}.", ""]
+    if results.test_set.synthetic:
+        lines += [f"Questions: {_markdown_cell(synthetic_note(results.test_set.synthetic))}.", ""]
     if advice.detectable_difference is not None:
         lines += [f"Resolution: this test set of {results.test_set.n} questions detects differences of about "
                   f"{advice.detectable_difference:.2f} (80% power, Holm-corrected 5% level).", ""]

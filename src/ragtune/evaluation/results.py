@@ -176,6 +176,7 @@ class MetricChoice(_Model):
 class TestSetInfo(_Model):
     n: int
     train_questions: int | None = None
+    synthetic: dict | None = None  # when the questions were synthesized: model, planned, kept, pass_rate, report
 
 
 class Reason(_Model):
