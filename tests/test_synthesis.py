@@ -161,3 +161,16 @@ def test_a_run_writes_checked_items_splits_and_a_report_and_resumes_where_it_sto
 def test_an_empty_knowledge_base_says_what_to_do(project, tmp_path):
     with pytest.raises(RagtuneError, match="ingest documents first"):
         synthesize(project, tmp_path / "q.jsonl", SynthesisOptions(n=5))
+
+
+@pytest.mark.parametrize("question, answer, matches", [
+    ("What was the purpose of enrolling patients?", "May 2012", False),  # a date answers no "when"
+    ("When were the patients enrolled?", "May 2012", True),
+    ("What was the mean time from onset to admission?", "11 days", True),
+    ("What is the most frequent manifestation?", "2 weeks", False),  # a quantity answers no "how much"
+    ("Who showed that the claim was wrong?", "Feng Gao", True),
+])
+def test_a_date_or_quantity_answer_needs_a_question_that_asks_for_one(question, answer, matches):
+    from ragtune.synthesis.checks import answer_type_matches
+
+    assert answer_type_matches(question, answer) is matches

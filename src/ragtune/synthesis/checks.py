@@ -34,9 +34,27 @@ _EXPECTED = [
 ]
 
 
+# What an answer that is a date, or a quantity, must be asked by.
+_DATE_ANSWER = re.compile(r"^\W*(?:in |on |since )?(?:\d{1,2} )?(?:(?:January|February|March|April|May|June|July|"
+                          r"August|September|October|November|December)\b[\s\d,]*|(?:19|20)\d{2}\W*$)", re.I)
+_QUANTITY_ANSWER = re.compile(r"^\W*(?:about |around |over |under |up to )?\d", re.I)
+_ASKS_WHEN = re.compile(r"\bwhen\b|\bwhat (?:year|date|month|day|time)\b|\bin which (?:year|month)\b", re.I)
+_ASKS_QUANTITY = re.compile(r"\bhow (?:many|much|long|often|old|large|far|high)\b|\bwhat (?:is |was |were |are )?"
+                            r"(?:the )?(?:percentage|proportion|share|number|mean|median|average|rate|duration|"
+                            r"age|amount|dose|size|length|period|count|total)\b", re.I)
+
+
 def answer_type_matches(question: str, answer: str) -> bool:
-    """False when the question asks for a number, a share or a date and the answer holds none."""
-    return all(answer_pattern.search(answer) for asks, answer_pattern in _EXPECTED if asks.search(question))
+    """False when the question asks for a number, a share or a date and the answer holds none, or when a short
+    answer is a date or a quantity and the question does not ask when or how much."""
+    if not all(answer_pattern.search(answer) for asks, answer_pattern in _EXPECTED if asks.search(question)):
+        return False
+    if len(answer.split()) <= 4:
+        if _DATE_ANSWER.search(answer):
+            return bool(_ASKS_WHEN.search(question))
+        if _QUANTITY_ANSWER.search(answer):
+            return bool(_ASKS_QUANTITY.search(question))
+    return True
 
 
 @dataclass(frozen=True)
