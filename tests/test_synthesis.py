@@ -174,3 +174,20 @@ def test_a_date_or_quantity_answer_needs_a_question_that_asks_for_one(question, 
     from ragtune.synthesis.checks import answer_type_matches
 
     assert answer_type_matches(question, answer) is matches
+
+
+def test_documents_too_short_to_question_say_so(project, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "list.txt").write_text("Milk. Eggs. Bread rolls.\n\nCall Anna. Pay rent today.", encoding="utf-8")
+    project.ingest([str(notes)])
+    with pytest.raises(RagtuneError, match="longer documents"):
+        synthesize(project, tmp_path / "q.jsonl", SynthesisOptions(n=5))
+
+
+def test_an_unreachable_model_endpoint_says_what_to_do_and_writes_no_set(project, documents, tmp_path):
+    project.ingest([str(documents)])
+    out = tmp_path / "q.jsonl"
+    with pytest.raises(RagtuneError, match="cannot reach"):
+        synthesize(project, out, SynthesisOptions(n=6, model="openai:m@http://127.0.0.1:9/v1"))
+    assert not out.exists() and not output_paths(out)["report_md"].exists()

@@ -63,8 +63,8 @@ def synthesize(project, out: Path, options: SynthesisOptions, *, root: str | Non
                                                           "--docs PATH")
     planned = plan_items(chunks, options.n, mix=options.mix, coverage=options.coverage, seed=options.seed)
     if not planned:
-        raise RagtuneError(f"none of the {len(chunks)} chunks has a sentence of {MIN_SENTENCE_WORDS} words or more to ask about",
-                           "synthesize from longer documents, or write the questions by hand")
+        raise RagtuneError(f"none of the {len(chunks)} chunks has a sentence of {MIN_SENTENCE_WORDS} words or more "
+                           "to ask about", "synthesize from longer documents, or write the questions by hand")
     paths = output_paths(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {"model": model, "n": options.n, "mix": options.mix, "coverage": options.coverage,
