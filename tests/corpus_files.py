@@ -16,6 +16,17 @@ CORPUS = {
                        "<script>var x = 1;</script></body></html>",
 }
 
+# Questions and answers about four short notes (the comparison tests write one document per key).
+FACTS = {
+    "cats.txt": [("How long do cats sleep?", "fifteen hours"), ("What do cats hunt?", "mice"),
+                 ("What amino acid do cats need?", "taurine")],
+    "mars.txt": [("Which planet is fourth from the Sun?", "Mars"), ("What makes Mars red?", "iron oxide"),
+                 ("What is the tallest volcano?", "Olympus Mons")],
+    "moon.txt": [("How often does the Moon orbit the Earth?", "every 27.3 days"),
+                 ("Who walked on the Moon in 1969?", "Neil Armstrong")],
+    "dogs.txt": [("What were dogs domesticated from?", "wolves"), ("What do dogs herd?", "sheep")],
+}
+
 
 def write_corpus(root: Path, files: dict[str, str] = CORPUS) -> Path:
     for name, text in files.items():

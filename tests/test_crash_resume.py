@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
+from corpus_files import FACTS
 from crash_harness import RAGTUNE, KillPoint, any_match, file_exists, run_once, run_with_crashes
 
 WORDS = ("river mountain harbour orchard glacier canyon meadow volcano desert forest island lagoon prairie "
@@ -187,15 +188,6 @@ def test_a_killed_training_run_without_validation_resumes_to_the_same_weights_an
 
 # --------------------------------------------------------------------------------------------------- compare
 
-FACTS = {
-    "cats.txt": [("How long do cats sleep?", "fifteen hours"), ("What do cats hunt?", "mice"),
-                 ("What amino acid do cats need?", "taurine")],
-    "mars.txt": [("Which planet is fourth from the Sun?", "Mars"), ("What makes Mars red?", "iron oxide"),
-                 ("What is the tallest volcano?", "Olympus Mons")],
-    "moon.txt": [("How often does the Moon orbit the Earth?", "every 27.3 days"),
-                 ("Who walked on the Moon in 1969?", "Neil Armstrong")],
-    "dogs.txt": [("What were dogs domesticated from?", "wolves"), ("What do dogs herd?", "sheep")],
-}
 MEASURED_TIME_OR_SIZE = re.compile(r"seconds|latency|_s$|_gb$|_mb$|memory|cost|created|resumed|tokens_per_second")
 
 

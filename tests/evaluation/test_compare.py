@@ -13,17 +13,9 @@ from ragtune.cli import app
 from ragtune.errors import RagtuneError
 from ragtune.evaluation.compare import run_compare
 from ragtune.evaluation.experiment import load_experiment
+from corpus_files import FACTS
 from tiny_models import build_tiny_llama
 
-FACTS = {
-    "cats.txt": [("How long do cats sleep?", "fifteen hours"), ("What do cats hunt?", "mice"),
-                 ("What amino acid do cats need?", "taurine")],
-    "mars.txt": [("Which planet is fourth from the Sun?", "Mars"), ("What makes Mars red?", "iron oxide"),
-                 ("What is the tallest volcano?", "Olympus Mons")],
-    "moon.txt": [("How often does the Moon orbit the Earth?", "every 27.3 days"),
-                 ("Who walked on the Moon in 1969?", "Neil Armstrong")],
-    "dogs.txt": [("What were dogs domesticated from?", "wolves"), ("What do dogs herd?", "sheep")],
-}
 METRICS = {"exact_match", "f1", "rouge1", "rouge2", "rougeL", "bleu", "similarity", "chrf", "code_f1",
            "code_exact_match"}
 RETRIEVAL_METRICS = {"recall_at_k", "mrr", "groundedness"}
