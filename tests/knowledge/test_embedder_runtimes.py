@@ -55,7 +55,10 @@ def test_export_is_checked_against_the_original_and_reused(tiny_embedder_dir, ca
     again = Embedder(str(tiny_embedder_dir), runtime="auto")
     assert again.runtime == "openvino" or "speed" in again.fallback_reason
     assert (export_dir / "model.bin").stat().st_mtime_ns == written
-    np.testing.assert_allclose(again.encode(TEXTS[:2]), fast.encode(TEXTS[:2]), atol=1e-6)
+    if again.runtime == "openvino":  # the same export gives the same vectors
+        np.testing.assert_allclose(again.encode(TEXTS[:2]), fast.encode(TEXTS[:2]), atol=1e-6)
+    else:  # slower than torch on a busy machine: torch's vectors, within the verified cosine
+        assert (again.encode(TEXTS[:2]) * fast.encode(TEXTS[:2])).sum(1).min() > openvino_embedder.MIN_COSINE
 
 
 def test_a_failed_check_falls_back_to_torch_and_an_explicit_openvino_is_refused(tiny_embedder_dir, cache,
