@@ -269,5 +269,39 @@ def test_compare_without_training_questions_synthesizes_them_and_says_so(dataset
 
     again = run_compare(settings, tmp_path / "out", resume=True, train_in_child=False)
     assert "synthesize" in again.resumed_stages and writer.items == synthetic["planned"]  # not written twice
-    with pytest.raises(RagtuneError, match="drop one of --train and --synthesize"):
-        load_experiment(None, {"docs": str(docs), "train": "q.jsonl", "synthesize": 20})
+
+
+def test_synthetic_questions_added_to_a_human_set_train_with_it_and_are_scored_apart(dataset, tiny_generator,
+                                                                                     embedder, monkeypatch, tmp_path):
+    from ragtune.knowledge.knowledge_base import KnowledgeBase
+    from ragtune.synthesis.questions import write_questions
+    from test_synthesis import QuestionWriter
+
+    monkeypatch.setattr(KnowledgeBase, "embedder", embedder, raising=False)
+    writer = QuestionWriter()
+    monkeypatch.setattr("ragtune.synthesis.run.write_questions", lambda engine, items: write_questions(writer, items))
+    human_only = run_compare(experiment(dataset, tiny_generator, strategies=["base", "ft"]), tmp_path / "human",
+                             train_in_child=False)
+    settings = experiment(dataset, tiny_generator, strategies=["base", "ft"], synthesize=16)
+    results = run_compare(settings, tmp_path / "out", train_in_child=False)
+
+    synthetic = results.test_set.synthetic
+    assert synthetic["added"] and synthetic["train_questions"] > 0 and synthetic["test_questions"] > 0
+    # the human test questions decide, as without synthetic ones; the synthetic ones only join training
+    assert [row.id for row in results.per_question] == [row.id for row in human_only.per_question]
+    assert results.test_set.train_questions == human_only.test_set.train_questions + synthetic["train_questions"]
+    data = tmp_path / "out" / "data"
+    trained_on = {json.loads(line)["question"] for line in (data / "train.jsonl").read_text().splitlines()}
+    scored_apart = [json.loads(line) for line in (data / "synthetic_test.jsonl").read_text().splitlines()]
+    assert len(scored_apart) == synthetic["test_questions"] and not trained_on & {row["question"] for row in scored_apart}
+    for strategy in results.strategies.values():
+        assert set(strategy.synthetic_metrics) >= {"f1", "rougeL"} and strategy.metrics.keys() >= {"f1"}
+    assert human_only.strategies["base"].synthetic_metrics == {}
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Synthetic questions (scored apart)" in report and "they never decide" in report
+    assert "the human test questions decide" in report
+    assert "Synthetic questions (scored apart)" in (tmp_path / "out" / "report.html").read_text()
+    assert "Synthetic questions" not in (tmp_path / "human" / "report.md").read_text()
+
+    again = run_compare(settings, tmp_path / "out", resume=True, train_in_child=False)
+    assert {"synthesize", "eval-base-synthetic", "eval-ft-synthetic"} <= set(again.resumed_stages)

@@ -153,3 +153,14 @@ def test_compare_on_documents_alone_synthesizes_its_questions(tmp_path):
         results["test_set"]["train_questions"]
     assert results["strategies"]["rag"]["metrics"]["recall_at_k"]["value"] > 0
     assert "synthetic" in (tmp_path / "docs-only" / "report.html").read_text(encoding="utf-8")
+
+
+def test_synthetic_questions_added_to_the_human_ones_are_scored_apart(tmp_path):
+    results = invoke("compare", "--docs", str(demo_corpus_dir()), "--train", str(demo_questions_file()),
+                     "--strategies", "base,rag", "--quick", "--synthesize", "40", "--out", str(tmp_path / "added"))
+    synthetic = results["test_set"]["synthetic"]
+    assert synthetic["added"] and synthetic["model"] == "smollm2-135m" and synthetic["test_questions"] >= 1
+    human_ids = {row["id"] for row in demo_questions()}
+    assert results["per_question"] and all(row["id"] in human_ids for row in results["per_question"])
+    assert results["strategies"]["rag"]["synthetic_metrics"]["recall_at_k"]["value"] > 0
+    assert "Synthetic questions (scored apart)" in (tmp_path / "added" / "report.md").read_text(encoding="utf-8")

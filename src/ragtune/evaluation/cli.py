@@ -48,8 +48,9 @@ def eval_command(test: Path = typer.Option(..., "--test", help="Q&A JSONL: quest
 def compare(docs: Optional[Path] = typer.Option(None, help="Documents (file or directory) to ingest."),
             train: Optional[Path] = typer.Option(None, help="Q&A JSONL the fine-tuned strategies learn from "
                                                             "(default: questions synthesized from --docs)."),
-            synthesize: Optional[int] = typer.Option(None, help="Questions to synthesize without --train (default "
-                                                                "150; 60 with --quick)."),
+            synthesize: Optional[int] = typer.Option(None, help="Questions to synthesize from --docs: the whole set "
+                                                                "without --train (default 150; 60 with --quick); "
+                                                                "with --train, added to it and scored apart."),
             test: Optional[Path] = typer.Option(None, help="Held-out Q&A JSONL (default: a split of --train)."),
             strategies: Optional[str] = typer.Option(None, help="Comma-separated: base,rag,ft,ft-docs,ft+rag,raft."),
             method: Optional[str] = typer.Option(None, help="Fine-tuning method of the ft strategies (default lora)."),

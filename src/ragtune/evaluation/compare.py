@@ -52,11 +52,13 @@ def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False, 
     with rich_progress(console) if console is not None else nullcontext(SilentProgress()) as progress:
         stages = progress.task("compare: stages", total=3 + len(objectives) + len(strategies)
                                + (1 if experiment.update_split else 0))
-        synthetic = None
-        if experiment.train is None:
+        synthetic, adding_synthetic = None, experiment.adds_synthetic()
+        if experiment.train is None or adding_synthetic:
             synthetic = cache.run("synthesize", lambda: _synthesize(experiment, out_dir, progress))
+        if experiment.train is None:
             experiment = experiment.model_copy(update={"train": synthetic["questions"]})
-        split = cache.run("questions", lambda: split_questions(experiment, out_dir / "data"))
+        split = cache.run("questions", lambda: split_questions(
+            experiment, out_dir / "data", added=synthetic["splits"] if adding_synthetic else None))
         stages.advance()
         project = Project(out_dir / "project", {"models": {"generator": experiment.model},
                                                 "generation": {"max_new_tokens": budget.max_new_tokens},
@@ -77,6 +79,14 @@ def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False, 
                     project, test, s, model=_model_of(s, runs), k=experiment.k, seed=experiment.seed,
                     progress=progress).to_dict())
                 stages.advance()
+            synthetic_evaluations = {}
+            if "synthetic_test" in split:  # added synthetic questions, scored apart from the human ones
+                synthetic_test = load_test_set(Path(split["synthetic_test"]))
+                for strategy in strategies:
+                    synthetic_evaluations[strategy.name] = cache.run(
+                        f"eval-{strategy.name}-synthetic", lambda s=strategy: evaluate(
+                            project, synthetic_test, s, model=_model_of(s, runs), k=experiment.k,
+                            seed=experiment.seed, progress=progress).to_dict())
             update = None
             if experiment.update_split:
                 from ragtune.evaluation.knowledge_update import measure_knowledge_update
@@ -88,7 +98,8 @@ def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False, 
         finally:
             project.close()
         stages.advance()
-    measured = _results(experiment, strategies, split, index, runs, evaluations, update, synthetic)
+    measured = _results(experiment, strategies, split, index, runs, evaluations, update, synthetic,
+                        synthetic_evaluations)
     results = analyse(measured.model_copy(update={"resumed_stages": cache.reused}), constraints_of(experiment),
                       experiment.primary_metric)
     write_report(results, out_dir)
@@ -111,15 +122,23 @@ def _synthesize(experiment: Experiment, out_dir: Path, progress: ProgressReporte
             n=experiment.synthetic_questions(), seed=experiment.seed), progress=progress)
     finally:
         project.close()
-    rows = [json.loads(line) for line in result.questions.read_text(encoding="utf-8").splitlines()]
-    questions = out_dir / "data" / "synthetic.jsonl"
-    questions.parent.mkdir(parents=True, exist_ok=True)
-    questions.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "chunk_id"}, ensure_ascii=False)
-                                 + "\n" for row in rows), encoding="utf-8")
+    data_dir = out_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    def without_chunk_ids(sources: list[Path], name: str) -> str:
+        rows = [json.loads(line) for source in sources for line in source.read_text(encoding="utf-8").splitlines()]
+        (data_dir / name).write_text("".join(json.dumps({k: v for k, v in row.items() if k != "chunk_id"},
+                                                        ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        return str(data_dir / name)
+
     report = result.report
-    return {"questions": str(questions), "model": report["model"], "planned": report["planned"],
-            "kept": report["kept"], "pass_rate": report["pass_rate"],
-            "report": str(out_dir / "synthesis" / "questions.report.md")}
+    return {"questions": without_chunk_ids([result.questions], "synthetic.jsonl"),
+            # split by chunk (no chunk's questions straddle train and test), for adding to a human set
+            "splits": {"train": without_chunk_ids([result.splits["train"], result.splits["val"]],
+                                                  "synthetic.train.jsonl"),
+                       "test": without_chunk_ids([result.splits["test"]], "synthetic.test.jsonl")},
+            "model": report["model"], "planned": report["planned"], "kept": report["kept"],
+            "pass_rate": report["pass_rate"], "report": str(out_dir / "synthesis" / "questions.report.md")}
 
 
 def _ingest(project, documents: list[str], progress: ProgressReporter) -> dict:
@@ -196,9 +215,11 @@ def constraints_of(experiment: Experiment) -> Constraints:
 
 
 def _results(experiment: Experiment, strategies: list[Strategy], split: dict, index: dict, runs: dict,
-             evaluations: dict, update: dict | None, synthetic: dict | None = None) -> Results:
+             evaluations: dict, update: dict | None, synthetic: dict | None = None,
+             synthetic_evaluations: dict | None = None) -> Results:
     """The measurements as typed results, before any metric is chosen, constraint applied or verdict given (see
-    analysis.analyse)."""
+    analysis.analyse). `synthetic_evaluations`: each strategy on the synthetic test questions added to a human
+    set, kept apart from `evaluations`."""
     per_strategy = {}
     for strategy in strategies:
         evaluation = evaluations[strategy.name]
@@ -208,8 +229,12 @@ def _results(experiment: Experiment, strategies: list[Strategy], split: dict, in
             "k": evaluation["k"], "metrics": evaluation["metrics"], "latency": evaluation["latency"],
             "cost": strategy_cost(evaluation, run, index if strategy.uses_retrieval else None,
                                   experiment.price_per_hour),
-            "training_curve": run["training_curve"] if run else []}
+            "training_curve": run["training_curve"] if run else [],
+            "synthetic_metrics": (synthetic_evaluations or {}).get(strategy.name, {}).get("metrics", {})}
     per_question = _side_by_side(evaluations)
+    if synthetic is not None and "synthetic_test" in split:
+        synthetic = {**synthetic, "added": True, "train_questions": split["synthetic_train_questions"],
+                     "test_questions": split["synthetic_test_questions"]}
     return Results.model_validate({
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -50,8 +50,10 @@ class Experiment(BaseModel):
     docs: str = Field(description="Documents: a file or directory to ingest.")
     train: str | None = Field(None, description="Q&A JSONL the fine-tuned strategies learn from; none: a question "
                                                 "set is synthesized from the documents (`ragtune data synthesize`).")
-    synthesize: int | None = Field(None, ge=10, description="Questions to synthesize when no `train` is given "
-                                                             "(default 150, 60 with quick).")
+    synthesize: int | None = Field(None, ge=10, description="Questions to synthesize from the documents: the whole "
+                                                             "set when no `train` is given (default 150, 60 with "
+                                                             "quick); with `train`, added to its training questions "
+                                                             "and evaluated apart from its test questions.")
     test: str | None = Field(None, description="Held-out Q&A JSONL; default: a seeded split of `train`.")
     test_fraction: float = Field(0.2, gt=0, lt=1)
     strategies: list[str] = DEFAULT_STRATEGIES
@@ -74,8 +76,12 @@ class Experiment(BaseModel):
                                                                       "how each strategy absorbs new knowledge.")
 
     def synthetic_questions(self) -> int:
-        """How many questions to synthesize when `train` is not given."""
+        """How many questions to synthesize (asked for, or the default when `train` is not given)."""
         return self.synthesize or (60 if self.quick else 150)
+
+    def adds_synthetic(self) -> bool:
+        """Whether synthetic questions are added to a human set (their test questions then scored apart)."""
+        return self.train is not None and self.synthesize is not None
 
     def effective_budget(self) -> Budget:
         return QUICK_BUDGET if self.quick else self.budget
@@ -100,9 +106,6 @@ def load_experiment(path: Path | None, overrides: dict[str, Any]) -> Experiment:
     if "docs" not in data:
         raise RagtuneError("an experiment needs documents",
                            "pass --docs PATH (or put docs: in the experiment file); --train FILE is optional")
-    if data.get("train") and data.get("synthesize"):
-        raise RagtuneError("--synthesize writes the questions when there is no --train; adding synthetic questions "
-                           "to a human set is not supported yet", "drop one of --train and --synthesize")
     try:
         experiment = Experiment.model_validate(data)
     except ValidationError as exc:

@@ -13,8 +13,12 @@ from ragtune.evaluation.test_set import TestQuestion, load_test_set, write_test_
 from ragtune.knowledge.loaders import KIND_BY_SUFFIX
 
 
-def split_questions(experiment: Experiment, data_dir: Path) -> dict:
-    """Write train/test question files under `data_dir` (plus the held-back share when `update_split` is set)."""
+def split_questions(experiment: Experiment, data_dir: Path, *, added: dict[str, str] | None = None) -> dict:
+    """Write train/test question files under `data_dir` (plus the held-back share when `update_split` is set).
+    `added`: synthetic questions already split by chunk ({"train": file, "test": file}): their training
+    questions join the human ones, their test questions are written apart (`synthetic_test`) to be scored apart;
+    with `update_split`, those about held-back documents are left out, so no strategy learns the new knowledge
+    early."""
     data_dir.mkdir(parents=True, exist_ok=True)
     train = load_test_set(Path(experiment.train))
     if experiment.test:
@@ -40,6 +44,19 @@ def split_questions(experiment: Experiment, data_dir: Path) -> dict:
     if not train or not test:
         raise RagtuneError(f"{len(train)} training and {len(test)} test questions: both are needed",
                            "give more questions, or a separate --test file")
+    if added:
+        synthetic_train, synthetic_test = (load_test_set(Path(added[part])) for part in ("train", "test"))
+        if experiment.update_split:
+            new_docs = [Path(path) for path in split["new_documents"]]
+            synthetic_train, synthetic_test = (_partition(questions, new_docs)[0]
+                                               for questions in (synthetic_train, synthetic_test))
+        synthetic_test = synthetic_test[:limit] if limit else synthetic_test
+        if not synthetic_test:
+            raise RagtuneError("none of the synthesized questions is left for testing apart from the human ones",
+                               "synthesize more questions (--synthesize)")
+        train = train + synthetic_train
+        split.update(synthetic_test=str(write_test_set(synthetic_test, data_dir / "synthetic_test.jsonl")),
+                     synthetic_train_questions=len(synthetic_train), synthetic_test_questions=len(synthetic_test))
     split.update(train=str(write_test_set(train, data_dir / "train.jsonl")),
                  test=str(write_test_set(test, data_dir / "test.jsonl")),
                  train_questions=len(train), test_questions=len(test))

@@ -108,15 +108,42 @@ def _metric_names(results: Results) -> list[str]:
     return ([deciding] if deciding in present else []) + [metric for metric in ordered if metric != deciding]
 
 
-def quality_table(results: Results) -> tuple[list[str], list[list[str]]]:
-    """One row per metric, one column per strategy: the mean with its 95% interval."""
+def quality_table(results: Results, *, synthetic: bool = False) -> tuple[list[str], list[list[str]]]:
+    """One row per metric, one column per strategy: the mean with its 95% interval (`synthetic`: on the synthetic
+    test questions added to a human set)."""
     names = list(results.strategies)
     rows = []
     for metric in _metric_names(results):
-        label = metric_label(metric) + (" (deciding)" if metric == results.deciding_metric else "")
-        rows.append([label, *(_optional(results.strategies[name].metrics.get(metric), format_interval)
+        label = metric_label(metric) + (" (deciding)" if metric == results.deciding_metric and not synthetic else "")
+        rows.append([label, *(_optional((results.strategies[name].synthetic_metrics if synthetic else
+                                         results.strategies[name].metrics).get(metric), format_interval)
                               for name in names)])
     return ["metric", *names], rows
+
+
+def _has_synthetic_scores(results: Results) -> bool:
+    return any(strategy.synthetic_metrics for strategy in results.strategies.values())
+
+
+def synthetic_agreement(results: Results) -> str:
+    """How the strategies' order on the added synthetic questions compares with their order on the human ones, on
+    the deciding metric (Kendall's tau of the means)."""
+    from scipy.stats import kendalltau
+
+    metric = plotted_metric(results)
+    pairs = [(strategy.metrics[metric].value, strategy.synthetic_metrics[metric].value)
+             for strategy in results.strategies.values()
+             if metric in strategy.metrics and metric in strategy.synthetic_metrics]
+    info = results.test_set.synthetic
+    opening = (f"{info['test_questions']} synthetic test question{'s' * (info['test_questions'] != 1)}, scored "
+               f"apart: they never decide "
+               f"({info['train_questions']} more were added to the training questions)")
+    if len(pairs) < 2 or len({human for human, _ in pairs}) < 2 or len({synth for _, synth in pairs}) < 2:
+        return opening + "."
+    tau = kendalltau(*zip(*pairs)).statistic
+    order = "the same order as" if tau == 1 else "another order than"
+    return (f"{opening}. On {metric_label(metric)} they rank the strategies in {order} the human questions "
+            f"(Kendall's tau {tau:+.2f} over {len(pairs)} strategies).")
 
 
 def cost_table(results: Results) -> tuple[list[str], list[list[str]]]:
@@ -177,10 +204,13 @@ def settings_table(results: Results) -> tuple[list[str], list[list[str]]]:
 
 
 def synthetic_note(synthetic: dict) -> str:
-    """What the report says of a synthesized question set."""
-    return (f"synthetic: written from the documents by {synthetic['model']}, {synthetic['kept']} of "
-            f"{synthetic['planned']} kept by the checks (pass rate {synthetic['pass_rate']:.0%}); a human set may rank "
-            f"the strategies differently")
+    """What the report says of a synthesized question set (the whole set, or added to a human one)."""
+    origin = (f"written from the documents by {synthetic['model']}, {synthetic['kept']} of {synthetic['planned']} "
+              f"kept by the checks (pass rate {synthetic['pass_rate']:.0%})")
+    if synthetic.get("added"):
+        return (f"human, with synthetic questions added ({origin}): {synthetic['train_questions']} in training, "
+                f"{synthetic['test_questions']} scored apart; the human test questions decide")
+    return f"synthetic: {origin}; a human set may rank the strategies differently"
 
 
 def _evidence_value(value) -> str:
@@ -323,6 +353,8 @@ def render_html(results: Results, plots: dict[str, bytes]) -> str:
     sections = [f"<h1>{escape(title)}</h1>", _verdict_html(results), _reasons_html(results),
                 f"<h2>Quality ({results.test_set.n} test questions, 95% intervals)</h2>",
                 _html_table(quality_header, quality_rows, highlight_row=0 if results.deciding_metric else None),
+                *(["<h2>Synthetic questions (scored apart)</h2>", f"<p>{escape(synthetic_agreement(results))}</p>",
+                   _html_table(*quality_table(results, synthetic=True))] if _has_synthetic_scores(results) else []),
                 "<h2>Cost and latency</h2>", _html_table(*cost_table(results), chosen=chosen),
                 "<h2>Paired tests on the deciding metric</h2>", _html_table(*significance_table(results)),
                 "<h2>Plots</h2>", figures]
@@ -388,6 +420,9 @@ def render_markdown(results: Results, plot_names: list[str]) -> str:
         lines += ["", "Excluded:", ""] + [f"- {_markdown_cell(name)}: {_markdown_cell(why)}"
                                           for name, why in advice.excluded.items()]
     lines += ["", "## Quality", "", *_markdown_table(*quality_table(results))]
+    if _has_synthetic_scores(results):
+        lines += ["", "## Synthetic questions (scored apart)", "", _markdown_cell(synthetic_agreement(results)), "",
+                  *_markdown_table(*quality_table(results, synthetic=True))]
     lines += ["", "## Cost and latency", "", *_markdown_table(*cost_table(results))]
     lines += ["", "## Paired tests on the deciding metric", "", *_markdown_table(*significance_table(results))]
     if results.knowledge_update:

@@ -69,6 +69,8 @@ class StrategyResult(_Model):
     cost: Cost
     latency: Latency
     training_curve: list[CurvePoint] = []
+    # on the synthetic test questions added to a human set: reported, never deciding
+    synthetic_metrics: dict[str, Interval] = {}
 
 
 class PairedTest(_Model):
@@ -176,7 +178,9 @@ class MetricChoice(_Model):
 class TestSetInfo(_Model):
     n: int
     train_questions: int | None = None
-    synthetic: dict | None = None  # when the questions were synthesized: model, planned, kept, pass_rate, report
+    # when questions were synthesized: model, planned, kept, pass_rate, report; with "added": True they were added
+    # to a human set (train_questions of them in training, test_questions scored apart)
+    synthetic: dict | None = None
 
 
 class Reason(_Model):
