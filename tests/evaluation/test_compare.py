@@ -164,7 +164,6 @@ def test_another_metric_or_constraint_reuses_every_stored_answer(dataset, tiny_g
 
 def test_changed_settings_are_not_resumed_and_an_existing_output_needs_resume(dataset, tiny_generator, embedder,
                                                                                  monkeypatch, tmp_path):
-    from ragtune.errors import RagtuneError
     from ragtune.evaluation.stages import StageCache
 
     cache = StageCache(tmp_path, {"a": 1}, "fingerprint-1", resume=False)
