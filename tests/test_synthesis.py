@@ -195,3 +195,29 @@ def test_an_unreachable_model_endpoint_says_what_to_do_and_writes_no_set(project
     with pytest.raises(RagtuneError, match="cannot reach"):
         synthesize(project, out, SynthesisOptions(n=6, model="openai:m@http://127.0.0.1:9/v1"))
     assert not out.exists() and not output_paths(out)["report_md"].exists()
+
+
+class GarbageWriter(QuestionWriter):
+    """A model that returns nothing usable: an empty reply, or text without a question."""
+
+    def generate_batch(self, conversations, config):
+        self.items += len(conversations)
+        return [Generation("" if i % 2 else "lorem ipsum dolor sit amet", 5, 0, 0.1) for i in range(len(conversations))]
+
+
+def test_a_model_that_returns_garbage_says_what_to_do_and_keeps_the_earlier_set(project, documents, tmp_path,
+                                                                                 monkeypatch):
+    project.ingest([str(documents)])
+    out = tmp_path / "q.jsonl"
+    writers = iter([QuestionWriter(), GarbageWriter()])
+    monkeypatch.setattr("ragtune.models.loading.load_generator", lambda *a, **k: next(writers))
+    good = synthesize(project, out, SynthesisOptions(n=10, seed=1))
+    written = out.read_text()
+    assert good.report["kept"] > 0
+    output_paths(out)["generated"].unlink()  # write again, with another model's replies
+    with pytest.raises(RagtuneError, match="none of the .* passed the checks") as error:
+        synthesize(project, out, SynthesisOptions(n=10, seed=1))
+    assert "stronger" in error.value.hint and "report.md" in str(error.value)
+    assert out.read_text() == written  # the earlier set is not lost
+    rejected = [json.loads(line) for line in output_paths(out)["rejected"].read_text().splitlines()]
+    assert rejected and {row["reason"] for row in rejected} <= {"malformed", "not_a_question"}

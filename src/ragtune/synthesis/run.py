@@ -7,13 +7,14 @@ import hashlib
 import json
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragtune.atomic_files import write_bytes_atomically
 from ragtune.errors import RagtuneError
 from ragtune.progress import ProgressReporter, SilentProgress
-from ragtune.synthesis.checks import CheckedItem, CheckSettings, check_items
+from ragtune.synthesis.checks import REASONS, CheckedItem, CheckSettings, check_items
 from ragtune.synthesis.questions import parse_question, write_questions
 from ragtune.synthesis.report import build_report, write_report
 from ragtune.synthesis.sampling import DEFAULT_MIX, MIN_SENTENCE_WORDS, plan_items
@@ -77,13 +78,20 @@ def synthesize(project, out: Path, options: SynthesisOptions, *, root: str | Non
     check_items(items, project.retriever, options.checks)
     kept = [item.fields for item in items if not item.reason]
     splits = split_by_chunk(kept, options.val_fraction, options.test_fraction, options.seed)
-    for name, rows in (("questions", kept), *splits.items()):
-        _write_jsonl(paths[name], [_qa_row(row) for row in rows])
     _write_jsonl(paths["rejected"], [{**_qa_row(item.fields), "reason": item.reason, "reply": item.fields["reply"]}
                                      for item in items if item.reason])
     report = build_report(items, planned, settings, {name: len(rows) for name, rows in splits.items()},
                           documents=len({c[1] for c in chunks}), seed=options.seed)
     write_report(report, paths["report_md"], paths["report_json"])
+    if not kept:  # a set written earlier to the same place is left as it was
+        reason, count = Counter(item.reason for item in items).most_common(1)[0]
+        raise RagtuneError(f"none of the {len(items)} questions written by {model} passed the checks; most were "
+                           f"rejected as {REASONS[reason]!r} ({count}); see {paths['report_md']} and "
+                           f"{paths['rejected']}",
+                           "use a stronger or instruction-tuned --model (a local path or an OpenAI-compatible "
+                           "endpoint), or check that the endpoint returns text")
+    for name, rows in (("questions", kept), *splits.items()):
+        _write_jsonl(paths[name], [_qa_row(row) for row in rows])
     return SynthesisResult(out, {name: paths[name] for name in SPLITS}, report)
 
 
