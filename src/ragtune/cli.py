@@ -216,6 +216,7 @@ def demo(out: Path = typer.Option(Path("ragtune-demo"), "--out", "--project", "-
 
 def _register_command_groups() -> None:
     """Commands defined beside their packages (they import helpers from this module)."""
+    from ragtune.arena.cli import arena_app
     from ragtune.data.cli import data_app
     from ragtune.evaluation.cli import advise, compare, eval_command
     from ragtune.serve.cli import serve
@@ -228,6 +229,7 @@ def _register_command_groups() -> None:
     app.command()(advise)
     app.command()(serve)
     app.add_typer(data_app, name="data", help="Prepare training data: formats, cleaning, splits, RAFT.")
+    app.add_typer(arena_app, name="arena")
 
 
 _register_command_groups()

@@ -4,8 +4,10 @@ Hard constraints (p95 latency, cost per 1,000 questions, citations) filter the s
 by the deciding metric; those whose difference to the best is not significant after Holm's correction count as
 tied. When nothing is separated from the best and the test set could not have detected a difference of
 EQUIVALENCE_MARGIN, the verdict is "inconclusive", with the questions, training budget or model that would decide
-it. Otherwise ties are broken by whether a strategy is shown better than the base model, by how fast it absorbs
-new documents (when knowledge changes weekly or daily), then by cost. Every reason quotes the numbers it rests on
+it. Otherwise ties are broken by human preference (a strategy people rate significantly above the other tied ones
+in blind arena votes), by whether a strategy is shown better than the base model, by how fast it absorbs new
+documents (when knowledge changes weekly or daily), then by cost; people's significant preference also settles a
+tie the metric leaves undecided, and a disagreement between people and the metric is stated with both numbers. Every reason quotes the numbers it rests on
 and cites their paths in the results (see ragtune.evaluation.results.resolve).
 """
 
@@ -374,9 +376,60 @@ def _better_than_base(results: Results, tied: list[str], metric: str) -> tuple[l
     return proven, _reason(text, *(path for name in unproven for path in comparisons[name].evidence))
 
 
+def _human_path(results: Results, name: str) -> str:
+    index = next(i for i, rating in enumerate(results.human_evaluation.ratings) if rating.strategy == name)
+    return f"human_evaluation.ratings[{index}]"
+
+
+def _format_rating(rating) -> str:
+    return f"{rating.score:.0f} [{rating.ci_low:.0f}, {rating.ci_high:.0f}]"
+
+
+def _people_prefer(results: Results, names: list[str]) -> tuple[str, Reason] | None:
+    """The one of `names` people rate significantly above each of the others in blind votes (its 95% interval
+    above theirs), when every one of them was rated."""
+    human = results.human_evaluation
+    rated = [human.rating(name) for name in names] if human and len(names) > 1 else []
+    if not rated or any(rating is None for rating in rated):
+        return None
+    best = max(rated, key=lambda rating: rating.score)
+    others = [rating for rating in rated if rating is not best]
+    if not all(best.ci_low > rating.ci_high for rating in others):
+        return None
+    text = (f"People prefer {best.strategy} in {human.votes} blind arena votes: rating {_format_rating(best)} against "
+            + ", ".join(f"{rating.strategy} {_format_rating(rating)}" for rating in others)
+            + " (95% intervals apart), which settles the tie on the automatic metric.")
+    return best.strategy, _reason(text, *(_human_path(results, rating.strategy) for rating in rated))
+
+
+def _disagreement(results: Results, chosen: str, metric: str) -> Reason | None:
+    """When people rate another strategy above the chosen one: both numbers, and whether people's difference is
+    significant."""
+    human = results.human_evaluation
+    chosen_rating = human.rating(chosen) if human else None
+    if chosen_rating is None or human.ratings[0].strategy == chosen:
+        return None
+    top = human.ratings[0]
+    top_result = results.strategies.get(top.strategy)
+    if top_result is None or metric not in top_result.metrics:
+        return None
+    significant = top.ci_low > chosen_rating.ci_high
+    label = metric_label(metric)
+    values = {name: results.strategies[name].metrics[metric] for name in (chosen, top.strategy)}
+    return _reason(f"People and {label} disagree: in {human.votes} blind votes people rate {top.strategy} "
+                   f"{_format_rating(top)} above {chosen} {_format_rating(chosen_rating)} "
+                   f"({'significantly' if significant else 'not significantly'}), while {label} gives {chosen} "
+                   f"{format_interval(values[chosen])} and {top.strategy} {format_interval(values[top.strategy])}.",
+                   _human_path(results, top.strategy), _human_path(results, chosen), _metric_path(chosen, metric),
+                   _metric_path(top.strategy, metric))
+
+
 def _break_tie(results: Results, tied: list[str], metric: str, constraints: Constraints) -> tuple[str, list[Reason]]:
-    """Pick among tied strategies: those shown better than the base model, then update speed when knowledge
-    changes often, then cost."""
+    """Pick among tied strategies: the one people significantly prefer, then those shown better than the base
+    model, then update speed when knowledge changes often, then cost."""
+    preferred = _people_prefer(results, tied)
+    if preferred:
+        return preferred[0], [preferred[1]]
     reasons = []
     better = _better_than_base(results, tied, metric) if len(tied) > 1 else None
     if better:
@@ -488,12 +541,19 @@ def recommend(results: Results, constraints: Constraints) -> Recommendation:
         text = f"No strategy is separated from the best ({ranked[0]}, {label} {format_interval(best)})"
         if detectable is not None:
             text += f", and the test set could miss differences smaller than {detectable:.2f}"
+        preferred = _people_prefer(results, ranked)
+        if preferred:  # people decide what the metric cannot
+            reasons += [_reason(text + ".", _metric_path(ranked[0], metric)), preferred[1]]
+            return _recommended(results, preferred[0], metric, constraints, reasons, excluded, broken, detectable)
         reasons.append(_reason(text + ": the measurements do not decide, so nothing is recommended.",
                                _metric_path(ranked[0], metric)))
+        human = results.human_evaluation
+        what_would_decide = _what_would_decide(results, metric, ranked) + (
+            [_reason(f"Human votes: {human.stopping_hint}", "human_evaluation.stopping_hint")] if human else [])
         return Recommendation(verdict="inconclusive", strategy=None,
                               headline=f"Inconclusive: the {len(ranked)} strategies are not separated on {label}",
-                              reasons=reasons, excluded=excluded, what_would_decide=_what_would_decide(
-                                  results, metric, ranked), detectable_difference=detectable)
+                              reasons=reasons, excluded=excluded, what_would_decide=what_would_decide,
+                              detectable_difference=detectable)
     if all_tied:
         reasons.append(_reason(f"The test set detects differences of {detectable:.2f} and every difference to "
                                f"{ranked[0]} lies within ±{EQUIVALENCE_MARGIN} (95% intervals), so the strategies are "
@@ -501,10 +561,18 @@ def recommend(results: Results, constraints: Constraints) -> Recommendation:
                                *(f"significance[{index}]" for index, _ in _tests_with(results, metric, ranked[0],
                                                                                        ranked))))
     chosen, tie_break = _break_tie(results, tied, metric, constraints)
+    return _recommended(results, chosen, metric, constraints, reasons + tie_break, excluded, broken, detectable)
+
+
+def _recommended(results: Results, chosen: str, metric: str, constraints: Constraints, reasons: list[Reason],
+                 excluded: dict[str, str], broken: dict, detectable: float | None) -> Recommendation:
+    """The verdict for `chosen`, closing the reasons with its knowledge cost, its fit to the constraints and any
+    disagreement of people with the metric."""
     closing = [_knowledge_reason(results, chosen, metric, constraints.knowledge_changes),
-               None if broken[chosen] else _fit_reason(results, chosen, constraints)]
-    reasons += tie_break + [reason for reason in closing if reason]
-    measure = measured[chosen].metrics[metric]
+               None if broken[chosen] else _fit_reason(results, chosen, constraints),
+               _disagreement(results, chosen, metric)]
+    measure = results.strategies[chosen].metrics[metric]
     return Recommendation(verdict="recommended", strategy=chosen,
-                          headline=f"Recommended: {chosen} ({label} {format_interval(measure)})",
-                          reasons=reasons, excluded=excluded, detectable_difference=detectable)
+                          headline=f"Recommended: {chosen} ({metric_label(metric)} {format_interval(measure)})",
+                          reasons=reasons + [reason for reason in closing if reason], excluded=excluded,
+                          detectable_difference=detectable)

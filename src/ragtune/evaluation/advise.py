@@ -1,5 +1,6 @@
 """`ragtune advise`: the verdict and report of a finished comparison, derived again from its stored answers under
-other constraints or another deciding metric. No model is loaded and nothing is generated."""
+other constraints or another deciding metric, and with the arena's latest human votes. No model is loaded and
+nothing is generated."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ragtune.arena.comparison import with_human_evaluation
 from ragtune.config import validation_problems
 from ragtune.errors import RagtuneError
 from ragtune.evaluation.analysis import analyse
@@ -30,6 +32,6 @@ def readvise(directory: Path, *, metric: str | None = None, constraints: dict | 
         raise RagtuneError("a budget per 1,000 questions needs a price per machine hour, and this comparison had none",
                            "rerun `ragtune compare --resume --price-per-hour P` (it reuses every stored answer)")
     requested = metric or (results.metric_choice.requested if results.metric_choice else None)
-    analysed = analyse(results, merged, requested)
+    analysed = analyse(with_human_evaluation(results, Path(directory)), merged, requested)
     write_report(analysed, Path(directory))
     return analysed

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from ragtune.arena.comparison import with_human_evaluation
 from ragtune.child_process import run_in_child
 from ragtune.data import DatasetSpec, parse_dataset_spec
 from ragtune.evaluation.analysis import analyse
@@ -100,8 +101,8 @@ def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False, 
         stages.advance()
     measured = _results(experiment, strategies, split, index, runs, evaluations, update, synthetic,
                         synthetic_evaluations)
-    results = analyse(measured.model_copy(update={"resumed_stages": cache.reused}), constraints_of(experiment),
-                      experiment.primary_metric)
+    measured = with_human_evaluation(measured.model_copy(update={"resumed_stages": cache.reused}), out_dir)
+    results = analyse(measured, constraints_of(experiment), experiment.primary_metric)
     write_report(results, out_dir)
     return results
 

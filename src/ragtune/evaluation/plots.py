@@ -1,4 +1,5 @@
-"""Figures of a comparison as PNG bytes: quality, quality against cost, latency, training curves, knowledge update.
+"""Figures of a comparison as PNG bytes: quality, quality against cost, latency, training curves, knowledge update,
+human preference.
 
 Figures are drawn on the Agg canvas without pyplot, so no global figure state is kept; each is closed
 (its canvas released) once rendered. PNGs carry no software or time metadata, so the same results give the
@@ -163,9 +164,28 @@ def knowledge_update_plot(results: Results) -> bytes | None:
     return _png(figure)
 
 
+def human_ratings_plot(results: Results) -> bytes | None:
+    """The arena's ratings, best on top, with their 95% bootstrap intervals."""
+    human = results.human_evaluation
+    if human is None:
+        return None
+    colors = _colors(results)
+    ratings = list(reversed(human.ratings))
+    figure = _new_figure(6, 1 + 0.5 * len(ratings))
+    axes = figure.add_subplot(1, 1, 1)
+    for row, rating in enumerate(ratings):
+        axes.errorbar(rating.score, row, xerr=[[rating.score - rating.ci_low], [rating.ci_high - rating.score]],
+                      fmt="o", capsize=4, color=colors.get(rating.strategy, "tab:gray"))
+    axes.set_yticks(range(len(ratings)), [rating.strategy for rating in ratings])
+    axes.set_title(f"Human preference: {human.votes} blind votes, 95% intervals")
+    axes.set_xlabel("Bradley-Terry rating (Elo scale)")
+    axes.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
 def all_plots(results: Results) -> dict[str, bytes]:
     """Every figure that applies to these results, by file stem."""
     figures = {"quality": quality_plot(results), "quality_vs_cost": quality_cost_plot(results),
                "latency": latency_plot(results), "training_curves": training_curves_plot(results),
-               "knowledge_update": knowledge_update_plot(results)}
+               "knowledge_update": knowledge_update_plot(results), "human_ratings": human_ratings_plot(results)}
     return {name: png for name, png in figures.items() if png is not None}

@@ -21,7 +21,7 @@ MARKDOWN_QUESTIONS = 20
 RIGHT_AT = 0.5  # an answer counts as right in the question filter when its deciding-metric score reaches this
 PLOT_TITLES = {"quality": "Quality per strategy", "quality_vs_cost": "Quality against cost",
                "latency": "Latency per question", "training_curves": "Training curves",
-               "knowledge_update": "Knowledge update"}
+               "knowledge_update": "Knowledge update", "human_ratings": "Human preference"}
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222; padding: 0 1em;
        overflow-wrap: anywhere; }
@@ -121,6 +121,33 @@ def quality_table(results: Results, *, synthetic: bool = False) -> tuple[list[st
     return ["metric", *names], rows
 
 
+def human_tables(results: Results) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:
+    """The human evaluation as (title, table): the leaderboard, the win rates, and bias and agreement."""
+    human = results.human_evaluation
+    leaderboard = (["#", "strategy", "rating", "95% interval", "battles"],
+                   [[str(rank), r.strategy, f"{r.score:.0f}", f"[{r.ci_low:.0f}, {r.ci_high:.0f}]", str(r.battles)]
+                    for rank, r in enumerate(human.ratings, 1)])
+    names = [r.strategy for r in human.ratings]
+    win_rates = (["row beats column", *names],
+                 [[row, *("—" if row == column or human.win_rates[row][column] is None else
+                          f"{human.win_rates[row][column]:.0%} of {human.counts[row][column]}" for column in names)]
+                  for row in names])
+    bias, agreement = human.position_bias, human.agreement
+    checks = (["check", "value"], [
+        ["votes", str(human.votes)],
+        ["position bias (left side wins, of decisive votes)",
+         f"{bias['left_win_share']:.0%} of {bias['decisive']} (p = {bias['p_value']:.3g})" if bias["decisive"]
+         else "no decisive votes"],
+        *([[f"agreement {' & '.join(pair['raters'])} (Cohen's kappa, {pair['shared']} shared battles)",
+            "—" if pair["kappa"] is None else f"{pair['kappa']:.2f}"] for pair in agreement["pairs"]]),
+        *([[f"agreement of all raters (Fleiss' kappa, {agreement['fleiss_battles']} battles)",
+            f"{agreement['fleiss_kappa']:.2f}"]] if agreement["fleiss_kappa"] is not None else []),
+        *([[f"{entry['rater']} agrees with the other raters' majority",
+            f"{entry['agreeing']} of {entry['compared']}"] for entry in agreement["consensus"] if entry["compared"]]),
+        ["more votes", human.stopping_hint]])
+    return [("Leaderboard", leaderboard), ("Win rates", win_rates), ("Bias and agreement", checks)]
+
+
 def _has_synthetic_scores(results: Results) -> bool:
     return any(strategy.synthetic_metrics for strategy in results.strategies.values())
 
@@ -217,6 +244,8 @@ def _evidence_value(value) -> str:
     """An evidence value in a sentence: metrics with their CI, tests with difference and p, numbers to 4 digits."""
     if hasattr(value, "ci_low") and hasattr(value, "value"):
         return format_interval(value)
+    if hasattr(value, "ci_low") and hasattr(value, "score"):
+        return f"rating {value.score:.0f} [{value.ci_low:.0f}, {value.ci_high:.0f}] from {value.battles} battles"
     if hasattr(value, "mean_difference"):
         return (f"{value.a} − {value.b} on {metric_label(value.metric)}: {value.mean_difference:+.3f} "
                 f"[{value.ci_low:+.3f}, {value.ci_high:+.3f}], p = {value.p_value:.3g}, Holm p = "
@@ -348,7 +377,8 @@ def render_html(results: Results, plots: dict[str, bytes]) -> str:
     """The whole report as one self-contained HTML page."""
     config, chosen = results.config, results.recommendation.strategy
     title = f"ragtune compare: {config.model} on {config.docs}"
-    figures = "".join(_figure(name, png) for name, png in plots.items() if name != "knowledge_update")
+    figures = "".join(_figure(name, png) for name, png in plots.items()
+                      if name not in ("knowledge_update", "human_ratings"))
     quality_header, quality_rows = quality_table(results)
     sections = [f"<h1>{escape(title)}</h1>", _verdict_html(results), _reasons_html(results),
                 f"<h2>Quality ({results.test_set.n} test questions, 95% intervals)</h2>",
@@ -358,6 +388,12 @@ def render_html(results: Results, plots: dict[str, bytes]) -> str:
                 "<h2>Cost and latency</h2>", _html_table(*cost_table(results), chosen=chosen),
                 "<h2>Paired tests on the deciding metric</h2>", _html_table(*significance_table(results)),
                 "<h2>Plots</h2>", figures]
+    if results.human_evaluation:
+        sections.append(f"<h2>Human evaluation ({results.human_evaluation.votes} blind votes)</h2>")
+        for title, table in human_tables(results):
+            sections += [f"<h3>{escape(title)}</h3>", _html_table(*table)]
+        if "human_ratings" in plots:
+            sections.append(_figure("human_ratings", plots["human_ratings"]))
     if results.knowledge_update:
         update = results.knowledge_update
         sections += ["<h2>Knowledge update</h2>",
@@ -425,6 +461,10 @@ def render_markdown(results: Results, plot_names: list[str]) -> str:
                   *_markdown_table(*quality_table(results, synthetic=True))]
     lines += ["", "## Cost and latency", "", *_markdown_table(*cost_table(results))]
     lines += ["", "## Paired tests on the deciding metric", "", *_markdown_table(*significance_table(results))]
+    if results.human_evaluation:
+        lines += ["", f"## Human evaluation ({results.human_evaluation.votes} blind votes)"]
+        for title, table in human_tables(results):
+            lines += ["", f"### {title}", "", *_markdown_table(*table)]
     if results.knowledge_update:
         lines += ["", "## Knowledge update", "", *_markdown_table(*knowledge_update_table(results))]
     lines += ["", "## Plots", ""] + [f"- [{PLOT_TITLES[name]}](plots/{name}.png)" for name in plot_names]

@@ -183,6 +183,31 @@ class TestSetInfo(_Model):
     synthetic: dict | None = None
 
 
+class HumanRating(_Model):
+    """A strategy's Bradley-Terry rating from blind votes (Elo-like scale), with its 95% bootstrap interval."""
+
+    strategy: str
+    score: float
+    ci_low: float
+    ci_high: float
+    battles: int
+
+
+class HumanEvaluation(_Model):
+    """The arena's leaderboard for the compared strategies (ragtune.arena.ratings.Leaderboard.to_dict())."""
+
+    votes: int
+    ratings: list[HumanRating]  # best first
+    win_rates: dict[str, dict[str, float | None]]
+    counts: dict[str, dict[str, int]]
+    position_bias: dict
+    agreement: dict
+    stopping_hint: str
+
+    def rating(self, strategy: str) -> HumanRating | None:
+        return next((rating for rating in self.ratings if rating.strategy == strategy), None)
+
+
 class Reason(_Model):
     text: str
     evidence: list[str] = []
@@ -212,6 +237,7 @@ class Results(_Model):
     significance: list[PairedTest] = []
     per_question: list[QuestionRow] = []
     knowledge_update: KnowledgeUpdate | None = None
+    human_evaluation: HumanEvaluation | None = None  # once people have voted in the arena
     recommendation: Recommendation | None = None
     resumed_stages: list[str] = []
 

@@ -27,7 +27,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ragtune.errors import ModelNotAvailableError, RagtuneError
 from ragtune.rag import Answer, AnswerOptions, Finished
+from ragtune.arena.battles import ComparedAnswers
+from ragtune.arena.store import ArenaStore
 from ragtune.serve.answer_log import AnswerLog, UnknownResponse
+from ragtune.serve.arena_routes import arena_router
 from ragtune.serve.catalog import ALIAS, EngineBusy, EngineSlot, ModelCatalog, ServedModel, UnknownModel
 from ragtune.serve.documents import MAX_UPLOAD_FILES, MB, documents_router
 from ragtune.serve.schema import (ChatCompletionRequest, EmbeddingRequest, FeedbackRequest, RenderRequest,
@@ -65,6 +68,8 @@ class ServerState:
     allowed_hosts: list[str] | None = None  # Host headers accepted (None: any); set when bound to loopback
     cors_origins: list[str] = field(default_factory=list)  # other sites' pages allowed to call the API
     started: int = field(default_factory=lambda: int(time.time()))
+    arena: ArenaStore | None = None  # blind battles and votes (None: no arena)
+    compared: ComparedAnswers | None = None  # the comparison served with --from-compare: its stored answers
 
 
 def create_app(state: ServerState) -> FastAPI:
@@ -87,11 +92,17 @@ def create_app(state: ServerState) -> FastAPI:
     guarded = [Depends(_authorize(state.api_key))]
     app.include_router(_api_router(state), prefix="/v1", dependencies=guarded)
     app.include_router(documents_router(state, ApiError), prefix="/v1", dependencies=guarded)
+    if state.arena is not None:
+        app.include_router(arena_router(state, ApiError), prefix="/v1", dependencies=guarded)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
     def web_app() -> FileResponse:
         return FileResponse(WEB_DIR / "index.html", headers=PAGE_HEADERS)
+
+    @app.get("/arena", include_in_schema=False)
+    def arena_page() -> FileResponse:
+        return FileResponse(WEB_DIR / "arena.html", headers=PAGE_HEADERS)
 
     return app
 

@@ -124,3 +124,24 @@ class FeedbackRequest(BaseModel):
     response_id: str = Field(min_length=1, max_length=100)
     rating: Literal["up", "down"]
     comment: str | None = Field(None, max_length=4000)
+
+
+RATER_PATTERN = r"^[\w .@'-]{1,64}$"  # a person's name or handle: letters, digits, space, . @ ' - _
+
+
+class BattleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rater: str = Field(pattern=RATER_PATTERN)
+    question: str | None = Field(None, min_length=1, max_length=MAX_MESSAGE_CHARS,
+                                 description="A question to answer live; none: the next of the comparison's.")
+
+
+class VoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["a", "b", "tie", "both_bad"]
+    reason: str | None = Field(None, max_length=4000)
+    rating_a: int | None = Field(None, ge=1, le=5)
+    rating_b: int | None = Field(None, ge=1, le=5)
+    seconds_to_vote: float | None = Field(None, ge=0, le=86_400)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ragtune.arena.battles import ComparedAnswers
+from ragtune.arena.store import ArenaStore
 from ragtune.errors import RagtuneError
 from ragtune.serve.answer_log import AnswerLog
 from ragtune.serve.app import CHAT_REPETITION_PENALTY, ServerState
@@ -37,5 +39,8 @@ def open_server_state(project_dir: Path, *, from_compare: Path | None = None, ap
     models = discover_models(project.config.models.generator, run_dirs, comparison)
     project.retriever.search("warm-up", k=1)
     log = AnswerLog(project.workspace.database_path) if record_answers else None
+    battles_possible = comparison and len(comparison["strategies"]) > 1 and comparison.get("per_question")
+    compared = ComparedAnswers(from_compare) if battles_possible else None  # else live battles only
     return ServerState(project, ModelCatalog(project, models, max_loaded=max_loaded), api_key, log, max_tokens_cap,
-                       repetition_penalty, allowed_hosts, list(cors_origins))
+                       repetition_penalty, allowed_hosts, list(cors_origins),
+                       arena=ArenaStore(project.workspace.database_path), compared=compared)

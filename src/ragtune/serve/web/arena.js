@@ -1,0 +1,159 @@
+// ragtune's arena: blind battles between two strategies, voted with the keyboard, revealed after the vote.
+// Text from documents and models is only ever set as textContent.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { key: localStorage.getItem("ragtune-key") || "", rater: localStorage.getItem("ragtune-rater") || "",
+                battle: null, shownAt: 0, voted: false };
+const KEYS = { a: "a", b: "b", t: "tie", x: "both_bad" };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "text") node.textContent = value; else node.setAttribute(name, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+async function api(path, options = {}) {
+  const headers = { "Content-Type": "application/json", ...(options.headers || {}) };
+  if (state.key) headers.Authorization = `Bearer ${state.key}`;
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401) { await askKey(); return api(path, options); }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error((body.error && body.error.message) || `${response.status}`);
+    error.code = body.error && body.error.code;
+    throw error;
+  }
+  return body;
+}
+
+function ask(dialogId, formId, read) {
+  return new Promise((resolve) => {
+    $(formId).onsubmit = () => { read(); resolve(); };
+    $(dialogId).showModal();
+  });
+}
+function askKey() {
+  return ask("key-dialog", "key-form", () => {
+    state.key = $("key").value.trim();
+    localStorage.setItem("ragtune-key", state.key);
+  });
+}
+async function askRater() {
+  $("rater").value = state.rater;
+  await ask("rater-dialog", "rater-form", () => {
+    state.rater = $("rater").value.trim();
+    localStorage.setItem("ragtune-rater", state.rater);
+  });
+  $("rater-button").textContent = `Rater: ${state.rater}`;
+}
+
+function status(text, isError = false) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+
+async function newBattle(question) {
+  status(question ? "Both strategies are answering…" : "Drawing the next battle…");
+  $("battle").hidden = true;
+  try {
+    const body = { rater: state.rater };
+    if (question) body.question = question;
+    show(await api("/v1/arena/battles", { method: "POST", body: JSON.stringify(body) }));
+    status("");
+  } catch (error) {
+    state.battle = null;
+    status(error.code === "no_comparison" ? "Type a question above: two strategies will answer it." : error.message,
+           error.code !== "no_comparison");
+  }
+}
+
+function show(battle) {
+  state.battle = battle;
+  state.voted = false;
+  state.shownAt = performance.now();
+  $("battle-question").textContent = battle.question;
+  for (const answer of battle.answers) {
+    const side = $(`side-${answer.slot}`);
+    side.classList.remove("winner");
+    side.querySelector("h3").textContent = answer.slot;
+    side.querySelector(".answer").textContent = answer.content;
+    side.querySelector(".rating").value = "";
+    side.querySelector(".citations").replaceChildren(...answer.citations.map((c) =>
+      el("li", {}, el("details", {}, el("summary", { text: `[${c.number}] ${c.source}` }), el("p", { text: c.text })))));
+  }
+  $("reason").value = "";
+  $("reveal").hidden = true;
+  $("vote-bar").hidden = false;
+  $("battle").hidden = false;
+}
+
+async function vote(outcome) {
+  if (!state.battle || state.voted) return;
+  state.voted = true;
+  const rating = (slot) => $(`side-${slot}`).querySelector(".rating").value;
+  const body = { outcome, reason: $("reason").value.trim() || null,
+                 rating_a: rating("A") ? Number(rating("A")) : null, rating_b: rating("B") ? Number(rating("B")) : null,
+                 seconds_to_vote: Math.round(performance.now() - state.shownAt) / 1000 };
+  try {
+    const result = await api(`/v1/arena/battles/${encodeURIComponent(state.battle.battle_id)}/vote`,
+                             { method: "POST", body: JSON.stringify(body) });
+    reveal(result);
+    loadBoard();
+  } catch (error) {
+    state.voted = false;
+    status(error.message, true);
+  }
+}
+
+function reveal(result) {
+  for (const slot of ["A", "B"]) $(`side-${slot}`).querySelector("h3").textContent = `${slot}: ${result.strategies[slot]}`;
+  if (result.outcome === "a") $("side-A").classList.add("winner");
+  if (result.outcome === "b") $("side-B").classList.add("winner");
+  const parts = [el("strong", { text: `A was ${result.strategies.A}, B was ${result.strategies.B}.` })];
+  if (result.reference) parts.push(el("p", { text: `Reference answer: ${result.reference}` }));
+  parts.push(el("p", { text: "Next battle: N or Enter." }));
+  $("reveal").replaceChildren(...parts);
+  $("reveal").hidden = false;
+  $("vote-bar").hidden = true;
+  $("count").textContent = `${result.votes_by_rater} vote${result.votes_by_rater === 1 ? "" : "s"} by ${state.rater}`;
+}
+
+async function loadBoard() {
+  try {
+    const board = await api("/v1/arena/leaderboard");
+    $("leaderboard").tBodies[0].replaceChildren(...board.ratings.map((r, i) => el("tr", {},
+      el("td", { text: String(i + 1) }), el("td", { text: r.strategy }),
+      el("td", { text: r.battles ? r.score.toFixed(0) : "—" }),
+      el("td", { text: r.battles ? `[${r.ci_low.toFixed(0)}, ${r.ci_high.toFixed(0)}]` : "no battles yet" }),
+      el("td", { text: String(r.battles) }))));
+    $("hint").textContent = `${board.votes} vote${board.votes === 1 ? "" : "s"}. ${board.stopping_hint}`;
+  } catch (error) {
+    $("hint").textContent = error.message;
+  }
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.target.closest("input, textarea, select, dialog") || event.ctrlKey || event.metaKey || event.altKey) return;
+  const key = event.key.toLowerCase();
+  if (state.battle && !state.voted && KEYS[key]) { event.preventDefault(); vote(KEYS[key]); }
+  else if ((key === "n" || key === "enter") && (state.voted || !state.battle)) { event.preventDefault(); newBattle(); }
+});
+
+async function start() {
+  for (const button of document.querySelectorAll("#vote-buttons button")) button.onclick = () => vote(button.dataset.outcome);
+  $("next").onclick = () => newBattle();
+  $("rater-button").onclick = askRater;
+  $("live").onsubmit = (event) => {
+    event.preventDefault();
+    const question = $("live-question").value.trim();
+    if (question) { $("live-question").value = ""; newBattle(question); }
+  };
+  if (!state.rater) await askRater(); else $("rater-button").textContent = `Rater: ${state.rater}`;
+  await loadBoard();
+  await newBattle();
+}
+start();
