@@ -43,6 +43,17 @@ def test_quick_demo_compares_the_default_strategies_on_real_models(tmp_path, bro
     browser.get((tmp_path / "demo" / "report.html").as_uri())
     assert browser.execute_script("return document.documentElement.scrollWidth") <= 1280
 
+    # People judge the real answers blind in the terminal; the report and the verdict take the votes in.
+    demo = str(tmp_path / "demo")
+    voted = CliRunner().invoke(app, ["arena", "--from-compare", demo, "--rater", "ana", "--seed", "1"],
+                               input="a\nshorter\nb\n\nt\n\nq\n")
+    assert voted.exit_code == 0 and "3 vote(s) stored" in voted.output, voted.output
+    board = json.loads(CliRunner().invoke(app, ["arena", "report", "--from-compare", demo, "--json"]).stdout)
+    assert board["votes"] == 3 and {r["strategy"] for r in board["ratings"]} == set(results["strategies"])
+    updated = json.loads((tmp_path / "demo" / "results.json").read_text(encoding="utf-8"))
+    assert updated["human_evaluation"]["votes"] == 3
+    assert "Human evaluation (3 blind votes)" in (tmp_path / "demo" / "report.md").read_text(encoding="utf-8")
+
 
 CODE_CALLS = Path(__file__).parents[1] / "data" / "code_calls"
 

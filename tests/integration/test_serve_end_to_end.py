@@ -121,3 +121,17 @@ def test_the_chat_page_streams_a_cited_answer_from_the_real_model(live, browser)
     assert model == "rag" and shown.strip()  # the page picks the default model by its own id
     cited = json.loads(citations)[0]
     assert chip.text == f"[{cited['number']}] {cited['source']}" and cited["source"] == "animals/dogs.txt"
+
+
+def test_a_live_arena_battle_is_answered_by_two_real_strategies(live):
+    base_url, state = live
+    client = httpx.Client(base_url=base_url, headers={"Authorization": "Bearer test-key"}, timeout=120)
+    battle = client.post("/v1/arena/battles", json={"rater": "ana", "question": "Which river is the longest?"})
+    assert battle.status_code == 200, battle.text
+    answers = battle.json()["answers"]
+    assert [answer["slot"] for answer in answers] == ["A", "B"] and all(answer["content"] for answer in answers)
+    vote = client.post(f"/v1/arena/battles/{battle.json()['battle_id']}/vote", json={"outcome": "a"}).json()
+    assert set(vote["strategies"].values()) <= set(state.catalog.models)
+    stored, _ = state.arena.voted()[-1]
+    assert stored.timings["a_s"] > 0 and stored.answer_a == answers[0]["content"]
+    assert client.get("/v1/arena/leaderboard").json()["votes"] == 1
