@@ -50,5 +50,5 @@ def write_comparison(directory: Path, strategies: tuple[str, ...] = ("base", "ra
         "test_set": {"n": len(rows)}, "strategies": entries, "per_question": rows})
     directory.mkdir(parents=True, exist_ok=True)
     results.save(directory)
-    Workspace.open(directory / "project")
+    Workspace.open(directory / "project").state_dir  # as ingest leaves it
     return directory

@@ -178,3 +178,42 @@ def test_a_disagreement_between_people_and_the_metric_is_stated_with_both_number
     disagreement = next(reason.text for reason in advice.reasons if reason.text.startswith("People and F1 disagree"))
     assert "people rate ft" in disagreement and "above rag" in disagreement and "significantly" in disagreement
     assert "F1 gives rag 0.90" in disagreement
+
+
+def test_a_strategy_nobody_judged_is_never_preferred_or_beaten_by_people(comparison, store):
+    compared = ComparedAnswers(comparison)
+    rng = random.Random(3)
+    for rater in ("ana", "ben", "cleo"):
+        while (battle := compared.next_battle(store, rater, rng)) is not None:
+            pair = {battle.strategy_a, battle.strategy_b}
+            if pair == {"rag", "base"}:
+                vote_for(store, battle, "rag")
+    advice = readvise(comparison).recommendation
+    assert advice.verdict == "inconclusive"  # ft was never judged: people's preference cannot settle the tie
+    assert any(reason.text.startswith("Human votes:") for reason in advice.what_would_decide)
+
+
+def test_two_windows_of_one_rater_get_different_battles(comparison, store):
+    compared = ComparedAnswers(comparison)
+    first = compared.next_battle(store, "ana", random.Random(0))
+    second = compared.next_battle(store, "ana", random.Random(0))
+    assert (first.item, {first.strategy_a, first.strategy_b}) != (second.item, {second.strategy_a, second.strategy_b})
+
+
+def test_votes_on_battles_known_here_without_a_vote_are_imported_and_bad_fields_named(comparison, store, tmp_path):
+    battle = ComparedAnswers(comparison).next_battle(store, "ana", random.Random(0))
+    exported = tmp_path / "one.jsonl"
+    store.vote(battle.id, Vote("a"))
+    store.export_jsonl(exported)
+    other = write_comparison(tmp_path / "other")
+    target = ArenaStore(votes_database(None, other))
+    target.add_battle(battle)  # the battle was copied here, its vote was not
+    assert target.import_jsonl(exported) == (1, 0) and len(target.judgements()) == 1
+    record = json.loads(exported.read_text())
+    record["vote"]["voted_at"] = None
+    exported.write_text(json.dumps(record) + "\n")
+    with pytest.raises(RagtuneError, match=r"one.jsonl:1: missing or invalid vote.voted_at"):
+        target.import_jsonl(exported)
+    target.close()
+    result = CliRunner().invoke(app, ["arena", "report", "--from-compare", str(other), "--project", str(other)])
+    assert result.exit_code == 1 and "pass one" in result.output

@@ -243,3 +243,11 @@ def test_a_single_vote_gives_wide_intervals_not_certainty():
     leader, runner = board.ratings
     assert leader.strategy == "rag" and leader.ci_low < runner.ci_high  # one vote separates nothing
     assert leader.ci_high - leader.ci_low > 400 and "overlap" in board.stopping_hint
+
+
+def test_strategies_never_linked_by_battles_are_said_to_be_incomparable():
+    judgements = votes("a", "b", "a", 6) + votes("c", "d", "a", 3) + votes("c", "d", "b", 1)
+    board = leaderboard(judgements, ["a", "b", "c", "d"], bootstrap=100)
+    assert [rating.strategy for rating in board.ratings[:2]] == ["a", "c"]
+    assert board.stopping_hint.startswith("a and c were never compared")
+    assert all(rating.ci_high - rating.ci_low < 2000 for rating in board.ratings)  # each group's own intervals

@@ -17,9 +17,9 @@ CITED_PASSAGE_CHARS = 600  # a citation shows the start of its passage
 def pick_battle(store: ArenaStore, rater: str, strategies: list[str], items: dict[str, set[str]],
                 rng: random.Random) -> tuple[str, str, str] | None:
     """(item, left, right) of the next battle for `rater`: the pair whose order is least certain first (see
-    ratings.choose_pair), a question of `items` (id → strategies that can answer it) the rater has not judged for
-    that pair, sides drawn at random. None when the rater has judged every question for every pair."""
-    judged = store.judged(rater)
+    ratings.choose_pair), a question of `items` (id → strategies that can answer it) the rater was not given for
+    that pair before, sides drawn at random. None when the rater has had every question for every pair."""
+    judged = store.shown_to(rater)
     for pair in choose_pair(store.judgements(), strategies):
         open_items = sorted(item for item, answering in items.items()
                             if set(pair) <= answering and (item, frozenset(pair)) not in judged)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -22,7 +22,6 @@ FromCompareOption = typer.Option(None, "--from-compare", help="A finished `ragtu
                                  "and stored answers, and its project's database for the votes.")
 ProjectDirOption = typer.Option(None, "--project", "-p", help="Project whose database holds the votes (default: the "
                                 "comparison's project, else the current directory).")
-RATER_NAME = re.compile(r"^[\w .@'-]{1,64}$")
 VOTE_KEYS = {"a": "a", "b": "b", "t": "tie", "x": "both_bad"}
 
 
@@ -46,7 +45,7 @@ def arena(context: typer.Context, from_compare: Optional[Path] = FromCompareOpti
         raise RagtuneError("the terminal arena votes on a comparison's answers",
                            "pass --from-compare DIR (or use the web arena of `ragtune serve` for live questions)")
     from ragtune.arena.battles import ComparedAnswers
-    from ragtune.arena.store import Vote
+    from ragtune.arena.store import RATER_NAME, Vote
 
     compared = ComparedAnswers(from_compare)
     rater = rater or typer.prompt("Your name")
@@ -59,11 +58,11 @@ def arena(context: typer.Context, from_compare: Optional[Path] = FromCompareOpti
     try:
         while (battle := compared.next_battle(store, rater, rng)) is not None:
             console.rule(f"battle {votes + 1}")
-            console.print(Panel(battle.question, title="question"))
+            console.print(Panel(escape(battle.question), title="question"))
             for slot, answer, citations in (("A", battle.answer_a, battle.citations_a),
                                             ("B", battle.answer_b, battle.citations_b)):
                 cited = "\n".join(f"[{c['number']}] {c['source']}" for c in citations)
-                console.print(Panel(answer + (f"\n\n{cited}" if cited else ""), title=slot), markup=False)
+                console.print(Panel(escape(answer + (f"\n\n{cited}" if cited else "")), title=slot))
             choice = typer.prompt("[a] A better  [b] B better  [t] tie  [x] both bad  [s] skip  [q] quit",
                                   default="s").strip().lower()
             if choice == "q":
@@ -73,8 +72,8 @@ def arena(context: typer.Context, from_compare: Optional[Path] = FromCompareOpti
             reason = typer.prompt("why? (optional)", default="", show_default=False).strip() or None
             store.vote(battle.id, Vote(VOTE_KEYS[choice], reason))
             votes += 1
-            console.print(f"A was [bold]{battle.strategy_a}[/], B was [bold]{battle.strategy_b}[/]"
-                          + (f"; reference: {battle.reference}" if battle.reference else ""), highlight=False)
+            console.print(f"A was [bold]{escape(battle.strategy_a)}[/], B was [bold]{escape(battle.strategy_b)}[/]"
+                          + (f"; reference: {escape(battle.reference)}" if battle.reference else ""), highlight=False)
         else:
             console.print(f"{rater} has judged every question for every pair of strategies.")
     finally:
@@ -121,13 +120,13 @@ def show_leaderboard(board: dict) -> None:
     for column in ("#", "strategy", "rating", "95% interval", "battles"):
         table.add_column(column)
     for rank, rating in enumerate(board["ratings"], 1):
-        table.add_row(str(rank), rating["strategy"], f"{rating['score']:.0f}",
+        table.add_row(str(rank), escape(rating["strategy"]), f"{rating['score']:.0f}",
                       f"[{rating['ci_low']:.0f}, {rating['ci_high']:.0f}]", str(rating["battles"]))
     console.print(table)
     bias = board["position_bias"]
     console.print(f"position bias: the left side (A) won {bias['left_win_share']:.0%} of {bias['decisive']} decisive "
                   f"votes (p = {bias['p_value']:.3g})" if bias["decisive"] else "position bias: no decisive votes yet")
-    console.print(board["stopping_hint"])
+    console.print(board["stopping_hint"], markup=False)
 
 
 @arena_app.command("export")

@@ -13,6 +13,7 @@ from itertools import combinations
 from typing import Literal
 
 import numpy as np
+from scipy.sparse.csgraph import connected_components
 from scipy.special import expit
 from scipy.stats import binomtest, norm
 
@@ -211,12 +212,15 @@ def _wald_bounds(wins: np.ndarray, battles: np.ndarray) -> tuple[np.ndarray, np.
     ties (unplayed strategies: their 0)."""
     compared = battles > 0
     beta = _fit(_with_virtual_ties(wins))
-    played = battles.sum(1) > 0
-    information = _information(beta, battles + VIRTUAL_TIES_PER_PAIR * compared)[np.ix_(played, played)]
-    centring = np.eye(int(played.sum())) - 1 / played.sum()
-    spread = np.sqrt(np.diag(centring @ np.linalg.inv(information) @ centring))
+    information = _information(beta, battles + VIRTUAL_TIES_PER_PAIR * compared)
     margin = np.zeros_like(beta)
-    margin[played] = norm.ppf(1 - (1 - CONFIDENCE) / 2) * spread
+    _, group = connected_components(compared, directed=False)
+    for members in (np.flatnonzero(group == label) for label in np.unique(group)):
+        if len(members) < 2:  # a strategy without battles has no interval
+            continue
+        centring = np.eye(len(members)) - 1 / len(members)  # each linked group is centred on its own, as fitted
+        covariance = centring @ np.linalg.inv(information[np.ix_(members, members)]) @ centring
+        margin[members] = norm.ppf(1 - (1 - CONFIDENCE) / 2) * np.sqrt(np.diag(covariance))
     return beta - margin, beta + margin
 
 
@@ -255,8 +259,14 @@ def leaderboard(judgements: list[Judgement], strategies: list[str], *, bootstrap
     win_rates = {row: {column: float(wins[i, j] / battles[i, j]) if battles[i, j] else None
                        for j, column in enumerate(names)} for i, row in enumerate(names)}
     counts = {row: {column: int(battles[i, j]) for j, column in enumerate(names)} for i, row in enumerate(names)}
+    _, group = connected_components(battles > 0, directed=False)
+    group_of = dict(zip(names, group))
+    hint = stopping_hint(ratings, votes)
+    if len(ratings) > 1 and ratings[1].battles and group_of[ratings[0].strategy] != group_of[ratings[1].strategy]:
+        hint = (f"{ratings[0].strategy} and {ratings[1].strategy} were never compared, directly or through other "
+                "strategies, so their ratings say nothing about each other yet: vote on battles between them.")
     return Leaderboard(ratings, win_rates, counts, measure_position_bias(tally.counted),
-                       measure_agreement(tally.counted), stopping_hint(ratings, votes), votes)
+                       measure_agreement(tally.counted), hint, votes)
 
 
 def stopping_hint(ratings: list[Rating], votes: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -13,6 +14,8 @@ from ragtune.arena.ratings import Judgement
 from ragtune.errors import RagtuneError
 
 OUTCOMES = ("a", "b", "tie", "both_bad")
+RATER_PATTERN = r"^[\w .@'-]{1,64}$"  # a rater's name or handle: letters, digits, space and . @ ' - _
+RATER_NAME = re.compile(RATER_PATTERN)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS arena_battles (
@@ -91,12 +94,16 @@ class AlreadyVoted(RagtuneError):
 def votes_database(project: Path | None, from_compare: Path | None) -> Path:
     """The database holding the arena's votes: the project's (default the current directory), or with
     `from_compare` the comparison's project's."""
-    from ragtune.workspace import Workspace
+    from ragtune.workspace import STATE_DIR, Workspace
 
+    if project is not None and from_compare is not None:
+        raise RagtuneError("--project and --from-compare both name where the votes are kept",
+                           "pass one: a comparison keeps its votes in its own project")
     if project is None:
         project = Path(from_compare) / "project" if from_compare is not None else Path(".")
-    if not Path(project).is_dir():
-        raise RagtuneError(f"{project} is not a directory", "pass --project DIR or --from-compare DIR")
+    if not (Path(project) / STATE_DIR).is_dir():
+        raise RagtuneError(f"{Path(project).resolve()} is not a ragtune project (it has no {STATE_DIR} folder)",
+                           "pass --project DIR (where `ragtune ingest` ran) or --from-compare DIR")
     return Workspace.open(project).database_path
 
 
@@ -143,11 +150,12 @@ class ArenaStore:
                 from None
         return battle
 
-    def judged(self, rater: str) -> set[tuple[str, frozenset[str]]]:
-        """(item, pair of strategies) this rater has already voted on."""
+    def shown_to(self, rater: str) -> set[tuple[str, frozenset[str]]]:
+        """(item, pair of strategies) of every battle this rater was given, voted or not (skipped, or still open in
+        another window): none is given to them again."""
         with self._lock:
-            rows = self._db.execute("SELECT b.item, b.strategy_a, b.strategy_b FROM arena_battles b JOIN arena_votes v "
-                                    "ON v.battle_id = b.id WHERE b.rater = ?", (rater,)).fetchall()
+            rows = self._db.execute("SELECT item, strategy_a, strategy_b FROM arena_battles WHERE rater = ?",
+                                    (rater,)).fetchall()
         return {(item, frozenset((a, b))) for item, a, b in rows}
 
     def judgements(self) -> list[Judgement]:
@@ -188,19 +196,25 @@ class ArenaStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for battle, vote in records:
-                    if self._db.execute("SELECT 1 FROM arena_battles WHERE id = ?", (battle.id,)).fetchone():
+                    if self._db.execute("SELECT 1 FROM arena_votes WHERE battle_id = ?", (battle.id,)).fetchone():
                         skipped += 1
                         continue
-                    row = asdict(battle)
-                    for key in ("citations_a", "citations_b", "timings"):
-                        row[key] = json.dumps(row[key])
-                    self._db.execute(f"INSERT INTO arena_battles ({', '.join(row)}) VALUES "
-                                     f"({', '.join('?' * len(row))})", list(row.values()))
+                    if not self._db.execute("SELECT 1 FROM arena_battles WHERE id = ?", (battle.id,)).fetchone():
+                        row = asdict(battle)
+                        for key in ("citations_a", "citations_b", "timings"):
+                            row[key] = json.dumps(row[key])
+                        self._db.execute(f"INSERT INTO arena_battles ({', '.join(row)}) VALUES "
+                                         f"({', '.join('?' * len(row))})", list(row.values()))
                     self._db.execute("INSERT INTO arena_votes VALUES (?, ?, ?, ?, ?, ?, ?)",
                                      (battle.id, vote.voted_at, vote.outcome, vote.reason, vote.rating_a,
                                       vote.rating_b, vote.seconds_to_vote))
                     added += 1
                 self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                self._db.execute("ROLLBACK")
+                raise RagtuneError(f"{path}: the votes could not be stored ({error})",
+                                   "nothing was imported; check the file was written by `ragtune arena export`") \
+                    from None
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -241,10 +255,20 @@ def _read_export(path: Path):
                                                  "answer_a", "answer_b", "origin") if not isinstance(battle.get(name), str)]
         if vote.get("outcome") not in OUTCOMES:
             missing.append(f"vote.outcome (one of {', '.join(OUTCOMES)})")
+        if battle.get("rater") is not None and not RATER_NAME.match(str(battle["rater"])):
+            missing.append("battle.rater (letters, digits, spaces and . @ ' - _, at most 64)")
         for side in ("rating_a", "rating_b"):
             value = vote.get(side)
-            if value is not None and (not isinstance(value, int) or not 1 <= value <= 5):
+            if value is not None and (type(value) is not int or not 1 <= value <= 5):
                 missing.append(f"vote.{side} (a whole number 1-5)")
+        for name, record in (("battle.created_at", battle), ("vote.voted_at", vote)):
+            if type(record.get(name.split(".")[1])) not in (int, float):
+                missing.append(f"{name} (a time in seconds)")
+        if vote.get("seconds_to_vote") is not None and type(vote["seconds_to_vote"]) not in (int, float):
+            missing.append("vote.seconds_to_vote (seconds)")
+        for side in ("citations_a", "citations_b"):
+            if not isinstance(battle.get(side, []), list):
+                missing.append(f"battle.{side} (a list)")
         unknown = sorted(set(battle) - battle_fields) + sorted(f"vote.{key}" for key in set(vote) - vote_fields)
         if missing or unknown:
             problem = f"missing or invalid {', '.join(missing)}" if missing else f"unknown fields {', '.join(unknown)}"

@@ -390,7 +390,7 @@ def _people_prefer(results: Results, names: list[str]) -> tuple[str, Reason] | N
     above theirs), when every one of them was rated."""
     human = results.human_evaluation
     rated = [human.rating(name) for name in names] if human and len(names) > 1 else []
-    if not rated or any(rating is None for rating in rated):
+    if not rated or any(rating is None or not rating.battles for rating in rated):
         return None
     best = max(rated, key=lambda rating: rating.score)
     others = [rating for rating in rated if rating is not best]
@@ -407,7 +407,7 @@ def _disagreement(results: Results, chosen: str, metric: str) -> Reason | None:
     significant."""
     human = results.human_evaluation
     chosen_rating = human.rating(chosen) if human else None
-    if chosen_rating is None or human.ratings[0].strategy == chosen:
+    if chosen_rating is None or not chosen_rating.battles or human.ratings[0].strategy == chosen:
         return None
     top = human.ratings[0]
     top_result = results.strategies.get(top.strategy)

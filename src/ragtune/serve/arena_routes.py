@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 import time
 
+import anyio
+
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
@@ -39,7 +41,7 @@ def arena_router(state, api_error) -> APIRouter:
     async def _live_battle(rater: str, question: str) -> Battle:
         served = state.catalog.models
         item = live_item(question)
-        chosen = pick_battle(state.arena, rater, list(served), {item: set(served)}, rng)
+        chosen = await run_in_threadpool(pick_battle, state.arena, rater, list(served), {item: set(served)}, rng)
         if chosen is None:
             raise api_error(409, f"{rater} has already judged this question for every pair of strategies",
                             "arena_exhausted")
@@ -48,13 +50,14 @@ def arena_router(state, api_error) -> APIRouter:
         for model_id in (left, right):
             runtime, slot = await run_in_threadpool(state.catalog.runtime, served[model_id])
             async with slot.turn():
-                answer = await run_in_threadpool(runtime.answer, [{"role": "user", "content": question}],
-                                                 AnswerOptions(repetition_penalty=state.repetition_penalty))
+                with anyio.CancelScope(shield=True):  # the engine is never left decoding after its turn ends
+                    answer = await run_in_threadpool(runtime.answer, [{"role": "user", "content": question}],
+                                                     AnswerOptions(repetition_penalty=state.repetition_penalty))
             answers.append(answer)
         battle = Battle(new_battle_id(), "live", item, question, rater, left, right, answers[0].answer,
                         answers[1].answer, _live_citations(answers[0]), _live_citations(answers[1]),
                         timings={"a_s": answers[0].timings["total_s"], "b_s": answers[1].timings["total_s"]})
-        state.arena.add_battle(battle)
+        await run_in_threadpool(state.arena.add_battle, battle)
         return battle
 
     @router.post("/arena/battles/{battle_id}/vote")

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ragtune.arena.store import RATER_PATTERN
+
 MAX_MESSAGES = 200
 MAX_MESSAGE_CHARS = 32_000
 MAX_STOP_SEQUENCES = 4
@@ -124,9 +126,6 @@ class FeedbackRequest(BaseModel):
     response_id: str = Field(min_length=1, max_length=100)
     rating: Literal["up", "down"]
     comment: str | None = Field(None, max_length=4000)
-
-
-RATER_PATTERN = r"^[\w .@'-]{1,64}$"  # a person's name or handle: letters, digits, space, . @ ' - _
 
 
 class BattleRequest(BaseModel):

@@ -4,7 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { key: localStorage.getItem("ragtune-key") || "", rater: localStorage.getItem("ragtune-rater") || "",
-                battle: null, shownAt: 0, voted: false };
+                battle: null, shownAt: 0, voted: false, busy: false };
 const KEYS = { a: "a", b: "b", t: "tie", x: "both_bad" };
 
 function el(tag, attrs = {}, ...children) {
@@ -57,6 +57,12 @@ function status(text, isError = false) {
 }
 
 async function newBattle(question) {
+  if (state.busy) return;  // one request at a time: a vote or a battle in flight finishes first
+  state.busy = true;
+  try { await drawBattle(question); } finally { state.busy = false; }
+}
+
+async function drawBattle(question) {
   status(question ? "Both strategies are answering…" : "Drawing the next battle…");
   $("battle").hidden = true;
   try {
@@ -92,20 +98,24 @@ function show(battle) {
 }
 
 async function vote(outcome) {
-  if (!state.battle || state.voted) return;
+  if (!state.battle || state.voted || state.busy) return;
   state.voted = true;
+  state.busy = true;
+  const battle = state.battle;
   const rating = (slot) => $(`side-${slot}`).querySelector(".rating").value;
   const body = { outcome, reason: $("reason").value.trim() || null,
                  rating_a: rating("A") ? Number(rating("A")) : null, rating_b: rating("B") ? Number(rating("B")) : null,
                  seconds_to_vote: Math.round(performance.now() - state.shownAt) / 1000 };
   try {
-    const result = await api(`/v1/arena/battles/${encodeURIComponent(state.battle.battle_id)}/vote`,
+    const result = await api(`/v1/arena/battles/${encodeURIComponent(battle.battle_id)}/vote`,
                              { method: "POST", body: JSON.stringify(body) });
-    reveal(result);
+    if (state.battle === battle) reveal(result);
     loadBoard();
   } catch (error) {
     state.voted = false;
     status(error.message, true);
+  } finally {
+    state.busy = false;
   }
 }
 
