@@ -87,8 +87,8 @@ def ingest(paths: list[str] = typer.Argument(..., help="Files, directories, http
 def _print_ingest_report(report) -> None:
     console.print(f"[green]added[/] {len(report.added)}  [cyan]updated[/] {len(report.updated)}  "
                   f"[dim]unchanged[/] {len(report.unchanged)}  [magenta]removed[/] {len(report.removed)}  "
-                  f"[red]rejected[/] {len(report.rejected)}  → {report.documents} documents, {report.chunks} chunks "
-                  f"in {report.seconds:.1f}s")
+                  f"[yellow]skipped[/] {len(report.skipped)}  [red]rejected[/] {len(report.rejected)}  → "
+                  f"{report.documents} documents, {report.chunks} chunks in {report.seconds:.1f}s")
     for kind, keys in (("added", report.added), ("updated", report.updated), ("removed", report.removed)):
         for key in keys:
             console.print(f"  {kind:<8} {key}")

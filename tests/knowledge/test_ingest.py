@@ -126,8 +126,35 @@ def test_bad_inputs_are_reported_and_the_rest_goes_in(project, corpus, tmp_path)
     assert sorted(report.added) == ["bad/latin1.txt", "bad/records.jsonl"]
     assert any("line 2" in w["message"] for w in report.warnings)
     after = consistency(project.kb.store)
-    assert after["sources"] == stored["sources"] + 2
+    assert after["sources"] == stored["sources"] + 5  # the 3 unreadable new files are recorded as rejected
+    status = {entry["source"]: entry for entry in project.kb.store.source_list()}
+    for key in ("bad/broken.pdf", "bad/binary.txt", "bad/empty.md"):
+        assert status[key]["status"] == "rejected" and status[key]["note"] == rejected[key]["reason"]
+        assert status[key]["chunks"] == 0
+    assert status["space/mars.txt"]["status"] == "indexed" and status["space/mars.txt"]["note"].startswith(
+        "latest version rejected")
     assert project.search("Olympus Mons", k=1, mode="lexical")[0].source == "space/mars.txt", "old version kept"
+    again = project.ingest([str(corpus)])  # unreadable files are tried again, and are still not "added"
+    assert {"bad/broken.pdf", "bad/binary.txt", "bad/empty.md"} <= {r["source"] for r in again.rejected}
+    assert not again.added and consistency(project.kb.store)["sources"] == after["sources"]
+
+
+def test_every_source_records_its_real_status_and_the_summary_counts_what_was_stored(project, corpus):
+    original = (corpus / "animals" / "dogs.txt").read_text()
+    (corpus / "animals" / "dogs-copy.txt").write_text(original)
+    (corpus / "garbled.txt").write_text("@@## $$%% ^^&& **(( ))__ ++== " * 40)
+    report = project.ingest([str(corpus)])
+    # sources are read in name order: dogs-copy.txt comes first, so dogs.txt is the duplicate
+    assert "garbled.txt" not in report.added and "animals/dogs.txt" not in report.added
+    assert {entry["source"]: entry["status"] for entry in report.skipped} == {
+        "garbled.txt": "skipped", "animals/dogs.txt": "duplicate"}
+    status = {entry["source"]: entry for entry in project.kb.store.source_list()}
+    assert status["garbled.txt"]["status"] == "skipped" and status["garbled.txt"]["note"]
+    assert status["animals/dogs.txt"]["note"] == "exact duplicate of animals/dogs-copy.txt"
+    indexed = [entry for entry in status.values() if entry["status"] == "indexed"]
+    assert len(report.added) == len(indexed) and all(entry["chunks"] for entry in indexed)
+    assert not project.ingest([str(corpus)]).added  # kept across ingests: unchanged, not added again
+    assert project.kb.store.source_list() == list(status.values())
 
 
 
@@ -173,5 +200,7 @@ def test_ingest_killed_with_sigkill_leaves_a_consistent_store(project, tmp_path)
     assert 3 <= partial["sources"] < 30, "killed midway"
     assert partial["documents"] == partial["sources"]
     report = project.ingest([str(corpus)])
-    assert len(report.unchanged) == partial["sources"] and len(report.added) == 30 - partial["sources"]
+    # the rest is added, or recorded as a near-duplicate of a note stored before (these notes are alike)
+    assert len(report.unchanged) == partial["sources"]
+    assert len(report.added) + len(report.skipped) == 30 - partial["sources"]
     assert consistency(project.kb.store)["sources"] == 30

@@ -12,11 +12,13 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from ragtune.cli import _user_errors, console
 from ragtune.errors import RagtuneError
 
+# Defined before importing ragtune.cli, which registers it (importing this module first is then no cycle).
 arena_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
                         help="Judge strategies blind, two at a time; ratings with intervals.")
+
+from ragtune.cli import _user_errors, console  # noqa: E402
 
 FromCompareOption = typer.Option(None, "--from-compare", help="A finished `ragtune compare --out DIR`: its questions "
                                  "and stored answers, and its project's database for the votes.")

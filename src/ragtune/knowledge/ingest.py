@@ -13,7 +13,7 @@ from ragtune.knowledge.chunking import Chunker
 from ragtune.knowledge.cleaning import NearDuplicateIndex, content_hash, garbled_reason, normalize_text
 from ragtune.knowledge.embedder import Embedder
 from ragtune.knowledge.sources import discover_sources
-from ragtune.knowledge.store import KnowledgeStore, PreparedDocument
+from ragtune.knowledge.store import KnowledgeStore, PreparedDocument, StoredSource
 from ragtune.knowledge.types import SourceItem
 from ragtune.progress import ProgressReporter, SilentProgress
 
@@ -28,6 +28,7 @@ class IngestReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # sources stored without a document: {source, status, reason}
     rejected: list[dict] = field(default_factory=list)
     skipped_documents: list[dict] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
@@ -45,6 +46,16 @@ class _PendingSource:
     item: SourceItem
     is_new: bool
     documents: list[PreparedDocument]
+    skipped: list[str]  # why each of its documents that is not stored was left out
+
+    def status(self) -> tuple[str, str | None]:
+        """The source's status and note as stored: 'indexed'; 'duplicate' when every document duplicated another
+        source's; 'skipped' when none was usable (garbled, empty)."""
+        if self.documents:
+            return "indexed", ("; ".join(self.skipped) or None)
+        if self.skipped and all("duplicate of" in reason for reason in self.skipped):
+            return "duplicate", "; ".join(self.skipped)
+        return "skipped", "; ".join(self.skipped) or "no text"
 
 
 class Ingestor:
@@ -79,10 +90,12 @@ class Ingestor:
             if previous and previous.fingerprint == item.fingerprint:
                 report.unchanged.append(item.key)
             else:
-                prepared = self._prepare(item, report)
+                if previous and previous.status == "rejected":
+                    previous = None  # nothing of it was stored: reading it now adds it
+                prepared = self._prepare(item, report, previous)
                 if prepared is not None:
-                    pending.append(_PendingSource(item, previous is None, prepared))
-                    chunks = sum(len(d.chunks) for d in prepared)
+                    pending.append(_PendingSource(item, previous is None, *prepared))
+                    chunks = sum(len(d.chunks) for d in prepared[0])
                     chunks_task.add_total(chunks)
                     pending_chunks += chunks
                 if pending_chunks >= EMBED_BATCH_CHUNKS:
@@ -116,21 +129,29 @@ class Ingestor:
             self.near_duplicates.remove(label)
             self.hash_owner.pop(digest, None)
 
-    def _prepare(self, item: SourceItem, report: IngestReport) -> list[PreparedDocument] | None:
-        """Load, clean, deduplicate and chunk one source; None when it cannot be read (old version kept)."""
+    def _prepare(self, item: SourceItem, report: IngestReport,
+                 previous: StoredSource | None) -> tuple[list[PreparedDocument], list[str]] | None:
+        """Load, clean, deduplicate and chunk one source: (documents to store, why the others were left out); None
+        when it cannot be read (recorded as rejected; a stored earlier version is kept)."""
         try:
             loaded = item.load()
         except SourceError as error:
-            report.rejected.append(_rejection(error))
-            return None
+            rejection = _rejection(error)
         except Exception as error:  # a parser bug must not take the batch down
-            report.rejected.append({"source": item.key, "reason": f"unexpected error: {error!r}",
-                                    "hint": "report this file to the ragtune maintainers"})
+            rejection = {"source": item.key, "reason": f"unexpected error: {error!r}",
+                         "hint": "report this file to the ragtune maintainers"}
+        else:
+            rejection = None
+        if rejection:
+            report.rejected.append(rejection)
+            self.store.record_rejected({"key": item.key, "root": item.root, "kind": item.kind,
+                                        "size_bytes": item.size_bytes, "note": rejection["reason"]},
+                                       keep_documents=previous is not None)
             return None
         report.warnings.extend({"source": item.key, "message": w} for w in loaded.warnings)
         source = (item.root, item.key)
         self._forget(source)
-        prepared = []
+        prepared, skipped = [], []
         for raw in loaded.documents:
             where = f"{item.key}#{raw.part}" if raw.part else item.key
             text = normalize_text(raw.text)
@@ -143,11 +164,12 @@ class Ingestor:
                 reason = f"near-duplicate of {twin}"
             if reason:
                 report.skipped_documents.append({"source": where, "reason": reason})
+                skipped.append(f"{raw.part}: {reason}" if raw.part else reason)
                 continue
             self._remember(source, raw.part, digest, signature)
             raw.text = text
             prepared.append(PreparedDocument(raw, text, digest, signature, self.chunker.chunk(text)))
-        return prepared
+        return prepared, skipped
 
     def _write(self, pending: list[_PendingSource], report: IngestReport, chunks_task) -> None:
         """Embed the pending sources' chunks in one batch and commit them in one transaction."""
@@ -164,13 +186,16 @@ class Ingestor:
             offset += len(document.chunks)
         batch = []
         for p in pending:
-            status = "indexed" if p.documents else "duplicate"
+            status, note = p.status()
             batch.append(({"key": p.item.key, "root": p.item.root, "kind": p.item.kind,
                            "fingerprint": p.item.fingerprint, "size_bytes": p.item.size_bytes,
-                           "status": status, "note": None}, p.documents))
+                           "status": status, "note": note}, p.documents))
         self.store.replace_sources(batch)
         for p in pending:
-            (report.added if p.is_new else report.updated).append(p.item.key)
+            if p.documents:
+                (report.added if p.is_new else report.updated).append(p.item.key)
+            else:
+                report.skipped.append({"source": p.item.key, "status": p.status()[0], "reason": p.status()[1]})
         report.documents += len(documents)
         report.chunks += len(texts)
 

@@ -28,8 +28,9 @@ CREATE TABLE IF NOT EXISTS sources (
     kind TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     size_bytes INTEGER NOT NULL DEFAULT 0,
-    status TEXT NOT NULL,            -- 'indexed' or 'duplicate' (every document was a duplicate)
-    note TEXT,
+    status TEXT NOT NULL,            -- 'indexed'; 'duplicate' (every document duplicated another source's);
+                                     -- 'skipped' (no usable text: garbled, empty); 'rejected' (could not be read)
+    note TEXT,                       -- why: which documents were left out and why, or the rejection
     ingested_at REAL NOT NULL,
     UNIQUE (root, key)
 );
@@ -144,6 +145,20 @@ class KnowledgeStore:
                     self._insert_document(source_id, document)
             self._bump_generation()
 
+    def record_rejected(self, source: dict, *, keep_documents: bool) -> None:
+        """Record that a source could not be read (key, root, kind, size_bytes, note): a stored earlier version
+        keeps its documents and gets the note; otherwise the source is stored as 'rejected' with an empty
+        fingerprint, so the next ingest tries it again."""
+        with self._transaction():
+            if keep_documents:
+                self.db.execute("UPDATE sources SET note = ? WHERE root = ? AND key = ?",
+                                (f"latest version rejected: {source['note']}", source["root"], source["key"]))
+            else:
+                self.db.execute("DELETE FROM sources WHERE root = ? AND key = ?", (source["root"], source["key"]))
+                self.db.execute("INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, "
+                                "ingested_at) VALUES (:key, :root, :kind, '', :size_bytes, 'rejected', :note, :now)",
+                                {**source, "now": time.time()})
+
     def _insert_document(self, source_id: int, document: PreparedDocument) -> None:
         raw = document.raw
         document_id = self.db.execute(
@@ -235,12 +250,12 @@ class KnowledgeStore:
                     title=by_id[cid][4], heading=by_id[cid][5]) for cid, score in scored if cid in by_id]
 
     def source_list(self) -> list[dict]:
-        """Every stored source with its kind, status, size, ingest time and chunk count, by key."""
+        """Every stored source with its kind, status and why, size, ingest time and chunk count, by key."""
         rows = self.db.execute(
-            "SELECT s.key, s.root, s.kind, s.status, s.size_bytes, s.ingested_at, COUNT(DISTINCT d.id), COUNT(c.id) "
-            "FROM sources s LEFT JOIN documents d ON d.source_id = s.id LEFT JOIN chunks c ON c.document_id = d.id "
-            "GROUP BY s.id ORDER BY s.key, s.root")
-        names = ("source", "root", "kind", "status", "size_bytes", "ingested_at", "documents", "chunks")
+            "SELECT s.key, s.root, s.kind, s.status, s.note, s.size_bytes, s.ingested_at, COUNT(DISTINCT d.id), "
+            "COUNT(c.id) FROM sources s LEFT JOIN documents d ON d.source_id = s.id "
+            "LEFT JOIN chunks c ON c.document_id = d.id GROUP BY s.id ORDER BY s.key, s.root")
+        names = ("source", "root", "kind", "status", "note", "size_bytes", "ingested_at", "documents", "chunks")
         return [dict(zip(names, row)) for row in rows]
 
     def source_documents(self, root: str, key: str) -> list[dict]:
