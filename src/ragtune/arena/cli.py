@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from contextlib import closing
 from pathlib import Path
 from typing import Optional
 
@@ -28,9 +29,10 @@ VOTE_KEYS = {"a": "a", "b": "b", "t": "tie", "x": "both_bad"}
 
 
 def open_store(project: Path | None, from_compare: Path | None):
+    """The arena's store, closed when the `with` block ends."""
     from ragtune.arena.store import ArenaStore, votes_database
 
-    return ArenaStore(votes_database(project, from_compare))
+    return closing(ArenaStore(votes_database(project, from_compare)))
 
 
 @arena_app.callback()
@@ -54,10 +56,9 @@ def arena(context: typer.Context, from_compare: Optional[Path] = FromCompareOpti
     if not RATER_NAME.match(rater):
         raise RagtuneError(f"rater name {rater!r} is not allowed", "use letters, digits, spaces and . @ ' - _ (at "
                            "most 64)")
-    store = open_store(project, from_compare)
     rng = random.Random(seed)
     votes = 0
-    try:
+    with open_store(project, from_compare) as store:
         while (battle := compared.next_battle(store, rater, rng)) is not None:
             console.rule(f"battle {votes + 1}")
             console.print(Panel(escape(battle.question), title="question"))
@@ -78,8 +79,6 @@ def arena(context: typer.Context, from_compare: Optional[Path] = FromCompareOpti
                           + (f"; reference: {escape(battle.reference)}" if battle.reference else ""), highlight=False)
         else:
             console.print(f"{rater} has judged every question for every pair of strategies.")
-    finally:
-        store.close()
     console.print(f"{votes} vote(s) stored. See the ratings: ragtune arena report --from-compare {from_compare}")
 
 
@@ -92,11 +91,8 @@ def report(from_compare: Optional[Path] = FromCompareOption, project: Optional[P
     report gain the human evaluation and its recommendation takes it into account."""
     from ragtune.arena.ratings import leaderboard
 
-    store = open_store(project, from_compare)
-    try:
+    with open_store(project, from_compare) as store:
         judgements = store.judgements()
-    finally:
-        store.close()
     if from_compare is not None:
         from ragtune.evaluation.advise import readvise
 
@@ -136,11 +132,8 @@ def show_leaderboard(board: dict) -> None:
 def export_votes(file: Path = typer.Argument(..., help="JSONL file to write."),
                  from_compare: Optional[Path] = FromCompareOption, project: Optional[Path] = ProjectDirOption):
     """Write every vote with its battle as JSONL, for another machine's `ragtune arena import`."""
-    store = open_store(project, from_compare)
-    try:
+    with open_store(project, from_compare) as store:
         count = store.export_jsonl(file)
-    finally:
-        store.close()
     console.print(f"{count} vote(s) written to {file}")
 
 
@@ -149,9 +142,6 @@ def export_votes(file: Path = typer.Argument(..., help="JSONL file to write."),
 def import_votes(file: Path = typer.Argument(..., help="JSONL written by `ragtune arena export`."),
                  from_compare: Optional[Path] = FromCompareOption, project: Optional[Path] = ProjectDirOption):
     """Merge another machine's votes: battles already here are skipped; a malformed file imports nothing."""
-    store = open_store(project, from_compare)
-    try:
+    with open_store(project, from_compare) as store:
         added, skipped = store.import_jsonl(file)
-    finally:
-        store.close()
     console.print(f"{added} vote(s) added, {skipped} already here")

@@ -117,12 +117,22 @@ class ArenaStore:
             self._db.executescript(_SCHEMA)
 
     def add_battle(self, battle: Battle) -> None:
+        with self._lock:
+            self._insert_battle(battle)
+
+    def _insert_battle(self, battle: Battle) -> None:
+        """Insert the battle's row; the caller holds the lock."""
         row = asdict(battle)
         for key in ("citations_a", "citations_b", "timings"):
             row[key] = json.dumps(row[key])
-        with self._lock:
-            self._db.execute(f"INSERT INTO arena_battles ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                             list(row.values()))
+        self._db.execute(f"INSERT INTO arena_battles ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                         list(row.values()))
+
+    def _insert_vote(self, battle_id: str, vote: Vote) -> None:
+        """Insert the vote's row; the caller holds the lock."""
+        self._db.execute("INSERT INTO arena_votes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (battle_id, vote.voted_at, vote.outcome, vote.reason, vote.rating_a, vote.rating_b,
+                          vote.seconds_to_vote))
 
     def battle(self, battle_id: str) -> Battle:
         with self._lock:
@@ -140,9 +150,7 @@ class ArenaStore:
         battle = self.battle(battle_id)
         try:
             with self._lock:
-                self._db.execute("INSERT INTO arena_votes VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                 (battle_id, vote.voted_at, vote.outcome, vote.reason, vote.rating_a, vote.rating_b,
-                                  vote.seconds_to_vote))
+                self._insert_vote(battle_id, vote)
         except sqlite3.IntegrityError as error:
             if "UNIQUE" in str(error) or "PRIMARY KEY" in str(error):
                 raise AlreadyVoted(f"battle {battle_id} already has a vote", "ask for a new battle") from None
@@ -200,14 +208,8 @@ class ArenaStore:
                         skipped += 1
                         continue
                     if not self._db.execute("SELECT 1 FROM arena_battles WHERE id = ?", (battle.id,)).fetchone():
-                        row = asdict(battle)
-                        for key in ("citations_a", "citations_b", "timings"):
-                            row[key] = json.dumps(row[key])
-                        self._db.execute(f"INSERT INTO arena_battles ({', '.join(row)}) VALUES "
-                                         f"({', '.join('?' * len(row))})", list(row.values()))
-                    self._db.execute("INSERT INTO arena_votes VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                     (battle.id, vote.voted_at, vote.outcome, vote.reason, vote.rating_a,
-                                      vote.rating_b, vote.seconds_to_vote))
+                        self._insert_battle(battle)
+                    self._insert_vote(battle.id, vote)
                     added += 1
                 self._db.execute("COMMIT")
             except sqlite3.Error as error:

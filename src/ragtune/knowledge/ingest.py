@@ -191,11 +191,11 @@ class Ingestor:
                            "fingerprint": p.item.fingerprint, "size_bytes": p.item.size_bytes,
                            "status": status, "note": note}, p.documents))
         self.store.replace_sources(batch)
-        for p in pending:
+        for (source, _), p in zip(batch, pending):
             if p.documents:
                 (report.added if p.is_new else report.updated).append(p.item.key)
             else:
-                report.skipped.append({"source": p.item.key, "status": p.status()[0], "reason": p.status()[1]})
+                report.skipped.append({"source": p.item.key, "status": source["status"], "reason": source["note"]})
         report.documents += len(documents)
         report.chunks += len(texts)
 
