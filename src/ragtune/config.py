@@ -63,12 +63,44 @@ class GenerationSettings(_Section):
     context_tokens: int = Field(2048, ge=256, description="Model context window used for prompts.")
 
 
+class HealthConfig(_Section):
+    """Thresholds of `ragtune health`; the defaults were measured on the bundled COVID-QA corpus (BENCHMARKS.md)."""
+
+    stale_after_days: float = Field(365, gt=0, description="Documents not modified for longer are reported stale.")
+    near_duplicate_similarity: float = Field(0.97, gt=0, le=1, description="Cosine similarity at which chunks of "
+                                             "two documents count as near-duplicates.")
+    family_overlap: float = Field(0.3, gt=0, le=1, description="Share of a document's chunks near-duplicated in "
+                                  "another that makes the two one family (copies, versions).")
+    crowded_share: float = Field(0.6, gt=0, le=1, description="A question is crowded when one family of "
+                                 "near-duplicate documents holds at least this share of its top results.")
+    boilerplate_documents: int = Field(3, ge=2, description="A line repeated in this many documents is boilerplate.")
+    language_share: float = Field(0.05, gt=0, le=1, description="Chunks in other languages above this share are "
+                                  "reported as a language mix.")
+    weak_similarity: float = Field(0.30, ge=-1, le=1, description="A served question whose closest chunk has a "
+                                   "lower cosine similarity is a coverage gap (minilm-l6: catches 97% of off-topic "
+                                   "questions, flags 7% of answerable ones).")
+    weak_share: float = Field(0.2, gt=0, le=1, description="Warn when more served questions than this are gaps.")
+    no_citation_share: float = Field(0.3, gt=0, le=1, description="Warn when more answers than this cite nothing.")
+    thumbs_down_share: float = Field(0.3, gt=0, le=1, description="Warn when more rated answers are thumbs-down.")
+    latency_p95_s: float = Field(30, gt=0, description="Warn when the 95th percentile answer latency is higher.")
+    min_answers: int = Field(20, ge=1, description="Served answers needed before shares of them raise warnings.")
+    drift_alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the drift tests.")
+    drift_baseline: Literal["first", "previous"] = Field("first", description="The snapshot the latest one is "
+                                                         "compared with.")
+    sample_chunks: int = Field(5000, ge=10, description="Chunks searched for near-duplicates and crowding.")
+    max_questions: int = Field(2000, ge=10, description="Most recent served questions embedded for coverage.")
+    probe_set: str | None = Field(None, description="JSONL of probe questions with their known `source`: retrieval "
+                                  "recall@k on it is recorded at every health run.")
+    check_urls: bool = Field(True, description="Ask URL sources' servers whether they still answer.")
+
+
 class ProjectConfig(_Section):
     chunking: ChunkingConfig = ChunkingConfig()
     ingest: IngestConfig = IngestConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     models: ModelsConfig = ModelsConfig()
     generation: GenerationSettings = GenerationSettings()
+    health: HealthConfig = HealthConfig()
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

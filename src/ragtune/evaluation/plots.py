@@ -23,13 +23,13 @@ COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:b
           "tab:olive", "tab:cyan")
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     figure = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(figure)
     return figure
 
 
-def _png(figure: Figure) -> bytes:
+def render_png(figure: Figure) -> bytes:
     """Render and release the figure."""
     figure.tight_layout()
     buffer = io.BytesIO()
@@ -54,7 +54,7 @@ def quality_plot(results: Results) -> bytes:
     following = [name for name in results.metric_choice.candidates if name != first]
     metrics = [first, *following[:1]]
     colors = _colors(results)
-    figure = _new_figure(4 * len(metrics) + 1, 4)
+    figure = new_figure(4 * len(metrics) + 1, 4)
     for index, metric in enumerate(metrics):
         axes = figure.add_subplot(1, len(metrics), index + 1)
         measured = {name: s.metrics[metric] for name, s in results.strategies.items() if metric in s.metrics}
@@ -66,14 +66,14 @@ def quality_plot(results: Results) -> bytes:
         axes.set_ylim(0, max([1.0, *(m.ci_high for m in measured.values())]))
         axes.tick_params(axis="x", labelrotation=30)
         axes.grid(axis="y", alpha=0.3)
-    return _png(figure)
+    return render_png(figure)
 
 
 def quality_cost_plot(results: Results) -> bytes:
     """The deciding metric against cost per 1,000 questions (machine minutes without a price per hour); marker
     area grows with training time."""
     metric, colors, priced = plotted_metric(results), _colors(results), results.is_priced()
-    figure = _new_figure(7, 4.5)
+    figure = new_figure(7, 4.5)
     axes = figure.add_subplot()
     for name, strategy in results.strategies.items():
         if metric not in strategy.metrics:
@@ -90,7 +90,7 @@ def quality_cost_plot(results: Results) -> bytes:
     axes.set_ylabel(metric_label(metric))
     axes.set_title(f"{metric_label(metric)} against cost (marker size: training time)")
     axes.grid(alpha=0.3)
-    return _png(figure)
+    return render_png(figure)
 
 
 def latency_plot(results: Results) -> bytes | None:
@@ -99,7 +99,7 @@ def latency_plot(results: Results) -> bytes | None:
                if strategy.latency.samples_s}
     if not samples:
         return None
-    figure = _new_figure(7, 4)
+    figure = new_figure(7, 4)
     axes = figure.add_subplot()
     boxes = axes.boxplot(list(samples.values()), patch_artist=True)
     axes.set_xticks(range(1, len(samples) + 1), list(samples))
@@ -111,7 +111,7 @@ def latency_plot(results: Results) -> bytes | None:
     axes.set_title("Latency")
     axes.tick_params(axis="x", labelrotation=30)
     axes.grid(axis="y", alpha=0.3)
-    return _png(figure)
+    return render_png(figure)
 
 
 def training_curves_plot(results: Results) -> bytes | None:
@@ -120,7 +120,7 @@ def training_curves_plot(results: Results) -> bytes | None:
     if not curves:
         return None
     colors = _colors(results)
-    figure = _new_figure(7, 4)
+    figure = new_figure(7, 4)
     axes = figure.add_subplot()
     for name, curve in curves.items():
         for key, style, kind in (("loss", "-", "training"), ("eval_loss", "o--", "validation")):
@@ -132,7 +132,7 @@ def training_curves_plot(results: Results) -> bytes | None:
     axes.set_title("Training curves")
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
-    return _png(figure)
+    return render_png(figure)
 
 
 def knowledge_update_plot(results: Results) -> bytes | None:
@@ -142,7 +142,7 @@ def knowledge_update_plot(results: Results) -> bytes | None:
         return None
     entries = update.strategies
     metric = plotted_metric(results)
-    figure = _new_figure(7, 4.5)
+    figure = new_figure(7, 4.5)
     axes = figure.add_subplot()
     groups = (("new", "new questions"), ("old_before", "old, before"), ("old_after", "old, after"))
     width = 0.8 / len(groups)
@@ -161,7 +161,7 @@ def knowledge_update_plot(results: Results) -> bytes | None:
     axes.set_title(f"Knowledge update: {update.new_documents} new documents")
     axes.legend(fontsize=8)
     axes.grid(axis="y", alpha=0.3)
-    return _png(figure)
+    return render_png(figure)
 
 
 def human_ratings_plot(results: Results) -> bytes | None:
@@ -171,7 +171,7 @@ def human_ratings_plot(results: Results) -> bytes | None:
         return None
     colors = _colors(results)
     ratings = list(reversed(human.ratings))
-    figure = _new_figure(6, 1 + 0.5 * len(ratings))
+    figure = new_figure(6, 1 + 0.5 * len(ratings))
     axes = figure.add_subplot(1, 1, 1)
     for row, rating in enumerate(ratings):
         axes.errorbar(rating.score, row, xerr=[[rating.score - rating.ci_low], [rating.ci_high - rating.score]],
@@ -180,7 +180,7 @@ def human_ratings_plot(results: Results) -> bytes | None:
     axes.set_title(f"Human preference: {human.votes} blind votes, 95% intervals")
     axes.set_xlabel("Bradley-Terry rating (Elo scale)")
     axes.grid(axis="x", alpha=0.3)
-    return _png(figure)
+    return render_png(figure)
 
 
 def all_plots(results: Results) -> dict[str, bytes]:

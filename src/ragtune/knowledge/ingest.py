@@ -189,7 +189,7 @@ class Ingestor:
             status, note = p.status()
             batch.append(({"key": p.item.key, "root": p.item.root, "kind": p.item.kind,
                            "fingerprint": p.item.fingerprint, "size_bytes": p.item.size_bytes,
-                           "status": status, "note": note}, p.documents))
+                           "status": status, "note": note, "modified_at": p.item.modified_at}, p.documents))
         self.store.replace_sources(batch)
         for (source, _), p in zip(batch, pending):
             if p.documents:

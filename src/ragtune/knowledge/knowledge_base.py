@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from ragtune.errors import RagtuneError
+from ragtune.health.snapshots import take_snapshot
 from ragtune.knowledge.embedder import Embedder
 from ragtune.knowledge.ingest import IngestReport, Ingestor
 from ragtune.knowledge.lexical import LexicalIndex
@@ -61,7 +62,8 @@ class KnowledgeBase:
         self.store.set_meta("embedder_runtime", self.embedder.runtime)
         report = ingestor.run(paths, prune=prune, json_text_field=json_text_field, sql_query=sql_query,
                               progress=progress)
-        self._sync_indexes()
+        self.sync_indexes()
+        take_snapshot(self.store)
         release_freed_memory()  # parsed pages and embedding batches: a long-lived process need not keep their heap
         return report
 
@@ -70,7 +72,7 @@ class KnowledgeBase:
         chunks = sum(entry["chunks"] for entry in self.store.source_list()
                      if (entry["root"], entry["source"]) == (root, key))
         if self.store.delete_sources([(root, key)]):
-            self._sync_indexes()
+            self.sync_indexes()
         return chunks
 
     def retriever(self, **hooks) -> Retriever:
@@ -79,7 +81,7 @@ class KnowledgeBase:
 
     def status(self) -> dict:
         """Counts of sources, documents and chunks, index sizes and the models in use."""
-        self._sync_indexes()
+        self.sync_indexes()
         counts = self.store.counts()
         return {
             "project": str(self.workspace.root),
@@ -96,7 +98,7 @@ class KnowledgeBase:
         """The runtime the stored vectors came from (torch for knowledge bases from before runtimes were recorded)."""
         return self.store.get_meta("embedder_runtime") or "torch"
 
-    def _sync_indexes(self) -> None:
+    def sync_indexes(self) -> None:
         """Bring the derived vector and lexical indexes in line with the store."""
         self.index.sync(self.store)
         self.lexical.sync(self.store)

@@ -15,7 +15,7 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from ragtune.knowledge.stamps import read_stamp, write_stamp
+from ragtune.knowledge.stamps import read_stamp, saved_ids, write_stamp
 from ragtune.knowledge.store import KnowledgeStore
 
 # bm25s sets its logger to DEBUG, which prints "Building index from tokens" wherever logging has a handler
@@ -60,6 +60,10 @@ class LexicalIndex:
             self._rebuild(store)
             write_stamp(stamp, store.generation, chunks=len(self.ids))
         self.generation = store.generation
+
+    def saved(self) -> tuple[int | None, np.ndarray | None]:
+        """(generation, chunk ids) as saved on disk (see stamps.saved_ids)."""
+        return saved_ids(self.directory / "stamp.json", self.directory / "ids.npy")
 
     def _rebuild(self, store: KnowledgeStore) -> None:
         ids, texts = store.chunk_texts()

@@ -84,7 +84,8 @@ def _walk(root: Path, errors: list[SourceError]) -> Iterator[Path]:
 def _file_item(path: Path, root: Path, kind: str, loader: FileLoader, max_file_mb: float) -> SourceItem:
     key = path.relative_to(root).as_posix()
     try:
-        size = path.stat().st_size
+        stat = path.stat()
+        size = stat.st_size
         if size > max_file_mb * _MB:
             raise SourceError(key, f"file is {size / _MB:.3g} MB, larger than the limit of {max_file_mb:g} MB",
                               "raise ingest.max_file_mb in ragtune.yaml or split the file")
@@ -92,7 +93,7 @@ def _file_item(path: Path, root: Path, kind: str, loader: FileLoader, max_file_m
     except OSError as exc:
         raise SourceError(key, f"cannot read file ({exc.strerror or exc})", "check the file's permissions") from exc
     return SourceItem(key=key, kind=kind, fingerprint=fingerprint, load=partial(_load_file, path, key, kind, loader),
-                      root=str(root), size_bytes=size)
+                      root=str(root), size_bytes=size, modified_at=stat.st_mtime)
 
 
 def _sha256_file(path: Path) -> str:

@@ -15,9 +15,10 @@ from typing import Iterable, Iterator
 import numpy as np
 from filelock import FileLock
 
+from ragtune.errors import RagtuneError
 from ragtune.knowledge.types import Chunk, Hit, RawDocument
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sources.modified_at, snapshots, probe_runs
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS sources (
                                      -- 'skipped' (no usable text: garbled, empty); 'rejected' (could not be read)
     note TEXT,                       -- why: which documents were left out and why, or the rejection
     ingested_at REAL NOT NULL,
+    modified_at REAL,                -- when the origin last changed it (file time), if it says
     UNIQUE (root, key)
 );
 CREATE TABLE IF NOT EXISTS documents (
@@ -63,7 +65,27 @@ CREATE TABLE IF NOT EXISTS ingest_runs (
     finished_at REAL,
     summary TEXT
 );
+CREATE TABLE IF NOT EXISTS snapshots (  -- what the knowledge base looked like after an ingest (ragtune.health)
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    generation INTEGER NOT NULL,
+    summary TEXT NOT NULL,           -- counts, languages, token-length quantiles, the sample's lengths and excerpts
+    embeddings BLOB NOT NULL,        -- float32 embeddings of a random sample of chunks
+    dimension INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS probe_runs (  -- retrieval recall@k on a fixed probe set at each health run
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    generation INTEGER NOT NULL,
+    probe_set TEXT NOT NULL,
+    questions INTEGER NOT NULL,
+    k INTEGER NOT NULL,
+    recall REAL NOT NULL
+);
 """
+
+# Forward migrations: the statements taking a database from version N - 1 to N
+_MIGRATIONS = {2: ["ALTER TABLE sources ADD COLUMN modified_at REAL"]}
 
 @dataclass
 class StoredSource:
@@ -96,10 +118,27 @@ class KnowledgeStore:
         # store at once (the ranks of a multi-process training run) take turns instead of failing "locked".
         with FileLock(f"{path}.lock"):
             self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.executescript(_SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._open_schema()
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
         self.db.execute("PRAGMA synchronous = NORMAL")
+
+    def _open_schema(self) -> None:
+        """Create a new database's schema, migrate an older one forward, refuse a newer one."""
+        has_meta = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+        version = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
+            if has_meta else None
+        version = int(version[0]) if version else None
+        if version is not None and version > SCHEMA_VERSION:
+            self.db.close()
+            raise RagtuneError(f"{self.path} was written by a newer ragtune (store schema {version}; this one reads "
+                               f"up to {SCHEMA_VERSION})", "upgrade ragtune (pip install -U ragtune) to open it")
+        for step in range(version + 1, SCHEMA_VERSION + 1) if version else ():
+            with self._transaction():  # each step with its version stamp, so a killed migration resumes cleanly
+                for statement in _MIGRATIONS[step]:
+                    self.db.execute(statement)
+                self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(step),))
+        self.db.executescript(_SCHEMA)
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.db.close()
@@ -138,9 +177,10 @@ class KnowledgeStore:
             for source, documents in batch:
                 self.db.execute("DELETE FROM sources WHERE root = ? AND key = ?", (source["root"], source["key"]))
                 source_id = self.db.execute(
-                    "INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, ingested_at) "
-                    "VALUES (:key, :root, :kind, :fingerprint, :size_bytes, :status, :note, :now)",
-                    {**source, "now": time.time()}).lastrowid
+                    "INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, ingested_at, "
+                    "modified_at) VALUES (:key, :root, :kind, :fingerprint, :size_bytes, :status, :note, :now, "
+                    ":modified_at)",
+                    {"modified_at": None, **source, "now": time.time()}).lastrowid
                 for document in documents:
                     self._insert_document(source_id, document)
             self._bump_generation()
@@ -252,10 +292,11 @@ class KnowledgeStore:
     def source_list(self) -> list[dict]:
         """Every stored source with its kind, status and why, size, ingest time and chunk count, by key."""
         rows = self.db.execute(
-            "SELECT s.key, s.root, s.kind, s.status, s.note, s.size_bytes, s.ingested_at, COUNT(DISTINCT d.id), "
-            "COUNT(c.id) FROM sources s LEFT JOIN documents d ON d.source_id = s.id "
+            "SELECT s.key, s.root, s.kind, s.status, s.note, s.size_bytes, s.ingested_at, s.modified_at, "
+            "COUNT(DISTINCT d.id), COUNT(c.id) FROM sources s LEFT JOIN documents d ON d.source_id = s.id "
             "LEFT JOIN chunks c ON c.document_id = d.id GROUP BY s.id ORDER BY s.key, s.root")
-        names = ("source", "root", "kind", "status", "note", "size_bytes", "ingested_at", "documents", "chunks")
+        names = ("source", "root", "kind", "status", "note", "size_bytes", "ingested_at", "modified_at", "documents",
+                 "chunks")
         return [dict(zip(names, row)) for row in rows]
 
     def source_documents(self, root: str, key: str) -> list[dict]:
@@ -264,6 +305,82 @@ class KnowledgeStore:
             "SELECT d.part, d.title, d.text FROM documents d JOIN sources s ON s.id = d.source_id "
             "WHERE s.root = ? AND s.key = ? ORDER BY d.id", (root, key))
         return [{"part": part, "title": title, "text": text} for part, title, text in rows]
+
+    def documents_by_id(self) -> dict[int, dict]:
+        """Every stored document's source key, root, part, title and dates (origin's modification, ingest), by id."""
+        rows = self.db.execute("SELECT d.id, s.key, s.root, d.part, d.title, s.modified_at, s.ingested_at "
+                               "FROM documents d JOIN sources s ON s.id = d.source_id")
+        names = ("source", "root", "part", "title", "modified_at", "ingested_at")
+        return {row[0]: dict(zip(names, row[1:])) for row in rows}
+
+    def iter_documents(self) -> Iterator[tuple[int, str]]:
+        """(document id, text) of every document, streamed in id order."""
+        yield from self.db.execute("SELECT id, text FROM documents ORDER BY id")
+
+    def iter_chunks(self) -> Iterator[tuple[int, int, int, str]]:
+        """(chunk id, document id, token count, text) of every chunk, streamed in id order."""
+        yield from self.db.execute("SELECT id, document_id, token_count, text FROM chunks ORDER BY id")
+
+    def chunk_sample(self, ids: Iterable[int]) -> list[tuple[int, int, int, str, np.ndarray]]:
+        """(chunk id, document id, token count, text, embedding) of the given chunks, in id order."""
+        ids = sorted(ids)
+        rows = []
+        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+            part = ids[start:start + 900]
+            rows += self.db.execute(f"SELECT id, document_id, token_count, text, embedding FROM chunks "
+                                    f"WHERE id IN ({','.join('?' * len(part))}) ORDER BY id", part).fetchall()
+        return [(i, d, n, t, np.frombuffer(e, dtype=np.float32)) for i, d, n, t, e in rows]
+
+    def chunk_documents(self) -> dict[int, int]:
+        """The document id of every chunk, by chunk id."""
+        return dict(self.db.execute("SELECT id, document_id FROM chunks").fetchall())
+
+    def token_counts(self) -> np.ndarray:
+        """The token count of every chunk."""
+        return np.fromiter((r[0] for r in self.db.execute("SELECT token_count FROM chunks")), dtype=np.int64)
+
+    def chunk_ids(self) -> np.ndarray:
+        """The ids of every chunk, ascending."""
+        return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM chunks ORDER BY id")), dtype=np.int64)
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's quick check and foreign-key check find wrong in the database (empty when sound)."""
+        problems = [row[0] for row in self.db.execute("PRAGMA quick_check") if row[0] != "ok"]
+        problems += [f"{table} row {rowid} points to a missing {parent} row"
+                     for table, rowid, parent, _ in self.db.execute("PRAGMA foreign_key_check")]
+        return problems
+
+    # -- health history -------------------------------------------------------------------------------
+    def add_snapshot(self, summary: dict, embeddings: np.ndarray) -> None:
+        """Record what the knowledge base looks like now (see ragtune.health.snapshots)."""
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self.db.execute("INSERT INTO snapshots (created_at, generation, summary, embeddings, dimension) "
+                        "VALUES (?, ?, ?, ?, ?)", (time.time(), self.generation, json.dumps(summary),
+                                                  embeddings.tobytes(), embeddings.shape[1] if embeddings.size else 0))
+
+    def latest_snapshot_generation(self) -> int | None:
+        row = self.db.execute("SELECT generation FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def snapshots(self) -> list[dict]:
+        """Every snapshot, oldest first: id, created_at, generation, summary and the embedding sample."""
+        rows = self.db.execute("SELECT id, created_at, generation, summary, embeddings, dimension FROM snapshots "
+                               "ORDER BY id")
+        return [{"id": i, "created_at": at, "generation": generation, "summary": json.loads(summary),
+                 "embeddings": np.frombuffer(blob, dtype=np.float32).reshape(-1, dimension) if dimension
+                 else np.zeros((0, 0), dtype=np.float32)}
+                for i, at, generation, summary, blob, dimension in rows]
+
+    def add_probe_run(self, probe_set: str, questions: int, k: int, recall: float) -> None:
+        self.db.execute("INSERT INTO probe_runs (created_at, generation, probe_set, questions, k, recall) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (time.time(), self.generation, probe_set, questions, k, recall))
+
+    def probe_runs(self) -> list[dict]:
+        """Every recorded probe-set recall, oldest first."""
+        rows = self.db.execute("SELECT created_at, generation, probe_set, questions, k, recall FROM probe_runs "
+                               "ORDER BY id")
+        names = ("created_at", "generation", "probe_set", "questions", "k", "recall")
+        return [dict(zip(names, row)) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """Row counts of sources, documents and chunks, and the stored size in bytes."""

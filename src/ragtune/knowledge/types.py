@@ -44,6 +44,7 @@ class SourceItem:
     load: Callable[[], LoadResult]
     root: str = ""
     size_bytes: int = 0
+    modified_at: float | None = None  # when the origin last changed it (a file's time), if it says
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ragtune.knowledge.stamps import read_stamp, write_stamp
+from ragtune.knowledge.stamps import read_stamp, saved_ids, write_stamp
 from ragtune.knowledge.store import KnowledgeStore
 
 Results = list[list[tuple[int, float]]]
@@ -88,6 +88,10 @@ class FlatVectorIndex:
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
         return exact_search(self.ids, self.matrix, queries, k, allowed)
 
+    def saved(self) -> tuple[int | None, np.ndarray | None]:
+        """(generation, chunk ids) as saved on disk (see stamps.saved_ids)."""
+        return saved_ids(self.directory / "flat.json", self.directory / "flat_ids.npy")
+
 
 class HnswVectorIndex:
     """Approximate search on a usearch HNSW graph (f16 vectors, inner product), re-scored exactly.
@@ -144,6 +148,10 @@ class HnswVectorIndex:
             else:
                 results += exact_search(keys, self.matrix[np.searchsorted(self.ids, keys)], query[None], k)
         return results
+
+    def saved(self) -> tuple[int | None, np.ndarray | None]:
+        """(generation, chunk ids) as saved on disk (see stamps.saved_ids)."""
+        return saved_ids(self.directory / "hnsw.json", self.directory / "hnsw_ids.npy")
 
     def _update(self, ids: np.ndarray, matrix: np.ndarray) -> None:
         """Make the graph hold exactly (ids, matrix)."""
@@ -227,6 +235,11 @@ class AutoVectorIndex:
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
         return self.active.search(queries, k, allowed)
+
+    def saved(self, chunks: int) -> tuple[int | None, np.ndarray | None]:
+        """(generation, chunk ids) saved on disk by the index a store of `chunks` chunks is searched with."""
+        index = HnswVectorIndex(self.directory) if chunks >= self.threshold else FlatVectorIndex(self.directory)
+        return index.saved()
 
 
 def open_vector_index(directory: Path) -> VectorIndex:

@@ -79,6 +79,17 @@ class AnswerLog:
             record[key] = json.loads(record[key])
         return record
 
+    def history(self) -> list[dict]:
+        """Every recorded answer, oldest first, as monitoring reads it: created_at, model, strategy, messages,
+        latency_s, retrieved (chunk ids), cited (how many citations), feedback, feedback_comment."""
+        with self._lock:
+            rows = self._db.execute("SELECT created_at, model, strategy, messages, latency_s, retrieved, citations, "
+                                    "feedback, feedback_comment FROM answers ORDER BY created_at").fetchall()
+        return [{"created_at": at, "model": model, "strategy": strategy, "messages": json.loads(messages),
+                 "latency_s": latency, "retrieved": [hit["chunk_id"] for hit in json.loads(retrieved)],
+                 "cited": len(json.loads(citations)), "feedback": feedback, "feedback_comment": comment}
+                for at, model, strategy, messages, latency, retrieved, citations, feedback, comment in rows]
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

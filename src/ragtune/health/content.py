@@ -1,0 +1,254 @@
+"""Content: what the chunks are made of (garbled, empty, oversized, boilerplate, languages, lengths), which documents
+copy one another (near-duplicate chunks found by searching the vector index with a sample of chunks) and whether
+such families of copies crowd the top results."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ragtune.config import ProjectConfig
+from ragtune.health.findings import Finding
+from ragtune.health.languages import language_counts, language_of
+from ragtune.knowledge.cleaning import garbled_reason
+from ragtune.knowledge.store import KnowledgeStore
+from ragtune.knowledge.vectors import VectorIndex
+
+MIN_LINE_CHARS = 25  # shorter repeated lines ("Abstract", "Methods") are headings, not boilerplate
+NEIGHBOURS = 6
+CROWDED_QUESTIONS = 0.05  # a family crowding more than this share of questions is reported
+LENGTH_BINS = 20
+
+
+@dataclass
+class Families:
+    """Documents joined by near-duplicate chunks: `family[document id]` is its family's smallest document id."""
+
+    family: dict[int, int]
+    members: dict[int, list[int]]  # family id -> documents (only families of two or more)
+    pairs: int  # near-duplicate chunk pairs found in the sample
+
+    def of(self, document_id: int) -> int:
+        return self.family.get(document_id, document_id)
+
+
+def content_findings(store: KnowledgeStore, config: ProjectConfig, documents: dict[int, dict],
+                     ) -> tuple[list[Finding], dict]:
+    """Findings and measurements from one pass over the sources, chunks and documents (no index needed)."""
+    findings = _source_findings(store)
+    chunk_findings, metrics = _chunk_findings(store, config, documents)
+    findings += chunk_findings
+    findings += _boilerplate_findings(store, config, documents)
+    return findings, metrics
+
+
+def _label(documents: dict[int, dict], document_id: int) -> str:
+    document = documents[document_id]
+    return f"{document['source']}#{document['part']}" if document["part"] else document["source"]
+
+
+def _source_findings(store: KnowledgeStore) -> list[Finding]:
+    by_status = defaultdict(list)
+    for source in store.source_list():
+        by_status[source["status"]].append(source)
+    findings = []
+    if rejected := by_status["rejected"]:
+        findings.append(Finding("content", "rejected_sources", "warning",
+                                f"{len(rejected)} sources could not be read and are not searchable",
+                                "fix or convert them as each reason says, then ingest again (they are retried)",
+                                {"sources": len(rejected)}, [f"{s['source']}: {s['note']}" for s in rejected]))
+    for status, why in (("skipped", "had no usable text (garbled or empty)"),
+                        ("duplicate", "duplicated other sources and were not indexed again")):
+        if sources := by_status[status]:
+            findings.append(Finding("content", f"{status}_sources", "info", f"{len(sources)} sources {why}",
+                                    "nothing, unless one of them should be searchable: then fix it at the origin",
+                                    {"sources": len(sources)}, [f"{s['source']}: {s['note']}" for s in sources]))
+    return findings
+
+
+def _chunk_findings(store: KnowledgeStore, config: ProjectConfig, documents: dict[int, dict],
+                    ) -> tuple[list[Finding], dict]:
+    garbled, oversized, lengths = [], [], []
+    documents_with_text: dict[str, set[int]] = defaultdict(set)
+    first_text: dict[str, str] = {}
+    limit = config.chunking.chunk_tokens
+    for chunk_id, document_id, tokens, text in store.iter_chunks():
+        lengths.append(tokens)
+        if reason := garbled_reason(text, config.ingest.min_chars):
+            garbled.append(f"chunk {chunk_id} of {_label(documents, document_id)}: {reason}")
+        if tokens > limit:
+            oversized.append(f"chunk {chunk_id} of {_label(documents, document_id)}: {tokens} tokens")
+        digest = hashlib.blake2b(" ".join(text.lower().split()).encode(), digest_size=12).hexdigest()
+        documents_with_text[digest].add(document_id)
+        first_text.setdefault(digest, text)
+    findings = []
+    if garbled:
+        findings.append(Finding("content", "garbled_chunks", "warning",
+                                f"{len(garbled)} chunks are empty or garbled", "fix their documents at the origin "
+                                "(OCR, encoding, extraction) and ingest again", {"chunks": len(garbled)}, garbled))
+    if oversized:
+        findings.append(Finding("content", "oversized_chunks", "warning",
+                                f"{len(oversized)} chunks exceed chunking.chunk_tokens ({limit}): they were cut "
+                                "under an older setting, and embedders truncate long input",
+                                "delete .ragtune and ingest again, so every document is chunked the same way",
+                                {"chunks": len(oversized), "limit": limit}, oversized))
+    repeated = {d: docs for d, docs in documents_with_text.items() if len(docs) >= 2}
+    if repeated:
+        shared = sorted(repeated.items(), key=lambda item: -len(item[1]))
+        findings.append(Finding(
+            "content", "duplicate_chunks", "warning",
+            f"{len(repeated)} chunk texts appear in more than one document ({sum(map(len, repeated.values()))} "
+            "copies): identical passages compete for the same top results",
+            "keep one copy of the shared text (remove it from the others, or the duplicated documents)",
+            {"texts": len(repeated)},
+            [f"in {len(docs)} documents ({', '.join(sorted(_label(documents, d) for d in docs)[:3])}): "
+             f"{first_text[digest][:120]!r}" for digest, docs in shared]))
+    lengths = np.asarray(lengths)
+    metrics = {"chunks": int(len(lengths))}
+    if len(lengths):
+        counts, edges = np.histogram(lengths, bins=LENGTH_BINS)
+        metrics["token_lengths"] = {
+            **{f"p{q}": float(np.percentile(lengths, q)) for q in (5, 50, 95)},
+            "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
+    return findings, metrics
+
+
+def _boilerplate_findings(store: KnowledgeStore, config: ProjectConfig, documents: dict[int, dict]) -> list[Finding]:
+    """Lines repeated across many documents (footers, disclaimers, navigation)."""
+    documents_per_line: Counter = Counter()
+    text_of: dict[int, str] = {}
+    for _, text in store.iter_documents():
+        lines = {" ".join(line.split()) for line in text.splitlines()}
+        for line in lines:
+            if len(line) >= MIN_LINE_CHARS:
+                key = hash(line)
+                documents_per_line[key] += 1
+                if documents_per_line[key] == 2:  # only lines seen twice are kept: bounded memory
+                    text_of[key] = line
+    minimum = max(config.health.boilerplate_documents, 2)
+    common = [(key, count) for key, count in documents_per_line.most_common() if count >= minimum]
+    if not common:
+        return []
+    return [Finding("content", "boilerplate", "warning",
+                    f"{len(common)} lines repeat in {minimum} or more of the {len(documents)} documents "
+                    "(footers, disclaimers, navigation): they make unrelated documents look alike",
+                    "remove them at the origin or before ingest, then ingest again",
+                    {"lines": len(common), "most_documents": common[0][1]},
+                    [f"in {count} documents: {text_of[key][:120]!r}" for key, count in common])]
+
+
+def sample_chunk_ids(store: KnowledgeStore, size: int, seed: int = 0) -> np.ndarray:
+    """A random sample of at most `size` chunk ids, ascending."""
+    ids = store.chunk_ids()
+    if len(ids) <= size:
+        return ids
+    return np.sort(np.random.default_rng(seed).choice(ids, size=size, replace=False))
+
+
+def near_duplicate_findings(store: KnowledgeStore, index: VectorIndex, config: ProjectConfig,
+                            documents: dict[int, dict], sample: list) -> tuple[list[Finding], Families, dict]:
+    """Near-duplicate chunks of different documents, from a search of the index with each sampled chunk, and the
+    families of documents they join (a share of `health.family_overlap` of one's sampled chunks copied in the
+    other). `sample` holds (chunk id, document id, tokens, text, embedding) rows."""
+    threshold = config.health.near_duplicate_similarity
+    document_of = store.chunk_documents()
+    sampled_per_document = Counter(row[1] for row in sample)
+    copied = defaultdict(set)  # (document, other document) -> sampled chunks of the first copied in the second
+    examples = []
+    if sample:
+        vectors = np.stack([row[4] for row in sample])
+        for row, hits in zip(sample, index.search(vectors, NEIGHBOURS)):
+            for chunk_id, similarity in hits:
+                other = document_of.get(chunk_id)
+                if other is not None and other != row[1] and similarity >= threshold:
+                    if not copied[(row[1], other)]:
+                        examples.append(f"{_label(documents, row[1])} ~ {_label(documents, other)} "
+                                        f"(cosine {similarity:.3f}): {row[3][:100]!r}")
+                    copied[(row[1], other)].add(row[0])
+    parent: dict[int, int] = {}
+
+    def root(document: int) -> int:
+        while parent.get(document, document) != document:
+            document = parent[document]
+        return document
+
+    for (first, second), chunks in copied.items():
+        if len(chunks) >= config.health.family_overlap * sampled_per_document[first]:
+            a, b = root(first), root(second)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    members = defaultdict(list)
+    for document in set(parent) | set(parent.values()):
+        members[root(document)].append(document)
+    families = Families({d: family for family, group in members.items() for d in group},
+                        {family: sorted(group) for family, group in members.items()}, sum(map(len, copied.values())))
+    findings = []
+    if families.members:
+        findings.append(Finding(
+            "content", "near_duplicate_documents", "warning",
+            f"{len(families.members)} groups of documents are near-copies of one another (archived copies, "
+            "versions): their copies split and crowd the top results",
+            "keep one version of each group (see the superseded documents under freshness) and ingest with --prune",
+            {"groups": len(families.members), "documents": sum(map(len, families.members.values()))},
+            [" ~ ".join(_label(documents, d) for d in group) for group in families.members.values()]))
+    elif copied:
+        findings.append(Finding("content", "near_duplicate_chunks", "info",
+                                f"{families.pairs} sampled chunks have a near-copy in another document",
+                                "nothing, unless the copies are unintended: then remove one of them",
+                                {"pairs": families.pairs}, examples))
+    metrics = {"sampled_chunks": len(sample), "near_duplicate_pairs": families.pairs,
+               "families": len(families.members), "languages": language_counts(row[3] for row in sample)}
+    findings += _language_findings(config, metrics["languages"], sample)
+    return findings, families, metrics
+
+
+def _language_findings(config: ProjectConfig, languages: dict[str, int], sample: list) -> list[Finding]:
+    known = {language: count for language, count in languages.items() if language != "unknown"}
+    if not known:
+        return []
+    main = max(known, key=known.get)
+    others = {language: count for language, count in known.items() if language != main}
+    share = sum(others.values()) / max(len(sample), 1)
+    if share < config.health.language_share:
+        return []
+    examples = [f"{language}: {row[3][:100]!r}" for row in sample if (language := language_of(row[3])) in others]
+    return [Finding("content", "language_mix", "warning",
+                    f"{share:.0%} of the sampled chunks are not in {main} ({', '.join(others)}): the embedder "
+                    f"'{config.models.embedder}' may place them poorly",
+                    "use a multilingual embedder (models.embedder), or keep one knowledge base per language",
+                    {"main_language": main, "other_languages": others, "share": round(share, 4)}, examples)]
+
+
+def crowding_findings(index: VectorIndex, config: ProjectConfig, documents: dict[int, dict], families: Families,
+                      queries: np.ndarray, query_ids: list[int] | None, document_of: dict[int, int],
+                      source: str) -> tuple[list[Finding], dict]:
+    """Questions whose top results one family of near-copies mostly holds. `queries` are question embeddings, or
+    sampled chunks' (then `query_ids` are their chunk ids, left out of their own results)."""
+    if not families.members or not len(queries):
+        return [], {"crowding": {"crowded_questions": 0, "questions": int(len(queries)), "from": source}}
+    k = max(config.retrieval.k, 1)
+    crowded = Counter()
+    results = index.search(queries, k + 1)
+    for position, hits in enumerate(results):
+        hits = [h for h in hits if query_ids is None or h[0] != query_ids[position]][:k]
+        holders = Counter(families.of(document_of[chunk]) for chunk, _ in hits if chunk in document_of)
+        if holders:
+            family, slots = holders.most_common(1)[0]
+            if family in families.members and slots >= config.health.crowded_share * len(hits):
+                crowded[family] += 1
+    metrics = {"crowding": {"crowded_questions": sum(crowded.values()), "questions": len(queries), "from": source}}
+    findings = []
+    for family, count in crowded.most_common():
+        if count / len(queries) < CROWDED_QUESTIONS:
+            break
+        names = [_label(documents, d) for d in families.members[family]]
+        findings.append(Finding(
+            "content", "crowding", "warning",
+            f"one group of near-copies ({len(names)} documents) holds most of the top {k} results for "
+            f"{count / len(queries):.0%} of {source}", "keep one of these documents and ingest with --prune, so other "
+            "documents can reach the top results", {"questions": count, "of": len(queries), "documents": len(names)},
+            names))
+    return findings, metrics
