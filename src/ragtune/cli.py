@@ -219,6 +219,7 @@ def _register_command_groups() -> None:
     from ragtune.arena.cli import arena_app
     from ragtune.data.cli import data_app
     from ragtune.evaluation.cli import advise, compare, eval_command
+    from ragtune.health.cli import health
     from ragtune.serve.cli import serve
     from ragtune.training.cli import export, finetune
 
@@ -228,6 +229,7 @@ def _register_command_groups() -> None:
     app.command()(compare)
     app.command()(advise)
     app.command()(serve)
+    app.command()(health)
     app.add_typer(data_app, name="data", help="Prepare training data: formats, cleaning, splits, RAFT.")
     app.add_typer(arena_app, name="arena")
 
