@@ -135,3 +135,36 @@ def test_a_live_arena_battle_is_answered_by_two_real_strategies(live):
     stored, _ = state.arena.voted()[-1]
     assert stored.timings["a_s"] > 0 and stored.answer_a == answers[0]["content"]
     assert client.get("/v1/arena/leaderboard").json()["votes"] == 1
+
+
+def test_health_finds_the_coverage_gaps_and_the_feedback_of_served_answers(live):
+    """Serve, ask (two questions outside the documents), rate, then `ragtune health` reports both."""
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    base_url, state = live
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="test-key")
+    asked = {"How long do cats sleep?": "up", "What makes Mars red?": None,
+             "What is the capital of Australia?": "down", "How do I reset my router password?": None}
+    for question, rating in asked.items():
+        completion = client.chat.completions.create(model="rag", messages=[{"role": "user", "content": question}],
+                                                    max_tokens=8)
+        if rating:
+            response = httpx.post(f"{base_url}/v1/feedback", headers={"Authorization": "Bearer test-key"},
+                                  json={"response_id": completion.id, "rating": rating,
+                                        "comment": "not in our documents" if rating == "down" else None})
+            assert response.status_code == 200
+    result = CliRunner().invoke(app, ["health", "--project", str(state.project.workspace.root), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    findings = {finding["check"]: finding for finding in report["findings"]}
+    gaps = findings["coverage_gaps"]
+    assert {"'What is the capital of Australia?'", "'How do I reset my router password?'"} <= set(gaps["examples"])
+    assert not any("cats" in example or "Mars" in example for example in gaps["examples"])
+    down = findings["thumbs_down"]
+    assert down["evidence"]["down"] == 1 and "not in our documents" in down["examples"][0]
+    assert report["metrics"]["traffic"]["answers"] >= len(asked) and report["metrics"]["traffic"]["rated"] >= 2
+    failing = CliRunner().invoke(app, ["health", "--project", str(state.project.workspace.root), "--fail-on",
+                                       "error"])
+    assert failing.exit_code == 0 and "coverage" in failing.stdout
