@@ -45,9 +45,13 @@ def content_findings(store: KnowledgeStore, config: ProjectConfig, documents: di
     return findings, metrics
 
 
-def _label(documents: dict[int, dict], document_id: int) -> str:
-    document = documents[document_id]
+def document_label(document: dict) -> str:
+    """How findings name a document: its source key, with the part for a source of several documents."""
     return f"{document['source']}#{document['part']}" if document["part"] else document["source"]
+
+
+def _label(documents: dict[int, dict], document_id: int) -> str:
+    return document_label(documents[document_id])
 
 
 def _source_findings(store: KnowledgeStore) -> list[Finding]:

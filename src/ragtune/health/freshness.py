@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from ragtune.config import HealthConfig
-from ragtune.health.content import Families
+from ragtune.health.content import Families, document_label
 from ragtune.health.findings import Finding
 from ragtune.knowledge.store import KnowledgeStore
 
@@ -38,12 +38,12 @@ def freshness_findings(store: KnowledgeStore, config: HealthConfig, documents: d
         newest = dated_group[-1]
         superseded += [(d, newest) for d in dated_group[:-1]]
     if superseded:
-        label = lambda d: documents[d]["source"] + (f"#{documents[d]['part']}" if documents[d]["part"] else "")  # noqa: E731
         findings.append(Finding(
             "freshness", "superseded_documents", "warning",
             f"{len(superseded)} documents are older near-copies of a newer one: answers may quote the outdated text",
             "remove the older copies at the origin and ingest with --prune", {"documents": len(superseded)},
-            [f"{label(old)} (superseded by {label(new)})" for old, new in superseded]))
+            [f"{document_label(documents[old])} (superseded by {document_label(documents[new])})"
+             for old, new in superseded]))
     gone = _gone_from_origin(sources, config.check_urls)
     if gone:
         findings.append(Finding(

@@ -9,7 +9,8 @@ import numpy as np
 
 from ragtune.errors import RagtuneError
 from ragtune.health.consistency import consistency_findings
-from ragtune.health.content import content_findings, crowding_findings, near_duplicate_findings, sample_chunk_ids
+from ragtune.health.content import (content_findings, crowding_findings, document_label, near_duplicate_findings,
+                                    sample_chunk_ids)
 from ragtune.health.corpus_drift import corpus_drift_findings
 from ragtune.health.findings import HealthReport
 from ragtune.health.freshness import freshness_findings
@@ -64,7 +65,7 @@ def check_health(project: Project, *, probe_set: Path | None = None,
         similarities = np.array([hits[0][1] if hits else -1.0 for hits in kb.index.search(embeddings, 1)])
         retrieved = {chunk for h in history for chunk in h["retrieved"]}
         found = {document_of[c] for c in retrieved if c in document_of}
-        never = sorted(_label(documents[d]) for d in documents if d not in found)
+        never = sorted(document_label(documents[d]) for d in documents if d not in found)
         add("coverage", *coverage_findings(history, similarities, embeddings, counts["chunks"], config.health, never))
     steps.advance()
     if len(embeddings) >= MIN_QUERY_SAMPLE:
@@ -92,7 +93,3 @@ def _embedder(kb, report: HealthReport):
     except RagtuneError as error:
         report.metrics.setdefault("consistency", {})["embedder_error"] = error.message
         return None
-
-
-def _label(document: dict) -> str:
-    return f"{document['source']}#{document['part']}" if document["part"] else document["source"]
