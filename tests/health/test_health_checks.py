@@ -4,12 +4,14 @@ traffic (answers, feedback, questions outside the documents) shows up as coverag
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
-from health_corpora import covid_corpus, off_topic_documents, planted_corpus
+from health_corpora import DISHES, covid_corpus, off_topic_documents, planted_corpus
 
 from ragtune.demo import demo_questions
 from ragtune.errors import RagtuneError
@@ -199,3 +201,44 @@ def test_probe_recall_is_recorded_at_every_run(clean, tmp_path):
     probe.write_text('{"question": "What?"}\n', encoding="utf-8")
     with pytest.raises(RagtuneError, match=r"probe.jsonl:1: field 'source'"):
         check_health(clean, probe_set=probe)
+
+
+class _Notes(BaseHTTPRequestHandler):
+    """A JSON API of notes that can be withdrawn (then it answers 404)."""
+
+    withdrawn = False
+
+    def do_GET(self):  # noqa: N802 (http.server API)
+        notes = [{"id": 1, "text": "Masks must be worn in every ward of the hospital, by staff and visitors alike."}]
+        self.send_response(404 if self.withdrawn else 200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps(notes).encode())
+
+    do_HEAD = do_GET  # noqa: N815
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_url_source_that_fails_is_gone_from_its_origin(project, loopback):
+    url = f"{loopback(_Notes)}/notes"
+    project.ingest([url])
+    assert "gone_from_origin" not in by_check(check_health(project))
+    _Notes.withdrawn = True
+    gone = by_check(check_health(project))["gone_from_origin"]
+    assert gone.examples == [f"{url}: HTTP 404"] and gone.severity == "warning"
+
+
+def test_questions_that_move_to_another_subject_are_query_drift(clean):
+    log = AnswerLog(clean.kb.store.path)
+    before = [q["question"] for q in demo_questions(60)[20:50]]
+    after = [f"How long should I bake the {dish} for {n} people?" for n in (2, 4) for dish in DISHES][:30]
+    for number, question in enumerate(before + after):
+        _, answer = _answer(clean, question)
+        log.record(f"drift{number}", "smollm2-135m", "rag", [{"role": "user", "content": question}], answer)
+    log.close()
+    report = check_health(clean)
+    drift = by_check(report)["query_drift"]
+    assert drift.area == "drift" and drift.evidence["p_value"] < 0.05
+    assert report.metrics["coverage"]["query_drift"]["drifted"]

@@ -39,6 +39,9 @@ def content_findings(store: KnowledgeStore, config: ProjectConfig, documents: di
                      ) -> tuple[list[Finding], dict]:
     """Findings and measurements from one pass over the sources, chunks and documents (no index needed)."""
     findings = _source_findings(store)
+    if not documents:
+        findings.append(Finding("content", "empty", "info", "the knowledge base holds no documents yet",
+                                "ingest some: ragtune ingest DIR --project PROJECT"))
     chunk_findings, metrics = _chunk_findings(store, config, documents)
     findings += chunk_findings
     findings += _boilerplate_findings(store, config, documents)
