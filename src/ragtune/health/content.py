@@ -12,7 +12,7 @@ import numpy as np
 
 from ragtune.config import ProjectConfig
 from ragtune.health.findings import Finding
-from ragtune.health.languages import language_counts, language_of
+from ragtune.health.languages import language_of
 from ragtune.knowledge.cleaning import garbled_reason
 from ragtune.knowledge.store import KnowledgeStore
 from ragtune.knowledge.vectors import VectorIndex
@@ -206,14 +206,17 @@ def near_duplicate_findings(store: KnowledgeStore, index: VectorIndex, config: P
                                 f"{families.pairs} sampled chunks have a near-copy in another document",
                                 "nothing, unless the copies are unintended: then remove one of them",
                                 {"pairs": families.pairs}, examples))
+    languages = [language_of(row[3]) for row in sample]
     metrics = {"sampled_chunks": len(sample), "near_duplicate_pairs": families.pairs,
-               "families": len(families.members), "languages": language_counts(row[3] for row in sample)}
-    findings += _language_findings(config, metrics["languages"], sample)
+               "families": len(families.members),
+               "languages": dict(Counter(language or "unknown" for language in languages).most_common())}
+    findings += _language_findings(config, languages, sample)
     return findings, families, metrics
 
 
-def _language_findings(config: ProjectConfig, languages: dict[str, int], sample: list) -> list[Finding]:
-    known = {language: count for language, count in languages.items() if language != "unknown"}
+def _language_findings(config: ProjectConfig, languages: list[str | None], sample: list) -> list[Finding]:
+    """A mix of languages among the sampled chunks (`languages`: each one's language, None where unsure)."""
+    known = Counter(language for language in languages if language)
     if not known:
         return []
     main = max(known, key=known.get)
@@ -221,7 +224,7 @@ def _language_findings(config: ProjectConfig, languages: dict[str, int], sample:
     share = sum(others.values()) / max(len(sample), 1)
     if share < config.health.language_share:
         return []
-    examples = [f"{language}: {row[3][:100]!r}" for row in sample if (language := language_of(row[3])) in others]
+    examples = [f"{language}: {row[3][:100]!r}" for row, language in zip(sample, languages) if language in others]
     return [Finding("content", "language_mix", "warning",
                     f"{share:.0%} of the sampled chunks are not in {main} ({', '.join(others)}): the embedder "
                     f"'{config.models.embedder}' may place them poorly",
