@@ -137,13 +137,16 @@ def test_a_live_arena_battle_is_answered_by_two_real_strategies(live):
     assert client.get("/v1/arena/leaderboard").json()["votes"] == 1
 
 
-def test_health_finds_the_coverage_gaps_and_the_feedback_of_served_answers(live):
+def test_health_finds_the_coverage_gaps_and_the_feedback_of_served_answers(tmp_path):
     """Serve, ask (two questions outside the documents), rate, then `ragtune health` reports both."""
     from typer.testing import CliRunner
 
     from ragtune.cli import app
+    from ragtune.project import Project
 
-    base_url, state = live
+    Project(tmp_path / "project").ingest([str(write_corpus(tmp_path / "corpus"))])
+    state = open_server_state(tmp_path / "project", api_key="test-key")
+    base_url, server = start_live(create_app(state))
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="test-key")
     asked = {"How long do cats sleep?": "up", "What makes Mars red?": None,
              "What is the capital of Australia?": "down", "How do I reset my router password?": None}
@@ -168,3 +171,6 @@ def test_health_finds_the_coverage_gaps_and_the_feedback_of_served_answers(live)
     failing = CliRunner().invoke(app, ["health", "--project", str(state.project.workspace.root), "--fail-on",
                                        "error"])
     assert failing.exit_code == 0 and "coverage" in failing.stdout
+    served = httpx.get(f"{base_url}/v1/monitoring", headers={"Authorization": "Bearer test-key"}).json()
+    assert {f["check"] for f in served["findings"]} >= {"coverage_gaps", "thumbs_down"}
+    server.should_exit = True

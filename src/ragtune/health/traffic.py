@@ -105,7 +105,7 @@ def coverage_findings(history: list[dict], similarities: np.ndarray, embeddings:
     if weak:
         severity = "warning" if len(recent) >= config.min_answers and metrics["weak_share"] > config.weak_share \
             else "info"
-        asked = Counter(question_of(h["messages"]).strip() for h in weak)
+        asked = Counter(question_of(h["messages"]).strip() for h in reversed(weak))  # ties: the most recent first
         findings.append(Finding(
             "coverage", "coverage_gaps", severity,
             f"{len(weak)} of {len(recent)} served questions found no passage close to them (cosine < "

@@ -1,5 +1,5 @@
 """The server: FastAPI routes for the OpenAI-compatible API (models, chat completions streamed or not, embeddings),
-ragtune's search and feedback, and the chat web app, all over one project."""
+ragtune's search, feedback and monitoring, and the web pages (chat, arena, health), all over one project."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from ragtune.serve.answer_log import AnswerLog, UnknownResponse
 from ragtune.serve.arena_routes import arena_router
 from ragtune.serve.catalog import ALIAS, EngineBusy, EngineSlot, ModelCatalog, ServedModel, UnknownModel
 from ragtune.serve.documents import MAX_UPLOAD_FILES, MB, documents_router
+from ragtune.serve.monitoring_routes import monitoring_router
 from ragtune.serve.schema import (ChatCompletionRequest, EmbeddingRequest, FeedbackRequest, RenderRequest,
                                   SearchRequest)
 
@@ -94,6 +95,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(documents_router(state, ApiError), prefix="/v1", dependencies=guarded)
     if state.arena is not None:
         app.include_router(arena_router(state, ApiError), prefix="/v1", dependencies=guarded)
+    app.include_router(monitoring_router(state, ApiError), prefix="/v1", dependencies=guarded)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -103,6 +105,10 @@ def create_app(state: ServerState) -> FastAPI:
     @app.get("/arena", include_in_schema=False)
     def arena_page() -> FileResponse:
         return FileResponse(WEB_DIR / "arena.html", headers=PAGE_HEADERS)
+
+    @app.get("/health", include_in_schema=False)
+    def health_page() -> FileResponse:
+        return FileResponse(WEB_DIR / "health.html", headers=PAGE_HEADERS)
 
     return app
 

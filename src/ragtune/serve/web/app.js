@@ -1,52 +1,17 @@
-// ragtune's chat page: models, streamed answers with citations, feedback, documents. Text from documents and
-// models is only ever set as textContent; the one innerHTML is Markdown rendered by the server with raw HTML off.
+// ragtune's chat page: models, streamed answers with citations, feedback, documents (helpers in common.js). Text from
+// documents and models is only ever set as textContent; the one innerHTML is Markdown rendered by the server with
+// raw HTML off.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-const state = { key: localStorage.getItem("ragtune-key") || "", conversations: load(), current: null, models: [] };
+const state = { conversations: load(), current: null, models: [] };
 
 function load() {
   try { return JSON.parse(localStorage.getItem("ragtune-conversations")) || []; } catch { return []; }
 }
-function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
 function save() { localStorage.setItem("ragtune-conversations", JSON.stringify(state.conversations)); }
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name === "text") node.textContent = value; else if (name.startsWith("on")) node[name] = value;
-    else node.setAttribute(name, value);
-  }
-  node.append(...children);
-  return node;
-}
-
-async function api(path, options = {}) {
-  const headers = { ...(options.headers || {}) };
-  if (state.key) headers.Authorization = `Bearer ${state.key}`;
-  const response = await fetch(path, { ...options, headers });
-  if (response.status === 401) { await askKey(); return api(path, options); }
-  if (!response.ok) {
-    let message = `${response.status}`;
-    try { message = (await response.json()).error.message; } catch { /* not JSON */ }
-    throw new Error(message);
-  }
-  return response;
-}
-
-function askKey() {
-  return new Promise((resolve) => {
-    const dialog = $("key-dialog");
-    $("key-form").onsubmit = () => {
-      state.key = $("key").value.trim();
-      localStorage.setItem("ragtune-key", state.key);
-      resolve();
-    };
-    dialog.showModal();
-  });
-}
 
 async function loadModels() {
-  const models = (await (await api("/v1/models")).json()).data;
+  const models = (await apiJson("/v1/models")).data;
   state.models = models.filter((m) => m.id !== "ragtune");
   const alias = models.find((m) => m.id === "ragtune");
   const select = $("model");
@@ -102,7 +67,7 @@ function decorate(node, message) {
       text: rating === "up" ? "Helpful" : "Not helpful", "aria-label": `Thumbs ${rating}`, "data-rating": rating,
       class: message.feedback === rating ? "chosen" : "",
       onclick: async () => {
-        await api("/v1/feedback", { method: "POST", headers: { "Content-Type": "application/json" },
+        await api("/v1/feedback", { method: "POST",
           body: JSON.stringify({ response_id: message.response_id, rating }) });
         message.feedback = rating;
         save();
@@ -120,7 +85,7 @@ function showPassage(citation) {
   open.hidden = false;
   open.onclick = async () => {
     try {
-      const doc = await (await api(`/v1/documents/${citation.source.split("/").map(encodeURIComponent).join("/")}`)).json();
+      const doc = await apiJson(`/v1/documents/${citation.source.split("/").map(encodeURIComponent).join("/")}`);
       $("viewer-body").textContent = doc.documents.map((d) => d.text).join("\n\n");
     } catch (error) { $("viewer-body").textContent = `Could not open the document: ${error.message}`; }
     open.hidden = true;
@@ -141,7 +106,7 @@ async function ask(question) {
   const history = chat.messages.map(({ role, content }) => ({ role, content }));
   $("send").disabled = true;
   try {
-    const response = await api("/v1/chat/completions", { method: "POST", headers: { "Content-Type": "application/json" },
+    const response = await api("/v1/chat/completions", { method: "POST",
       body: JSON.stringify({ model, messages: history, stream: true }) });
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
@@ -163,8 +128,8 @@ async function ask(question) {
         $("messages").scrollTop = $("messages").scrollHeight;
       }
     }
-    answer.html = (await (await api("/v1/render", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ markdown: answer.content }) })).json()).html;
+    answer.html = (await apiJson("/v1/render", { method: "POST",
+      body: JSON.stringify({ markdown: answer.content }) })).html;
     chat.messages.push(answer);
   } catch (error) {
     chat.messages.pop();
@@ -178,7 +143,7 @@ async function ask(question) {
 }
 
 async function loadDocuments() {
-  const docs = (await (await api("/v1/documents")).json()).data;
+  const docs = (await apiJson("/v1/documents")).data;
   $("documents").replaceChildren(...docs.map((d) => el("li", {},
     el("span", { text: `${d.source} (${plural(d.chunks, "chunk")})`, title: d.root }),
     el("button", { text: "Delete", "aria-label": `Delete ${d.source}`, onclick: async () => {
@@ -199,7 +164,7 @@ function upload(files) {
   report.replaceChildren(el("span", { text: `Uploading ${files.length} file(s)…` }));
   const request = new XMLHttpRequest();
   request.open("POST", "/v1/documents");
-  if (state.key) request.setRequestHeader("Authorization", `Bearer ${state.key}`);
+  if (auth.key) request.setRequestHeader("Authorization", `Bearer ${auth.key}`);
   request.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total; };
   request.upload.onload = () => report.replaceChildren(el("span", { text: "Ingesting…" }));
   request.onload = async () => {

@@ -1,50 +1,14 @@
-// ragtune's arena: blind battles between two strategies, voted with the keyboard, revealed after the vote.
-// Text from documents and models is only ever set as textContent.
+// ragtune's arena: blind battles between two strategies, voted with the keyboard, revealed after the vote (helpers
+// in common.js). Text from documents and models is only ever set as textContent.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-const state = { key: localStorage.getItem("ragtune-key") || "", rater: localStorage.getItem("ragtune-rater") || "",
-                battle: null, shownAt: 0, voted: false, busy: false };
+const state = { rater: localStorage.getItem("ragtune-rater") || "", battle: null, shownAt: 0, voted: false,
+                busy: false };
 const KEYS = { a: "a", b: "b", t: "tie", x: "both_bad" };
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name === "text") node.textContent = value; else node.setAttribute(name, value);
-  }
-  node.append(...children);
-  return node;
-}
-
-async function api(path, options = {}) {
-  const headers = { "Content-Type": "application/json", ...(options.headers || {}) };
-  if (state.key) headers.Authorization = `Bearer ${state.key}`;
-  const response = await fetch(path, { ...options, headers });
-  if (response.status === 401) { await askKey(); return api(path, options); }
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const error = new Error((body.error && body.error.message) || `${response.status}`);
-    error.code = body.error && body.error.code;
-    throw error;
-  }
-  return body;
-}
-
-function ask(dialogId, formId, read) {
-  return new Promise((resolve) => {
-    $(formId).onsubmit = () => { read(); resolve(); };
-    $(dialogId).showModal();
-  });
-}
-function askKey() {
-  return ask("key-dialog", "key-form", () => {
-    state.key = $("key").value.trim();
-    localStorage.setItem("ragtune-key", state.key);
-  });
-}
 async function askRater() {
   $("rater").value = state.rater;
-  await ask("rater-dialog", "rater-form", () => {
+  await askDialog("rater-dialog", "rater-form", () => {
     state.rater = $("rater").value.trim();
     localStorage.setItem("ragtune-rater", state.rater);
   });
@@ -68,7 +32,7 @@ async function drawBattle(question) {
   try {
     const body = { rater: state.rater };
     if (question) body.question = question;
-    show(await api("/v1/arena/battles", { method: "POST", body: JSON.stringify(body) }));
+    show(await apiJson("/v1/arena/battles", { method: "POST", body: JSON.stringify(body) }));
     status("");
   } catch (error) {
     state.battle = null;
@@ -107,7 +71,7 @@ async function vote(outcome) {
                  rating_a: rating("A") ? Number(rating("A")) : null, rating_b: rating("B") ? Number(rating("B")) : null,
                  seconds_to_vote: Math.round(performance.now() - state.shownAt) / 1000 };
   try {
-    const result = await api(`/v1/arena/battles/${encodeURIComponent(battle.battle_id)}/vote`,
+    const result = await apiJson(`/v1/arena/battles/${encodeURIComponent(battle.battle_id)}/vote`,
                              { method: "POST", body: JSON.stringify(body) });
     if (state.battle === battle) reveal(result);
     loadBoard();
@@ -134,7 +98,7 @@ function reveal(result) {
 
 async function loadBoard() {
   try {
-    const board = await api("/v1/arena/leaderboard");
+    const board = await apiJson("/v1/arena/leaderboard");
     $("leaderboard").tBodies[0].replaceChildren(...board.ratings.map((r, i) => el("tr", {},
       el("td", { text: String(i + 1) }), el("td", { text: r.strategy }),
       el("td", { text: r.battles ? r.score.toFixed(0) : "—" }),
