@@ -67,6 +67,26 @@ def loopback():
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL with pgvector on a free local port, for the whole session."""
+    import tempfile
+
+    from postgres_server import start_postgres
+
+    server = start_postgres(Path(tempfile.mkdtemp(prefix="ragtune-postgres-")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres, request):
+    """The URL of a new, empty database on the session's PostgreSQL."""
+    import re
+
+    return postgres.create_database(re.sub(r"\W", "_", request.node.name.lower())[:40] + f"_{id(request)}")
+
+
+@pytest.fixture(scope="session")
 def browser():
     """One headless Chromium (Debian's chromium and chromium-driver, installed by .ci/run) shared by the page tests;
     `browser.set_window_size(w, h)` per test."""

@@ -95,6 +95,13 @@ class HealthConfig(_Section):
     check_urls: bool = Field(True, description="Ask URL sources' servers whether they still answer.")
 
 
+class StorageConfig(_Section):
+    url: str | None = Field(None, description="Where the knowledge base lives: unset for the project's SQLite file, "
+                            "or postgresql://user:password@host:port/database for a shared PostgreSQL with pgvector "
+                            "(the RAGTUNE_STORE_URL environment variable overrides it, and keeps the password out of "
+                            "the file).")
+
+
 class ProjectConfig(_Section):
     chunking: ChunkingConfig = ChunkingConfig()
     ingest: IngestConfig = IngestConfig()
@@ -102,6 +109,7 @@ class ProjectConfig(_Section):
     models: ModelsConfig = ModelsConfig()
     generation: GenerationSettings = GenerationSettings()
     health: HealthConfig = HealthConfig()
+    storage: StorageConfig = StorageConfig()
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

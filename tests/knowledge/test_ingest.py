@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -12,10 +11,9 @@ import time
 import pytest
 
 from ragtune.knowledge import ingest as ingest_module
-from ragtune.knowledge.store import KnowledgeStore
 
 
-def consistency(store: KnowledgeStore) -> dict:
+def consistency(store) -> dict:
     """Counts that must agree whatever happened: no orphans, no duplicate documents."""
     db = store.db
     one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
@@ -86,7 +84,8 @@ def test_same_relative_path_under_two_roots_is_kept_apart(project, tmp_path):
 def test_interrupted_ingest_rolls_back_and_next_run_completes(project, corpus, monkeypatch):
     monkeypatch.setattr(ingest_module, "EMBED_BATCH_CHUNKS", 1)  # one transaction per source
     calls = {"n": 0}
-    original = KnowledgeStore._insert_document
+    store_class = type(project.kb.store)
+    original = store_class._insert_document
 
     def crash_on_third(self, source_id, document):
         calls["n"] += 1
@@ -94,12 +93,12 @@ def test_interrupted_ingest_rolls_back_and_next_run_completes(project, corpus, m
             raise KeyboardInterrupt("killed")
         return original(self, source_id, document)
 
-    monkeypatch.setattr(KnowledgeStore, "_insert_document", crash_on_third)
+    monkeypatch.setattr(store_class, "_insert_document", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         project.ingest([str(corpus)])
     partial = consistency(project.kb.store)
     assert partial["sources"] == 2 and partial["documents"] == 2, "the interrupted source left nothing behind"
-    monkeypatch.setattr(KnowledgeStore, "_insert_document", original)
+    monkeypatch.setattr(store_class, "_insert_document", original)
     report = project.ingest([str(corpus)])
     assert len(report.added) == 2 and len(report.unchanged) == 2
     assert consistency(project.kb.store)["sources"] == 4
@@ -171,17 +170,6 @@ Project(sys.argv[1]).ingest([sys.argv[2]])
 """
 
 
-def stored_sources(database) -> int:
-    """Committed sources in a database another process is writing (0 before its schema exists)."""
-    if not database.exists():
-        return 0
-    with sqlite3.connect(database) as db:
-        try:
-            return db.execute("SELECT COUNT(*) FROM sources").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
-
-
 def test_ingest_killed_with_sigkill_leaves_a_consistent_store(project, tmp_path):
     corpus = tmp_path / "many"
     corpus.mkdir()
@@ -190,9 +178,8 @@ def test_ingest_killed_with_sigkill_leaves_a_consistent_store(project, tmp_path)
                                                  f"apples, pears and plums for the winter market number {i}.")
     root = project.workspace.root
     worker = subprocess.Popen([sys.executable, "-c", KILLED_INGEST, str(root), str(corpus)])
-    database = root / ".ragtune" / "knowledge.sqlite"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and worker.poll() is None and stored_sources(database) < 3:
+    while time.monotonic() < deadline and worker.poll() is None and project.kb.store.counts()["sources"] < 3:
         time.sleep(0.1)
     worker.send_signal(signal.SIGKILL)
     worker.wait()

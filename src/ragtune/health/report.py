@@ -50,7 +50,7 @@ def check_health(project: Project, *, probe_set: Path | None = None,
     add("freshness", *freshness_findings(store, config.health, documents, families))
     steps.advance()
 
-    log = AnswerLog(store.path)
+    log = AnswerLog(project.workspace.database_path)
     try:
         history = log.history()
     finally:

@@ -10,7 +10,7 @@ from ragtune.knowledge.embedder import Embedder
 from ragtune.knowledge.ingest import IngestReport, Ingestor
 from ragtune.knowledge.lexical import LexicalIndex
 from ragtune.knowledge.retrieval import Retriever
-from ragtune.knowledge.store import KnowledgeStore
+from ragtune.knowledge.storage import open_store
 from ragtune.knowledge.vectors import open_vector_index
 from ragtune.process_memory import release_freed_memory
 from ragtune.progress import ProgressReporter
@@ -23,8 +23,8 @@ class KnowledgeBase:
     def __init__(self, workspace: Workspace):
         self.workspace = workspace
         self.config = workspace.config
-        self.store = KnowledgeStore(workspace.database_path)
-        self.index = open_vector_index(workspace.index_dir)
+        self.store = open_store(workspace)
+        self.index = open_vector_index(workspace.index_dir, self.store)
         self.lexical = LexicalIndex(workspace.index_dir)
 
     @cached_property
@@ -85,6 +85,7 @@ class KnowledgeBase:
         counts = self.store.counts()
         return {
             "project": str(self.workspace.root),
+            "store": self.store.describe(),
             **counts,
             "vector_index": self.index.describe(),
             "lexical_index": self.lexical.describe(),

@@ -110,6 +110,8 @@ class PreparedDocument:
 class KnowledgeStore:
     """SQLite-backed sources, documents, chunks and embeddings."""
 
+    backend = "sqlite"
+
     def __init__(self, path: Path):
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -142,6 +144,9 @@ class KnowledgeStore:
 
     def close(self) -> None:
         self.db.close()
+
+    def describe(self) -> dict:
+        return {"backend": self.backend, "path": str(self.path)}
 
     # -- metadata -------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

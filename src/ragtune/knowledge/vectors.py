@@ -242,6 +242,35 @@ class AutoVectorIndex:
         return index.saved()
 
 
-def open_vector_index(directory: Path) -> VectorIndex:
-    """The vector index kept in `directory` (synced with the store on first use)."""
+class PgVectorIndex:
+    """Search in the store's own pgvector HNSW index (PostgreSQL): always current, shared by every replica, nothing
+    kept on this machine."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def __len__(self) -> int:
+        return self.store.counts()["chunks"]
+
+    def describe(self) -> dict:
+        return {"kind": "hnsw (pgvector, in PostgreSQL)", "vectors": len(self)}
+
+    def sync(self, store) -> None:
+        """Nothing to do: the database maintains its index with every write."""
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
+        if k <= 0 or (allowed is not None and len(allowed) == 0):
+            return [[] for _ in range(len(queries))]
+        return [self.store.nearest(query, k, allowed) for query in np.asarray(queries, dtype=np.float32)]
+
+    def saved(self, chunks: int) -> tuple[int | None, np.ndarray | None]:
+        """(generation, chunk ids): the database's index always holds the store's chunks."""
+        return self.store.generation, self.store.chunk_ids()
+
+
+def open_vector_index(directory: Path, store=None) -> VectorIndex:
+    """The vector index for `store`: the database's own for a PostgreSQL store, else the one kept in `directory`
+    (synced with the store on first use)."""
+    if getattr(store, "backend", "sqlite") == "postgresql":
+        return PgVectorIndex(store)
     return AutoVectorIndex(directory)

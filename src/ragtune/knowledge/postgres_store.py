@@ -1,0 +1,386 @@
+"""The knowledge base's system of record on PostgreSQL: the same tables and guarantees as the SQLite store
+(ragtune.knowledge.store), with the embeddings in a pgvector column under an HNSW index, for several servers and
+ingest jobs sharing one database.
+
+Writers serialise on one transaction-scoped advisory lock, so two ingests at once commit batch after batch and never
+leave duplicates or orphans; each batch of sources is one transaction, so a killed ingest leaves the old or the new
+version of a source. Readers never wait for it."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from typing import Iterable, Iterator
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from ragtune.errors import RagtuneError
+from ragtune.knowledge.store import SCHEMA_VERSION, PreparedDocument, StoredSource
+from ragtune.knowledge.types import Hit
+
+WRITE_LOCK = 7_460_271  # pg_advisory_xact_lock key held by every writing transaction
+HNSW_OPTIONS = "m = 16, ef_construction = 64"  # pgvector's defaults
+EF_SEARCH = 100  # candidates per HNSW search (pgvector's default 40 gives lower recall@10)
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS sources (
+        id BIGSERIAL PRIMARY KEY, key TEXT NOT NULL, root TEXT NOT NULL, kind TEXT NOT NULL,
+        fingerprint TEXT NOT NULL, size_bytes BIGINT NOT NULL DEFAULT 0, status TEXT NOT NULL, note TEXT,
+        ingested_at DOUBLE PRECISION NOT NULL, modified_at DOUBLE PRECISION, UNIQUE (root, key))""",
+    """CREATE TABLE IF NOT EXISTS documents (
+        id BIGSERIAL PRIMARY KEY, source_id BIGINT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+        part TEXT NOT NULL, title TEXT, text TEXT NOT NULL, content_hash TEXT NOT NULL UNIQUE,
+        minhash BYTEA NOT NULL, metadata JSONB NOT NULL DEFAULT '{}')""",
+    "CREATE INDEX IF NOT EXISTS documents_source ON documents(source_id)",
+    """CREATE TABLE IF NOT EXISTS chunks (
+        id BIGSERIAL PRIMARY KEY, document_id BIGINT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        ordinal INTEGER NOT NULL, text TEXT NOT NULL, heading TEXT, start_char INTEGER NOT NULL,
+        end_char INTEGER NOT NULL, token_count INTEGER NOT NULL, embedding vector NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id)",
+    """CREATE TABLE IF NOT EXISTS ingest_runs (id BIGSERIAL PRIMARY KEY, started_at DOUBLE PRECISION NOT NULL,
+        finished_at DOUBLE PRECISION, summary TEXT)""",
+    """CREATE TABLE IF NOT EXISTS snapshots (id BIGSERIAL PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL,
+        generation BIGINT NOT NULL, summary TEXT NOT NULL, embeddings BYTEA NOT NULL, dimension INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS probe_runs (id BIGSERIAL PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL,
+        generation BIGINT NOT NULL, probe_set TEXT NOT NULL, questions INTEGER NOT NULL, k INTEGER NOT NULL,
+        recall DOUBLE PRECISION NOT NULL)""",
+]
+
+
+def masked(url: str) -> str:
+    """The URL without its password, for messages and status."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def like_pattern(glob: str) -> str:
+    """A source glob (`*` any text, `?` one character) as a LIKE pattern with `\\` as the escape character."""
+    if "[" in glob:
+        raise RagtuneError(f"source filter {glob!r}: character classes ([...]) are not supported on PostgreSQL",
+                           "use * and ? only")
+    escaped = glob.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _array(vector) -> np.ndarray:
+    """A pgvector value as float32 (binary transfers give pgvector's Vector, text ones numpy arrays)."""
+    return np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32)
+
+
+class PostgresKnowledgeStore:
+    """Sources, documents, chunks and embeddings in PostgreSQL with pgvector; the KnowledgeStore interface."""
+
+    backend = "postgresql"
+
+    def __init__(self, url: str):
+        try:
+            import psycopg
+            from pgvector.psycopg import register_vector
+        except ImportError:
+            raise RagtuneError("storage.url names PostgreSQL, but its client libraries are not installed",
+                               "pip install 'ragtune[postgres]' (psycopg and pgvector)") from None
+        self.url = url
+        self.path = None  # no local file
+        where = masked(url)
+        try:
+            self.db = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as error:
+            reason = str(error).strip().splitlines()[-1]
+            if "password authentication failed" in reason or "role" in reason and "does not exist" in reason:
+                hint = "check the user name and password in storage.url (or RAGTUNE_STORE_URL)"
+            elif "database" in reason and "does not exist" in reason:
+                hint = "create the database first (createdb NAME, or CREATE DATABASE NAME)"
+            else:
+                hint = "check that the server is running and reachable, and the host and port in storage.url"
+            raise RagtuneError(f"cannot connect to PostgreSQL at {where}: {reason}", hint) from None
+        self._create_schema(where)
+        register_vector(self.db)
+        self.db.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+        self.db.execute("SET hnsw.iterative_scan = relaxed_order")  # filtered searches still return k rows
+
+    def _create_schema(self, where: str) -> None:
+        """The extension and tables in one transaction (nothing half-made), migrations forward, a newer refused."""
+        import psycopg
+
+        try:
+            with self.db.transaction():
+                self.db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                self.db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                for statement in _SCHEMA:
+                    self.db.execute(statement)
+                version = self.get_meta("schema_version")
+                if version is not None and int(version) > SCHEMA_VERSION:
+                    raise RagtuneError(f"the knowledge base at {where} was written by a newer ragtune (store "
+                                       f"schema {version}; this one reads up to {SCHEMA_VERSION})",
+                                       "upgrade ragtune (pip install -U ragtune) to open it")
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
+                                (str(SCHEMA_VERSION),))
+                self.db.execute("INSERT INTO meta VALUES ('generation', '0') ON CONFLICT DO NOTHING")
+        except psycopg.Error as error:
+            self.db.close()
+            reason = str(error).strip().splitlines()[0]
+            if "vector" in reason:
+                raise RagtuneError(f"the database at {where} cannot use pgvector: {reason}",
+                                   "install pgvector on the server and run CREATE EXTENSION vector as a superuser "
+                                   "(or the database owner on PostgreSQL 13+ with pgvector trusted)") from None
+            raise RagtuneError(f"cannot create ragtune's tables in {where}: {reason}",
+                               "connect as a user allowed to create tables in this database") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def describe(self) -> dict:
+        return {"backend": self.backend, "url": masked(self.url)}
+
+    # -- metadata -------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                        (key, value))
+
+    @property
+    def generation(self) -> int:
+        """Incremented by every committed change; derived indexes compare it to know they are current."""
+        return int(self.get_meta("generation") or 0)
+
+    # -- sources --------------------------------------------------------------------------------------
+    def sources(self) -> dict[tuple[str, str], StoredSource]:
+        rows = self.db.execute("SELECT key, root, fingerprint, status FROM sources")
+        return {(root, key): StoredSource(key, root, fingerprint, status) for key, root, fingerprint, status in rows}
+
+    def document_signatures(self) -> Iterator[tuple[str, str, str, str, bytes]]:
+        rows = self.db.execute("SELECT s.root, s.key, d.part, d.content_hash, d.minhash FROM documents d "
+                               "JOIN sources s ON s.id = d.source_id").fetchall()
+        for root, key, part, digest, signature in rows:
+            yield root, key, part, digest, bytes(signature)
+
+    def replace_sources(self, batch: list[tuple[dict, list[PreparedDocument]]]) -> None:
+        """Atomically replace each source's documents and chunks (one transaction for the whole batch)."""
+        with self._transaction():
+            for source, documents in batch:
+                self.db.execute("DELETE FROM sources WHERE root = %s AND key = %s", (source["root"], source["key"]))
+                source_id = self.db.execute(
+                    "INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, ingested_at, "
+                    "modified_at) VALUES (%(key)s, %(root)s, %(kind)s, %(fingerprint)s, %(size_bytes)s, %(status)s, "
+                    "%(note)s, %(now)s, %(modified_at)s) RETURNING id",
+                    {"modified_at": None, **source, "now": time.time()}).fetchone()[0]
+                for document in documents:
+                    self._insert_document(source_id, document)
+            self._bump_generation()
+
+    def record_rejected(self, source: dict, *, keep_documents: bool) -> None:
+        """See KnowledgeStore.record_rejected."""
+        with self._transaction():
+            if keep_documents:
+                self.db.execute("UPDATE sources SET note = %s WHERE root = %s AND key = %s",
+                                (f"latest version rejected: {source['note']}", source["root"], source["key"]))
+            else:
+                self.db.execute("DELETE FROM sources WHERE root = %s AND key = %s", (source["root"], source["key"]))
+                self.db.execute("INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, "
+                                "ingested_at) VALUES (%(key)s, %(root)s, %(kind)s, '', %(size_bytes)s, 'rejected', "
+                                "%(note)s, %(now)s)", {**source, "now": time.time()})
+
+    def _insert_document(self, source_id: int, document: PreparedDocument) -> None:
+        raw = document.raw
+        # Another ingest may have stored the same text meanwhile (the write lock orders the batches, not the reads
+        # before them): the text is then stored once, under the source that came first.
+        row = self.db.execute(
+            "INSERT INTO documents (source_id, part, title, text, content_hash, minhash, metadata) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (content_hash) DO NOTHING RETURNING id",
+            (source_id, raw.part, raw.title, document.text, document.content_hash, document.minhash,
+             json.dumps(raw.metadata, default=str))).fetchone()
+        if row is None:
+            return
+        vectors = np.asarray(document.embeddings, dtype=np.float32)
+        self._ensure_vector_index(vectors.shape[1])
+        with self.db.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO chunks (document_id, ordinal, text, heading, start_char, end_char, token_count, "
+                "embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [(row[0], c.ordinal, c.text, c.heading, c.start_char, c.end_char, c.token_count, v)
+                 for c, v in zip(document.chunks, vectors)])
+
+    def _ensure_vector_index(self, dimension: int) -> None:
+        """Fix the embedding column's dimension and build its HNSW index at the first chunk stored."""
+        stored = self.get_meta("dimension")
+        if stored is None:
+            self.db.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dimension)})")
+            self.db.execute(f"CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw "
+                            f"(embedding vector_ip_ops) WITH ({HNSW_OPTIONS})")
+            self.set_meta("dimension", str(dimension))
+        elif int(stored) != dimension:
+            raise RagtuneError(f"the knowledge base holds {stored}-dimensional embeddings, this embedder makes "
+                               f"{dimension}", "use the embedder the knowledge base was built with")
+
+    def delete_sources(self, sources: Iterable[tuple[str, str]]) -> int:
+        with self._transaction():
+            removed = sum(self.db.execute("DELETE FROM sources WHERE root = %s AND key = %s", source).rowcount
+                          for source in sources)
+            if removed:
+                self._bump_generation()
+        return removed
+
+    def _bump_generation(self) -> None:
+        self.db.execute("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'generation'")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self.db.transaction():
+            self.db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            yield
+
+    # -- ingest manifest ------------------------------------------------------------------------------
+    def start_run(self) -> int:
+        return self.db.execute("INSERT INTO ingest_runs (started_at) VALUES (%s) RETURNING id",
+                               (time.time(),)).fetchone()[0]
+
+    def finish_run(self, run_id: int, summary: dict) -> None:
+        self.db.execute("UPDATE ingest_runs SET finished_at = %s, summary = %s WHERE id = %s",
+                        (time.time(), json.dumps(summary), run_id))
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.db.execute("SELECT id, embedding FROM chunks ORDER BY id", binary=True).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                np.stack([_array(r[1]) for r in rows]))
+
+    def document_texts(self) -> Iterator[tuple[str, str, str]]:
+        yield from self.db.execute("SELECT s.key, d.part, d.text FROM documents d JOIN sources s "
+                                   "ON s.id = d.source_id ORDER BY d.id").fetchall()
+
+    def chunk_texts(self) -> tuple[np.ndarray, list[str]]:
+        rows = self.db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+
+    def chunk_records(self) -> list[tuple[int, str, str, int, str]]:
+        return self.db.execute(
+            "SELECT c.id, s.root, s.key, d.id, c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "JOIN sources s ON s.id = d.source_id ORDER BY c.id").fetchall()
+
+    def chunk_ids_matching(self, source_glob: str) -> np.ndarray:
+        rows = self.db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+                               "JOIN sources s ON s.id = d.source_id WHERE s.key LIKE %s ESCAPE '\\'",
+                               (like_pattern(source_glob),))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def hits(self, scored: list[tuple[int, float]]) -> list[Hit]:
+        if not scored:
+            return []
+        rows = self.db.execute(
+            "SELECT c.id, s.key, c.text, d.id, d.title, c.heading FROM chunks c "
+            "JOIN documents d ON d.id = c.document_id JOIN sources s ON s.id = d.source_id "
+            "WHERE c.id = ANY(%s)", ([chunk_id for chunk_id, _ in scored],))
+        by_id = {row[0]: row for row in rows}
+        return [Hit(chunk_id=cid, source=by_id[cid][1], text=by_id[cid][2], score=score, document_id=by_id[cid][3],
+                    title=by_id[cid][4], heading=by_id[cid][5]) for cid, score in scored if cid in by_id]
+
+    def source_list(self) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT s.key, s.root, s.kind, s.status, s.note, s.size_bytes, s.ingested_at, s.modified_at, "
+            "COUNT(DISTINCT d.id), COUNT(c.id) FROM sources s LEFT JOIN documents d ON d.source_id = s.id "
+            "LEFT JOIN chunks c ON c.document_id = d.id GROUP BY s.id ORDER BY s.key, s.root")
+        names = ("source", "root", "kind", "status", "note", "size_bytes", "ingested_at", "modified_at", "documents",
+                 "chunks")
+        return [dict(zip(names, row)) for row in rows]
+
+    def source_documents(self, root: str, key: str) -> list[dict]:
+        rows = self.db.execute("SELECT d.part, d.title, d.text FROM documents d JOIN sources s ON s.id = d.source_id "
+                               "WHERE s.root = %s AND s.key = %s ORDER BY d.id", (root, key))
+        return [{"part": part, "title": title, "text": text} for part, title, text in rows]
+
+    def documents_by_id(self) -> dict[int, dict]:
+        rows = self.db.execute("SELECT d.id, s.key, s.root, d.part, d.title, s.modified_at, s.ingested_at "
+                               "FROM documents d JOIN sources s ON s.id = d.source_id")
+        names = ("source", "root", "part", "title", "modified_at", "ingested_at")
+        return {row[0]: dict(zip(names, row[1:])) for row in rows}
+
+    def iter_documents(self) -> Iterator[tuple[int, str]]:
+        with self.db.cursor() as cursor:
+            yield from cursor.stream("SELECT id, text FROM documents ORDER BY id")
+
+    def iter_chunks(self) -> Iterator[tuple[int, int, int, str]]:
+        with self.db.cursor() as cursor:
+            yield from cursor.stream("SELECT id, document_id, token_count, text FROM chunks ORDER BY id")
+
+    def chunk_sample(self, ids: Iterable[int]) -> list[tuple[int, int, int, str, np.ndarray]]:
+        rows = self.db.execute("SELECT id, document_id, token_count, text, embedding FROM chunks WHERE id = ANY(%s) "
+                               "ORDER BY id", ([int(i) for i in ids],), binary=True).fetchall()
+        return [(i, d, n, t, _array(e)) for i, d, n, t, e in rows]
+
+    def chunk_documents(self) -> dict[int, int]:
+        return dict(self.db.execute("SELECT id, document_id FROM chunks").fetchall())
+
+    def token_counts(self) -> np.ndarray:
+        return np.fromiter((r[0] for r in self.db.execute("SELECT token_count FROM chunks")), dtype=np.int64)
+
+    def chunk_ids(self) -> np.ndarray:
+        return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM chunks ORDER BY id")), dtype=np.int64)
+
+    def integrity_problems(self) -> list[str]:
+        """PostgreSQL enforces the foreign keys and checks its pages itself: nothing for ragtune to find."""
+        return []
+
+    # -- health history -------------------------------------------------------------------------------
+    def add_snapshot(self, summary: dict, embeddings: np.ndarray) -> None:
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self.db.execute("INSERT INTO snapshots (created_at, generation, summary, embeddings, dimension) "
+                        "VALUES (%s, %s, %s, %s, %s)", (time.time(), self.generation, json.dumps(summary),
+                                                        embeddings.tobytes(),
+                                                        embeddings.shape[1] if embeddings.size else 0))
+
+    def latest_snapshot_generation(self) -> int | None:
+        row = self.db.execute("SELECT generation FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def snapshots(self) -> list[dict]:
+        rows = self.db.execute("SELECT id, created_at, generation, summary, embeddings, dimension FROM snapshots "
+                               "ORDER BY id")
+        return [{"id": i, "created_at": at, "generation": generation, "summary": json.loads(summary),
+                 "embeddings": np.frombuffer(bytes(blob), dtype=np.float32).reshape(-1, dimension) if dimension
+                 else np.zeros((0, 0), dtype=np.float32)}
+                for i, at, generation, summary, blob, dimension in rows]
+
+    def add_probe_run(self, probe_set: str, questions: int, k: int, recall: float) -> None:
+        self.db.execute("INSERT INTO probe_runs (created_at, generation, probe_set, questions, k, recall) "
+                        "VALUES (%s, %s, %s, %s, %s, %s)", (time.time(), self.generation, probe_set, questions, k,
+                                                            recall))
+
+    def probe_runs(self) -> list[dict]:
+        rows = self.db.execute("SELECT created_at, generation, probe_set, questions, k, recall FROM probe_runs "
+                               "ORDER BY id")
+        names = ("created_at", "generation", "probe_set", "questions", "k", "recall")
+        return [dict(zip(names, row)) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        count = lambda table: self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: E731
+        return {"sources": count("sources"), "documents": count("documents"), "chunks": count("chunks"),
+                "database_bytes": self.db.execute("SELECT pg_database_size(current_database())").fetchone()[0]}
+
+    def last_run(self) -> dict | None:
+        row = self.db.execute("SELECT started_at, finished_at, summary FROM ingest_runs "
+                              "WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
+        return {"started_at": row[0], "finished_at": row[1], **json.loads(row[2])} if row else None
+
+    # -- vector search --------------------------------------------------------------------------------
+    def nearest(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The `k` chunks of highest inner product with `query` (cosine for normalised vectors), by pgvector HNSW;
+        among `allowed` ids if given."""
+        vector = np.asarray(query, dtype=np.float32).ravel()
+        if allowed is None:
+            rows = self.db.execute("SELECT id, -(embedding <#> %s) FROM chunks ORDER BY embedding <#> %s LIMIT %s",
+                                   (vector, vector, k), binary=True)
+        else:
+            rows = self.db.execute("SELECT id, -(embedding <#> %s) FROM chunks WHERE id = ANY(%s) "
+                                   "ORDER BY embedding <#> %s LIMIT %s",
+                                   (vector, [int(i) for i in allowed], vector, k), binary=True)
+        return [(int(chunk_id), float(score)) for chunk_id, score in rows]

@@ -1,0 +1,40 @@
+"""Which backend holds a project's knowledge base: the project's SQLite file by default, or a database server named
+by `storage.url` (or RAGTUNE_STORE_URL). One table maps URL schemes to backends, so another backend is one module."""
+
+from __future__ import annotations
+
+import os
+
+from ragtune.errors import RagtuneError
+from ragtune.workspace import Workspace
+
+STORE_URL_VARIABLE = "RAGTUNE_STORE_URL"
+
+
+def _postgres(url: str):
+    from ragtune.knowledge.postgres_store import PostgresKnowledgeStore
+
+    return PostgresKnowledgeStore(url)
+
+
+BACKENDS = {"postgresql": _postgres, "postgres": _postgres}
+
+
+def store_url(workspace: Workspace) -> str | None:
+    """The configured database URL, the environment first; None for the project's SQLite file."""
+    return os.environ.get(STORE_URL_VARIABLE) or workspace.config.storage.url
+
+
+def open_store(workspace: Workspace):
+    """The knowledge store of `workspace`, on the backend its configuration names."""
+    url = store_url(workspace)
+    if not url:
+        from ragtune.knowledge.store import KnowledgeStore
+
+        return KnowledgeStore(workspace.database_path)
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme not in BACKENDS:
+        raise RagtuneError(f"storage.url: unknown database scheme '{scheme}://'",
+                           f"use one of {', '.join(f'{name}://' for name in BACKENDS)}, or leave storage.url unset "
+                           "for the project's SQLite file")
+    return BACKENDS[scheme](url)
