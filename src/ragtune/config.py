@@ -74,7 +74,10 @@ class HealthConfig(_Section):
                                   "another that makes the two one family (copies, versions).")
     crowded_share: float = Field(0.6, gt=0, le=1, description="A question is crowded when one family of "
                                  "near-duplicate documents holds at least this share of its top results.")
-    boilerplate_documents: int = Field(3, ge=2, description="A line repeated in this many documents is boilerplate.")
+    boilerplate_documents: int = Field(3, ge=2, description="A line repeated in this many documents (and in "
+                                       "boilerplate_share of them) is boilerplate.")
+    boilerplate_share: float = Field(0.02, ge=0, le=1, description="Share of the documents a line must repeat in to "
+                                     "be boilerplate (a line in 3 of 100,000 documents is not).")
     language_share: float = Field(0.05, gt=0, le=1, description="Chunks in other languages above this share are "
                                   "reported as a language mix.")
     weak_similarity: float = Field(0.30, ge=-1, le=1, description="A served question whose closest chunk has a "
@@ -86,8 +89,9 @@ class HealthConfig(_Section):
     latency_p95_s: float = Field(30, gt=0, description="Warn when the 95th percentile answer latency is higher.")
     min_answers: int = Field(20, ge=1, description="Served answers needed before shares of them raise warnings.")
     drift_alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the drift tests.")
-    drift_baseline: Literal["first", "previous"] = Field("first", description="The snapshot the latest one is "
-                                                         "compared with.")
+    drift_baseline: Literal["first", "previous"] = Field("previous", description="The snapshot the latest one is "
+                                                         "compared with: previous reports a change once, first "
+                                                         "every change since the first ingest.")
     sample_chunks: int = Field(5000, ge=10, description="Chunks searched for near-duplicates and crowding.")
     max_questions: int = Field(2000, ge=10, description="Most recent served questions embedded for coverage.")
     probe_set: str | None = Field(None, description="JSONL of probe questions with their known `source`: retrieval "

@@ -72,7 +72,7 @@ def by_check(report) -> dict:
 def test_a_clean_corpus_raises_no_warning(clean):
     report = check_health(clean)
     assert report.at_least("warning") == [], [f.title for f in report.at_least("warning")]
-    assert report.counts["documents"] == 12 and report.metrics["content"]["languages"].get("en", 0) > 200
+    assert report.counts["documents"] == 13 and report.metrics["content"]["languages"].get("en", 0) > 200
     assert report.metrics["consistency"]["vector_index"]["entries"] == report.counts["chunks"]
 
 
@@ -181,7 +181,7 @@ def test_served_traffic_coverage_gaps_and_feedback(clean, tmp_path):
     assert sum(any(q in example for example in gaps.examples) for q in OUT_OF_DOCUMENTS) >= 3
     assert gaps.evidence["questions"] <= len(OUT_OF_DOCUMENTS) + 3  # few answerable questions taken for gaps
     down = found["thumbs_down"]
-    assert down.evidence == {"down": 1, "rated": 2} and "nothing about Australia here" in down.examples[0]
+    assert down.evidence == {"down": 1, "recent_rated": 2} and "nothing about Australia here" in down.examples[0]
     traffic = report.metrics["traffic"]
     assert traffic["answers"] == len(questions) and traffic["latency_p95_s"] == pytest.approx(1.5)
     assert traffic["no_citation_share"] == 0 and report.series["answers"][0][1] == len(questions)

@@ -85,7 +85,8 @@ class FakeCheck:
         self.served, self.lock, self.seconds, self.report = project, project.retriever.lock, seconds, report
         self.runs, self.running, self.most_at_once, self.lock_free, self.own_project = 0, 0, 0, [], []
 
-    def __call__(self, project):
+    def __call__(self, project, record_probe=True):
+        assert record_probe is False  # the server reads the probe history, `ragtune health` records it
         self.own_project.append(project is not self.served and project.workspace.root == self.served.workspace.root)
         self.runs += 1
         self.running += 1
@@ -159,7 +160,7 @@ def test_one_check_at_a_time_and_waiting_callers_get_its_result(served_project, 
 
 
 def test_a_failed_check_is_a_server_error(served_project, monkeypatch):
-    def failing(project):
+    def failing(project, record_probe=True):
         raise RagtuneError("the configured embedder 'gone' is not installed", "run `ragtune models pull`")
 
     monkeypatch.setattr(monitoring_routes, "check_health", failing)

@@ -24,7 +24,8 @@ def consistency_findings(kb: KnowledgeBase) -> tuple[list[Finding], dict]:
                                 f"restore {store.path} from a backup, or delete {kb.workspace.state_dir} and ingest "
                                 f"again", {"problems": len(problems)}, problems))
     indexes = {"vector index": kb.index.saved(len(store_ids)), "lexical index": kb.lexical.saved()}
-    metrics = {"schema_version": SCHEMA_VERSION, "generation": store.generation, "chunks": len(store_ids)}
+    metrics = {"schema_version": int(store.get_meta("schema_version") or 0), "schema_version_read": SCHEMA_VERSION,
+               "generation": store.generation, "chunks": len(store_ids), "store": store.describe()}
     for name, (generation, ids) in indexes.items():
         metrics[name.replace(" ", "_")] = {"generation": generation, "entries": None if ids is None else len(ids)}
         if generation is None:

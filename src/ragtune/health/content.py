@@ -5,19 +5,23 @@ such families of copies crowd the top results."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from ragtune.config import ProjectConfig
-from ragtune.health.findings import Finding
+from ragtune.health.findings import EXAMPLES, Finding
 from ragtune.health.languages import language_of
 from ragtune.knowledge.cleaning import garbled_reason
 from ragtune.knowledge.store import KnowledgeStore
 from ragtune.knowledge.vectors import VectorIndex
 
 MIN_LINE_CHARS = 25  # shorter repeated lines ("Abstract", "Methods") are headings, not boilerplate
+JUDGED_CHARS = 200  # shorter chunks (a heading, a caption) are too short to call garbled or a duplicate passage
+CHUNK_MIN_LETTER_SHARE = 0.1  # a chunk of a readable document may be a table of numbers; junk has no letters
+MAX_CANDIDATE_PAIRS = 20_000  # document pairs checked chunk by chunk for being copies
 NEIGHBOURS = 6
 CROWDED_QUESTIONS = 0.05  # a family crowding more than this share of questions is reported
 LENGTH_BINS = 20
@@ -29,7 +33,6 @@ class Families:
 
     family: dict[int, int]
     members: dict[int, list[int]]  # family id -> documents (only families of two or more)
-    pairs: int  # near-duplicate chunk pairs found in the sample
 
     def of(self, document_id: int) -> int:
         return self.family.get(document_id, document_id)
@@ -54,7 +57,8 @@ def document_label(document: dict) -> str:
 
 
 def _label(documents: dict[int, dict], document_id: int) -> str:
-    return document_label(documents[document_id])
+    document = documents.get(document_id)
+    return document_label(document) if document else f"document {document_id} (added during the check)"
 
 
 def _source_findings(store: KnowledgeStore) -> list[Finding]:
@@ -76,43 +80,59 @@ def _source_findings(store: KnowledgeStore) -> list[Finding]:
     return findings
 
 
+class _Examples:
+    """A count and the first EXAMPLES examples (a check over 100,000 chunks keeps no more)."""
+
+    def __init__(self):
+        self.count, self.examples = 0, []
+
+    def add(self, example: str) -> None:
+        self.count += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(example)
+
+
 def _chunk_findings(store: KnowledgeStore, config: ProjectConfig, documents: dict[int, dict],
                     ) -> tuple[list[Finding], dict]:
-    garbled, oversized, lengths = [], [], []
-    documents_with_text: dict[str, set[int]] = defaultdict(set)
-    first_text: dict[str, str] = {}
+    garbled, oversized, lengths = _Examples(), _Examples(), []
+    documents_with_text: dict[bytes, set[int]] = defaultdict(set)
+    excerpt: dict[bytes, str] = {}
     limit = config.chunking.chunk_tokens
     for chunk_id, document_id, tokens, text in store.iter_chunks():
         lengths.append(tokens)
-        if reason := garbled_reason(text, config.ingest.min_chars):
-            garbled.append(f"chunk {chunk_id} of {_label(documents, document_id)}: {reason}")
+        reason = "empty" if not text.strip() else (
+            garbled_reason(text, 1, min_letter_share=CHUNK_MIN_LETTER_SHARE) if len(text) >= JUDGED_CHARS else None)
+        if reason:
+            garbled.add(f"chunk {chunk_id} of {_label(documents, document_id)}: {reason}")
         if tokens > limit:
-            oversized.append(f"chunk {chunk_id} of {_label(documents, document_id)}: {tokens} tokens")
-        digest = hashlib.blake2b(" ".join(text.lower().split()).encode(), digest_size=12).hexdigest()
-        documents_with_text[digest].add(document_id)
-        first_text.setdefault(digest, text)
+            oversized.add(f"chunk {chunk_id} of {_label(documents, document_id)}: {tokens} tokens")
+        if len(text) >= JUDGED_CHARS:  # a heading repeated in many documents is no duplicate passage
+            digest = hashlib.blake2b(" ".join(text.lower().split()).encode(), digest_size=12).digest()
+            documents_with_text[digest].add(document_id)
+            excerpt.setdefault(digest, text[:120])
     findings = []
-    if garbled:
+    if garbled.count:
         findings.append(Finding("content", "garbled_chunks", "warning",
-                                f"{len(garbled)} chunks are empty or garbled", "fix their documents at the origin "
-                                "(OCR, encoding, extraction) and ingest again", {"chunks": len(garbled)}, garbled))
-    if oversized:
+                                f"{garbled.count} chunks are empty or garbled", "fix their documents at the origin "
+                                "(OCR, encoding, extraction) and ingest again", {"chunks": garbled.count},
+                                garbled.examples))
+    if oversized.count:
         findings.append(Finding("content", "oversized_chunks", "warning",
-                                f"{len(oversized)} chunks exceed chunking.chunk_tokens ({limit}): they were cut "
+                                f"{oversized.count} chunks exceed chunking.chunk_tokens ({limit}): they were cut "
                                 "under an older setting, and embedders truncate long input",
                                 "delete .ragtune and ingest again, so every document is chunked the same way",
-                                {"chunks": len(oversized), "limit": limit}, oversized))
-    repeated = {d: docs for d, docs in documents_with_text.items() if len(docs) >= 2}
+                                {"chunks": oversized.count, "limit": limit}, oversized.examples))
+    repeated = sorted(((digest, docs) for digest, docs in documents_with_text.items() if len(docs) >= 2),
+                      key=lambda item: -len(item[1]))
     if repeated:
-        shared = sorted(repeated.items(), key=lambda item: -len(item[1]))
         findings.append(Finding(
             "content", "duplicate_chunks", "warning",
-            f"{len(repeated)} chunk texts appear in more than one document ({sum(map(len, repeated.values()))} "
+            f"{len(repeated)} passages appear in more than one document ({sum(len(d) for _, d in repeated)} "
             "copies): identical passages compete for the same top results",
             "keep one copy of the shared text (remove it from the others, or the duplicated documents)",
-            {"texts": len(repeated)},
+            {"passages": len(repeated)},
             [f"in {len(docs)} documents ({', '.join(sorted(_label(documents, d) for d in docs)[:3])}): "
-             f"{first_text[digest][:120]!r}" for digest, docs in shared]))
+             f"{excerpt[digest]!r}" for digest, docs in repeated[:EXAMPLES]]))
     lengths = np.asarray(lengths)
     metrics = {"chunks": int(len(lengths))}
     if len(lengths):
@@ -128,15 +148,15 @@ def _boilerplate_findings(store: KnowledgeStore, config: ProjectConfig, document
     documents_per_line: Counter = Counter()
     text_of: dict[int, str] = {}
     for _, text in store.iter_documents():
-        lines = {" ".join(line.split()) for line in text.splitlines()}
-        for line in lines:
+        for line in {" ".join(line.split()) for line in text.splitlines()}:
             if len(line) >= MIN_LINE_CHARS:
                 key = hash(line)
                 documents_per_line[key] += 1
-                if documents_per_line[key] == 2:  # only lines seen twice are kept: bounded memory
-                    text_of[key] = line
-    minimum = max(config.health.boilerplate_documents, 2)
-    common = [(key, count) for key, count in documents_per_line.most_common() if count >= minimum]
+                if documents_per_line[key] == 2:  # only the text of repeated lines is kept
+                    text_of[key] = line[:120]
+    minimum = max(config.health.boilerplate_documents, math.ceil(config.health.boilerplate_share * len(documents)))
+    common = sorted(((key, count) for key, count in documents_per_line.items() if count >= minimum),
+                    key=lambda item: -item[1])
     if not common:
         return []
     return [Finding("content", "boilerplate", "warning",
@@ -144,7 +164,7 @@ def _boilerplate_findings(store: KnowledgeStore, config: ProjectConfig, document
                     "(footers, disclaimers, navigation): they make unrelated documents look alike",
                     "remove them at the origin or before ingest, then ingest again",
                     {"lines": len(common), "most_documents": common[0][1]},
-                    [f"in {count} documents: {text_of[key][:120]!r}" for key, count in common])]
+                    [f"in {count} documents: {text_of[key]!r}" for key, count in common[:EXAMPLES]])]
 
 
 def sample_chunk_ids(store: KnowledgeStore, size: int, seed: int = 0) -> np.ndarray:
@@ -156,42 +176,27 @@ def sample_chunk_ids(store: KnowledgeStore, size: int, seed: int = 0) -> np.ndar
 
 
 def near_duplicate_findings(store: KnowledgeStore, index: VectorIndex, config: ProjectConfig,
-                            documents: dict[int, dict], sample: list) -> tuple[list[Finding], Families, dict]:
-    """Near-duplicate chunks of different documents, from a search of the index with each sampled chunk, and the
-    families of documents they join (a share of `health.family_overlap` of one's sampled chunks copied in the
-    other). `sample` holds (chunk id, document id, tokens, text, embedding) rows."""
+                            documents: dict[int, dict], document_of: dict[int, int], sample: list,
+                            ) -> tuple[list[Finding], Families, dict]:
+    """Near-duplicate chunks of different documents, found by searching the index with each sampled chunk (rows of
+    chunk id, document id, tokens, text, embedding), and the families of documents that copy one another: a pair
+    found that way is compared chunk by chunk, and joins a family when `health.family_overlap` of the shorter one's
+    chunks have a near-copy in the other (a shared disclaimer does not make two documents copies)."""
     threshold = config.health.near_duplicate_similarity
-    document_of = store.chunk_documents()
-    sampled_per_document = Counter(row[1] for row in sample)
-    copied = defaultdict(set)  # (document, other document) -> sampled chunks of the first copied in the second
-    examples = []
+    copied_chunks, pairs, examples = set(), set(), []
     if sample:
         vectors = np.stack([row[4] for row in sample])
         for row, hits in zip(sample, index.search(vectors, NEIGHBOURS)):
             for chunk_id, similarity in hits:
                 other = document_of.get(chunk_id)
                 if other is not None and other != row[1] and similarity >= threshold:
-                    if not copied[(row[1], other)]:
+                    copied_chunks.add(row[0])
+                    pair = (min(row[1], other), max(row[1], other))
+                    if pair not in pairs and len(examples) < EXAMPLES:
                         examples.append(f"{_label(documents, row[1])} ~ {_label(documents, other)} "
                                         f"(cosine {similarity:.3f}): {row[3][:100]!r}")
-                    copied[(row[1], other)].add(row[0])
-    parent: dict[int, int] = {}
-
-    def root(document: int) -> int:
-        while parent.get(document, document) != document:
-            document = parent[document]
-        return document
-
-    for (first, second), chunks in copied.items():
-        if len(chunks) >= config.health.family_overlap * sampled_per_document[first]:
-            a, b = root(first), root(second)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    members = defaultdict(list)
-    for document in set(parent) | set(parent.values()):
-        members[root(document)].append(document)
-    families = Families({d: family for family, group in members.items() for d in group},
-                        {family: sorted(group) for family, group in members.items()}, sum(map(len, copied.values())))
+                    pairs.add(pair)
+    families = _families(store, sorted(pairs)[:MAX_CANDIDATE_PAIRS], threshold, config.health.family_overlap)
     findings = []
     if families.members:
         findings.append(Finding(
@@ -201,17 +206,43 @@ def near_duplicate_findings(store: KnowledgeStore, index: VectorIndex, config: P
             "keep one version of each group (see the superseded documents under freshness) and ingest with --prune",
             {"groups": len(families.members), "documents": sum(map(len, families.members.values()))},
             [" ~ ".join(_label(documents, d) for d in group) for group in families.members.values()]))
-    elif copied:
+    elif copied_chunks:
         findings.append(Finding("content", "near_duplicate_chunks", "info",
-                                f"{families.pairs} sampled chunks have a near-copy in another document",
-                                "nothing, unless the copies are unintended: then remove one of them",
-                                {"pairs": families.pairs}, examples))
+                                f"{len(copied_chunks)} of {len(sample)} sampled chunks have a near-copy in another "
+                                "document", "nothing, unless the copies are unintended: then remove one of them",
+                                {"chunks": len(copied_chunks), "sampled": len(sample)}, examples))
     languages = [language_of(row[3]) for row in sample]
-    metrics = {"sampled_chunks": len(sample), "near_duplicate_pairs": families.pairs,
+    metrics = {"sampled_chunks": len(sample), "chunks_with_near_copies": len(copied_chunks),
                "families": len(families.members),
                "languages": dict(Counter(language or "unknown" for language in languages).most_common())}
     findings += _language_findings(config, languages, sample)
     return findings, families, metrics
+
+
+def _families(store: KnowledgeStore, pairs: list[tuple[int, int]], threshold: float, overlap: float) -> Families:
+    """Group the document pairs that are copies (see near_duplicate_findings) into families (union-find)."""
+    embeddings = store.document_embeddings({d for pair in pairs for d in pair}) if pairs else {}
+    parent: dict[int, int] = {}
+
+    def root(document: int) -> int:
+        while parent.get(document, document) != document:
+            document = parent[document]
+        return document
+
+    for first, second in pairs:
+        if first not in embeddings or second not in embeddings:
+            continue  # removed while the check ran
+        similarity = embeddings[first] @ embeddings[second].T
+        shared = max((similarity.max(axis=1) >= threshold).mean(), (similarity.max(axis=0) >= threshold).mean())
+        if shared >= overlap:
+            a, b = root(first), root(second)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    members = defaultdict(list)
+    for document in set(parent) | set(parent.values()):
+        members[root(document)].append(document)
+    return Families({d: family for family, group in members.items() for d in group},
+                    {family: sorted(group) for family, group in members.items()})
 
 
 def _language_findings(config: ProjectConfig, languages: list[str | None], sample: list) -> list[Finding]:

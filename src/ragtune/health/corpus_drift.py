@@ -1,5 +1,6 @@
-"""Drift of the knowledge base between snapshots: the latest snapshot against the baseline (the first, or the
-previous one), by the MMD test on the sampled embeddings, the topic shares and the chunk lengths."""
+"""Drift of the knowledge base between snapshots: the latest snapshot against the baseline (the previous one by
+default, so a change is reported once and clears at the next ingest; or the first), by the MMD test on the sampled
+embeddings, the topic shares and the chunk lengths. Only snapshots embedded by the latest one's model compare."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ SERIES_PERMUTATIONS = 200
 def corpus_drift_findings(snapshots: list[dict], config: HealthConfig) -> tuple[list[Finding], dict, dict]:
     """Findings, measurements and the drift series ([time, MMD²] and [time, p-value] per snapshot)."""
     metrics: dict = {"snapshots": len(snapshots)}
-    comparable = [s for s in snapshots if len(s["embeddings"]) >= MIN_ROWS]
+    if not snapshots:
+        return [], metrics, {}
+    model = _model(snapshots[-1])
+    comparable = [s for s in snapshots if len(s["embeddings"]) >= MIN_ROWS and _model(s) == model]
     if len(comparable) < 2:
         return [], metrics, {}
     latest = comparable[-1]
     baseline = comparable[0] if config.drift_baseline == "first" else comparable[-2]
-    if baseline["embeddings"].shape[1] != latest["embeddings"].shape[1]:
-        return [Finding("drift", "embedder_changed", "info", "the snapshots were embedded by different models and "
-                        "cannot be compared", "nothing: drift is measured again from the next ingest on")], metrics, {}
     test = mmd_test(baseline["embeddings"], latest["embeddings"], alpha=config.drift_alpha)
     topics = topic_shift(baseline["embeddings"], latest["embeddings"])
     lengths = length_shift(baseline["summary"]["sample_lengths"], latest["summary"]["sample_lengths"])
@@ -37,7 +38,7 @@ def corpus_drift_findings(snapshots: list[dict], config: HealthConfig) -> tuple[
         findings.append(Finding(
             "drift", "corpus_drift", "warning",
             f"the knowledge base changed since snapshot {baseline['id']} ({_date(baseline['created_at'])}): MMD "
-            f"p = {test.p_value:.3f}; the largest topic went from {topics.shares_baseline[moved]:.0%} to "
+            f"p = {test.p_value:.3f}; the topic that moved most went from {topics.shares_baseline[moved]:.0%} to "
             f"{topics.shares_current[moved]:.0%} of chunks; median chunk length {lengths['median_baseline']:.0f} → "
             f"{lengths['median_current']:.0f} tokens",
             "if the change was intended (new documents), re-run the evaluation (`ragtune compare`) so quality is "
@@ -45,15 +46,19 @@ def corpus_drift_findings(snapshots: list[dict], config: HealthConfig) -> tuple[
             {"p_value": test.p_value, "statistic": test.statistic, "topic_total_variation": topics.total_variation,
              "length_p_value": lengths["p_value"]}, _newest_material(baseline, latest)))
     series = {"drift_mmd": [], "drift_p_value": []}
-    for snapshot in comparable[1:][-SERIES_SNAPSHOTS:]:
-        if snapshot is latest:
-            point = test
-        else:
-            point = mmd_test(comparable[0]["embeddings"], snapshot["embeddings"], permutations=SERIES_PERMUTATIONS,
-                             alpha=config.drift_alpha)
+    for position in range(max(1, len(comparable) - SERIES_SNAPSHOTS), len(comparable)):
+        snapshot = comparable[position]
+        reference = comparable[0] if config.drift_baseline == "first" else comparable[position - 1]
+        point = test if snapshot is latest else mmd_test(reference["embeddings"], snapshot["embeddings"],
+                                                         permutations=SERIES_PERMUTATIONS, alpha=config.drift_alpha)
         series["drift_mmd"].append([snapshot["created_at"], point.statistic])
         series["drift_p_value"].append([snapshot["created_at"], point.p_value])
     return findings, metrics, series
+
+
+def _model(snapshot: dict) -> tuple:
+    """What made a snapshot's embeddings: the embedder (recorded since snapshots carry it) and the dimension."""
+    return snapshot["summary"].get("embedder"), snapshot["embeddings"].shape[1] if snapshot["embeddings"].size else 0
 
 
 def _describe(snapshot: dict) -> dict:

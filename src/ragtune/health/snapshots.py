@@ -1,6 +1,6 @@
 """Snapshots of the knowledge base, taken after every ingest that changed it: counts, token-length quantiles, the
 languages and a random sample of chunk embeddings, lengths and excerpts. `ragtune health` tests the latest against a
-baseline for drift (ragtune.health.drift)."""
+baseline for drift (ragtune.health.corpus_drift)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def take_snapshot(store: KnowledgeStore, *, sample_size: int = SAMPLE_CHUNKS, se
     lengths = [row[2] for row in sample]
     counts = store.counts()
     summary = {
+        "embedder": store.get_meta("embedder"),
         "sources": counts["sources"], "documents": counts["documents"], "chunks": counts["chunks"],
         "token_quantiles": _token_quantiles(store),
         "languages": language_counts(row[3] for row in sample),

@@ -1,6 +1,9 @@
 """Served traffic and coverage, from the answers the server records: volume, latency, answers citing nothing,
 thumbs-down feedback, served questions far from every chunk (coverage gaps), chunks never retrieved, and whether the
-questions drifted between the earlier and the later half of the log."""
+questions drifted between the earlier and the later half of the recent ones.
+
+Shares that raise warnings are taken over the recent answers (the last `health.max_questions`), so a warning clears
+once what caused it is fixed; volumes and the series cover the whole log."""
 
 from __future__ import annotations
 
@@ -10,59 +13,56 @@ import numpy as np
 
 from ragtune.config import HealthConfig
 from ragtune.health.drift import mmd_test
-from ragtune.health.findings import Finding
+from ragtune.health.findings import EXAMPLES, Finding
 
 MIN_QUERY_SAMPLE = 10  # questions per half before a query-drift test is run
+MIN_RATINGS = 5  # rated answers before the thumbs-down share can warn
 MAX_POINTS = 60  # points per time series
-
-
-def question_of(messages: list[dict]) -> str:
-    """The conversation's last user message (what retrieval searched for by default)."""
-    return next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
 
 
 def traffic_findings(history: list[dict], config: HealthConfig) -> tuple[list[Finding], dict, dict]:
     """Findings, measurements and time series of the served answers (oldest first, as AnswerLog.history gives)."""
     if not history:
         return [], {"answers": 0}, {}
-    latency = np.array([h["latency_s"] for h in history])
-    uncited = [h for h in history if not h["cited"]]
-    rated = [h for h in history if h["feedback"]]
-    down = [h for h in rated if h["feedback"] == "down"]
-    metrics = {"answers": len(history), "first": history[0]["created_at"], "last": history[-1]["created_at"],
-               "latency_p50_s": float(np.percentile(latency, 50)), "latency_p95_s": float(np.percentile(latency, 95)),
-               "no_citation_share": len(uncited) / len(history), "rated": len(rated),
-               "thumbs_down_share": len(down) / len(rated) if rated else None,
-               "by_model": dict(Counter(h["model"] for h in history).most_common())}
-    enough = len(history) >= config.min_answers
+    recent = history[-config.max_questions:]
+    latency = np.array([h["latency_s"] for h in recent])
+    uncited = [h for h in recent if not h["cited"]]
+    rated = [h for h in recent if h["feedback"]]
+    down = [h for h in history if h["feedback"] == "down"]
+    metrics = {"answers": len(history), "recent_answers": len(recent), "first": history[0]["created_at"],
+               "last": history[-1]["created_at"], "latency_p50_s": float(np.percentile(latency, 50)),
+               "latency_p95_s": float(np.percentile(latency, 95)), "no_citation_share": len(uncited) / len(recent),
+               "rated": len(rated), "thumbs_down_share": sum(h["feedback"] == "down" for h in rated) / len(rated)
+               if rated else None, "by_model": dict(Counter(h["model"] for h in history).most_common())}
+    enough = len(recent) >= config.min_answers
     findings = []
     if enough and metrics["latency_p95_s"] > config.latency_p95_s:
         findings.append(Finding("traffic", "slow_answers", "warning",
-                                f"95% of answers took up to {metrics['latency_p95_s']:.1f} s (limit "
-                                f"{config.latency_p95_s:g} s)", "serve a smaller or quantised model, lower "
+                                f"95% of the last {len(recent)} answers took up to {metrics['latency_p95_s']:.1f} s "
+                                f"(limit {config.latency_p95_s:g} s)", "serve a smaller or quantised model, lower "
                                 "max_tokens, or add a replica", {"latency_p95_s": metrics["latency_p95_s"]}))
     if enough and metrics["no_citation_share"] > config.no_citation_share:
         findings.append(Finding("traffic", "uncited_answers", "warning",
-                                f"{metrics['no_citation_share']:.0%} of {len(history)} answers cite no passage",
-                                "check retrieval finds passages for these questions (coverage below) and that the "
-                                "served model follows the citation prompt", {"answers": len(uncited)},
-                                [question_of(h["messages"])[:150] for h in uncited[-10:]]))
+                                f"{metrics['no_citation_share']:.0%} of the last {len(recent)} answers cite no "
+                                "passage", "check retrieval finds passages for these questions (coverage below) and "
+                                "that the served model follows the citation prompt", {"answers": len(uncited)},
+                                [h["question"][:150] for h in reversed(uncited[-EXAMPLES:])]))
     if down:
-        share = len(down) / len(rated)
-        severity = "warning" if len(rated) >= 5 and share > config.thumbs_down_share else "info"
-        findings.append(Finding("traffic", "thumbs_down", severity,
-                                f"{len(down)} of {len(rated)} rated answers got a thumbs-down ({share:.0%})",
-                                "read the questions and comments; missing documents show up as coverage gaps",
-                                {"down": len(down), "rated": len(rated)},
-                                [f"{question_of(h['messages'])[:120]!r}"
+        share = metrics["thumbs_down_share"] or 0.0
+        warn = len(rated) >= MIN_RATINGS and share > config.thumbs_down_share
+        findings.append(Finding("traffic", "thumbs_down", "warning" if warn else "info",
+                                f"{len(down)} answers got a thumbs-down ({share:.0%} of the {len(rated)} recent "
+                                "rated ones)", "read the questions and comments; missing documents show up as "
+                                "coverage gaps", {"down": len(down), "recent_rated": len(rated)},
+                                [f"{h['question'][:120]!r}"
                                  + (f" — {h['feedback_comment'][:120]!r}" if h["feedback_comment"] else "")
-                                 for h in reversed(down)]))
+                                 for h in reversed(down[-EXAMPLES:])]))
     return findings, metrics, _series(history)
 
 
 def _buckets(times: list[float]) -> tuple[int, dict[float, list[int]]]:
-    """The bucket length (a minute, hour, day, week or month: at most MAX_POINTS buckets) and the positions of the
-    times in each bucket, by the bucket's start."""
+    """The bucket length (a minute, hour, day, week or 30 days: at most MAX_POINTS buckets where possible) and the
+    positions of the times in each bucket, by the bucket's start."""
     span = max(times[-1] - times[0], 1.0)
     bucket = next((size for size in (60, 3600, 86_400, 7 * 86_400) if span / size <= MAX_POINTS), 30 * 86_400)
     groups: dict[float, list[int]] = {}
@@ -89,23 +89,23 @@ def _series(history: list[dict]) -> dict:
     return series
 
 
-def coverage_findings(history: list[dict], similarities: np.ndarray, embeddings: np.ndarray, chunk_count: int,
-                      config: HealthConfig, documents_of_never: list[str]) -> tuple[list[Finding], dict, dict]:
-    """Coverage gaps (the last `len(similarities)` served questions whose closest chunk is below
-    `weak_similarity`), chunks never retrieved, and the drift of questions between the log's two halves."""
-    recent = history[-len(similarities):] if len(similarities) else []
+def coverage_findings(recent: list[dict], similarities: np.ndarray, embeddings: np.ndarray, retrieved: int,
+                      chunk_count: int, never_retrieved_documents: list[str], answers: int, config: HealthConfig,
+                      ) -> tuple[list[Finding], dict, dict]:
+    """Coverage gaps (the `recent` answers whose question's closest chunk is below `weak_similarity`), chunks never
+    retrieved by the `answers` recorded (`retrieved`: how many of today's chunks some answer retrieved), and the drift
+    of the recent questions between their two halves."""
     weak = [h for h, similarity in zip(recent, similarities) if similarity < config.weak_similarity]
-    retrieved = {chunk for h in history for chunk in h["retrieved"]}
     metrics = {"questions_checked": len(recent), "weak_questions": len(weak),
                "weak_share": len(weak) / len(recent) if recent else None,
                "best_similarity_median": float(np.median(similarities)) if len(similarities) else None,
-               "chunks_retrieved": len(retrieved), "chunks": chunk_count,
-               "never_retrieved_share": 1 - len(retrieved) / chunk_count if chunk_count and history else None}
+               "chunks_retrieved": retrieved, "chunks": chunk_count,
+               "never_retrieved_share": 1 - retrieved / chunk_count if chunk_count and answers else None}
     findings = []
     if weak:
         severity = "warning" if len(recent) >= config.min_answers and metrics["weak_share"] > config.weak_share \
             else "info"
-        asked = Counter(question_of(h["messages"]).strip() for h in reversed(weak))  # ties: the most recent first
+        asked = Counter(h["question"].strip() for h in reversed(weak))  # among equally asked, the most recent first
         findings.append(Finding(
             "coverage", "coverage_gaps", severity,
             f"{len(weak)} of {len(recent)} served questions found no passage close to them (cosine < "
@@ -113,15 +113,15 @@ def coverage_findings(history: list[dict], similarities: np.ndarray, embeddings:
             "add documents that answer them, or tell users what the assistant covers",
             {"questions": len(weak), "of": len(recent), "distinct": len(asked)},
             [f"{question[:150]!r}" + (f" (asked {count} times)" if count > 1 else "")
-             for question, count in asked.most_common()]))
-    if history and len(history) >= config.min_answers and documents_of_never:
+             for question, count in asked.most_common(EXAMPLES)]))
+    if answers >= config.min_answers and never_retrieved_documents:
         findings.append(Finding(
             "coverage", "never_retrieved", "info",
-            f"{metrics['never_retrieved_share']:.0%} of chunks were never retrieved by the {len(history)} served "
-            f"answers; {len(documents_of_never)} documents never were",
+            f"{metrics['never_retrieved_share']:.0%} of chunks were never retrieved by the {answers} served "
+            f"answers; {len(never_retrieved_documents)} documents never were",
             "nothing if users simply do not ask about them; otherwise check those documents are findable",
-            {"chunks_never_retrieved": chunk_count - len(retrieved), "documents": len(documents_of_never)},
-            documents_of_never))
+            {"chunks_never_retrieved": chunk_count - retrieved, "documents": len(never_retrieved_documents)},
+            never_retrieved_documents[:EXAMPLES]))
     series = {}
     if recent:
         _, groups = _buckets([h["created_at"] for h in recent])

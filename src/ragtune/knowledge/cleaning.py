@@ -39,7 +39,7 @@ def normalize_text(text: str) -> str:
     return _BLANK_RUNS.sub("\n\n", text).strip()
 
 
-def garbled_reason(text: str, min_chars: int) -> str | None:
+def garbled_reason(text: str, min_chars: int, *, min_letter_share: float = _MIN_LETTER_SHARE) -> str | None:
     """Why `text` is not worth indexing (too short, or garbled), or None when it looks like real text."""
     stripped = text.strip()
     if len(stripped) < min_chars:
@@ -50,7 +50,7 @@ def garbled_reason(text: str, min_chars: int) -> str | None:
     replacement_share = sample.count("\ufffd") / len(sample)
     if replacement_share > _MAX_REPLACEMENT_SHARE:
         return f"{replacement_share:.0%} of characters are U+FFFD replacements (wrong encoding or damaged file)"
-    if letters < _MIN_LETTER_SHARE * visible:
+    if letters < min_letter_share * visible:
         return f"only {letters / visible:.0%} of characters are letters (binary data or extraction junk?)"
     if len(_MOJIBAKE.findall(sample)) > _MAX_MOJIBAKE_SHARE * letters:
         return "looks like mojibake (UTF-8 text decoded as Latin-1, e.g. 'Ã©' for 'é')"

@@ -320,6 +320,14 @@ class PostgresKnowledgeStore:
     def chunk_documents(self) -> dict[int, int]:
         return dict(self.db.execute("SELECT id, document_id FROM chunks").fetchall())
 
+    def document_embeddings(self, document_ids: Iterable[int]) -> dict[int, np.ndarray]:
+        grouped: dict[int, list[np.ndarray]] = {}
+        for document_id, vector in self.db.execute(
+                "SELECT document_id, embedding FROM chunks WHERE document_id = ANY(%s) ORDER BY id",
+                ([int(i) for i in set(document_ids)],), binary=True):
+            grouped.setdefault(document_id, []).append(_array(vector))
+        return {document_id: np.stack(rows) for document_id, rows in grouped.items()}
+
     def token_counts(self) -> np.ndarray:
         return np.fromiter((r[0] for r in self.db.execute("SELECT token_count FROM chunks")), dtype=np.int64)
 
@@ -342,9 +350,10 @@ class PostgresKnowledgeStore:
         row = self.db.execute("SELECT generation FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()
         return row[0] if row else None
 
-    def snapshots(self) -> list[dict]:
+    def snapshots(self, latest: int = 21) -> list[dict]:
         rows = self.db.execute("SELECT id, created_at, generation, summary, embeddings, dimension FROM snapshots "
-                               "ORDER BY id")
+                               "WHERE id = (SELECT MIN(id) FROM snapshots) OR id IN (SELECT id FROM snapshots "
+                               "ORDER BY id DESC LIMIT %s) ORDER BY id", (latest,))
         return [{"id": i, "created_at": at, "generation": generation, "summary": json.loads(summary),
                  "embeddings": np.frombuffer(bytes(blob), dtype=np.float32).reshape(-1, dimension) if dimension
                  else np.zeros((0, 0), dtype=np.float32)}

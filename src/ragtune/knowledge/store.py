@@ -84,8 +84,16 @@ CREATE TABLE IF NOT EXISTS probe_runs (  -- retrieval recall@k on a fixed probe 
 );
 """
 
-# Forward migrations: the statements taking a database from version N - 1 to N
-_MIGRATIONS = {2: ["ALTER TABLE sources ADD COLUMN modified_at REAL"]}
+def _add_column(table: str, column: str, declaration: str):
+    """A migration step adding a column unless it is there (a database stopped before its version was stamped)."""
+    def step(db: sqlite3.Connection) -> None:
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    return step
+
+
+# Forward migrations: what takes a database from version N - 1 to N
+_MIGRATIONS = {2: [_add_column("sources", "modified_at", "REAL")]}
 
 @dataclass
 class StoredSource:
@@ -129,16 +137,17 @@ class KnowledgeStore:
         has_meta = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
         version = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
             if has_meta else None
-        version = int(version[0]) if version else None
+        # a meta table without a version comes from version 1, which could be stopped between the two statements
+        version = int(version[0]) if version else (1 if has_meta else None)
         if version is not None and version > SCHEMA_VERSION:
             self.db.close()
             raise RagtuneError(f"{self.path} was written by a newer ragtune (store schema {version}; this one reads "
                                f"up to {SCHEMA_VERSION})", "upgrade ragtune (pip install -U ragtune) to open it")
-        for step in range(version + 1, SCHEMA_VERSION + 1) if version else ():
+        for step in range(version + 1, SCHEMA_VERSION + 1) if version is not None else ():
             with self._transaction():  # each step with its version stamp, so a killed migration resumes cleanly
-                for statement in _MIGRATIONS[step]:
-                    self.db.execute(statement)
-                self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(step),))
+                for migrate in _MIGRATIONS[step]:
+                    migrate(self.db)
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(step),))
         self.db.executescript(_SCHEMA)
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
@@ -340,6 +349,18 @@ class KnowledgeStore:
         """The document id of every chunk, by chunk id."""
         return dict(self.db.execute("SELECT id, document_id FROM chunks").fetchall())
 
+    def document_embeddings(self, document_ids: Iterable[int]) -> dict[int, np.ndarray]:
+        """The chunk embeddings of each given document (rows in chunk order), by document id."""
+        ids = sorted(set(document_ids))
+        grouped: dict[int, list[np.ndarray]] = {}
+        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+            part = ids[start:start + 900]
+            for document_id, blob in self.db.execute(
+                    f"SELECT document_id, embedding FROM chunks WHERE document_id IN ({','.join('?' * len(part))}) "
+                    f"ORDER BY id", part):
+                grouped.setdefault(document_id, []).append(np.frombuffer(blob, dtype=np.float32))
+        return {document_id: np.stack(rows) for document_id, rows in grouped.items()}
+
     def token_counts(self) -> np.ndarray:
         """The token count of every chunk."""
         return np.fromiter((r[0] for r in self.db.execute("SELECT token_count FROM chunks")), dtype=np.int64)
@@ -367,10 +388,12 @@ class KnowledgeStore:
         row = self.db.execute("SELECT generation FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()
         return row[0] if row else None
 
-    def snapshots(self) -> list[dict]:
-        """Every snapshot, oldest first: id, created_at, generation, summary and the embedding sample."""
+    def snapshots(self, latest: int = 21) -> list[dict]:
+        """The first snapshot and the `latest` most recent, oldest first: id, created_at, generation, summary and
+        the embedding sample."""
         rows = self.db.execute("SELECT id, created_at, generation, summary, embeddings, dimension FROM snapshots "
-                               "ORDER BY id")
+                               "WHERE id = (SELECT MIN(id) FROM snapshots) OR id IN (SELECT id FROM snapshots "
+                               "ORDER BY id DESC LIMIT ?) ORDER BY id", (latest,))
         return [{"id": i, "created_at": at, "generation": generation, "summary": json.loads(summary),
                  "embeddings": np.frombuffer(blob, dtype=np.float32).reshape(-1, dimension) if dimension
                  else np.zeros((0, 0), dtype=np.float32)}

@@ -32,6 +32,11 @@ CREATE INDEX IF NOT EXISTS answers_created ON answers(created_at);
 """
 
 
+def question_of(messages: list[dict]) -> str:
+    """A conversation's last user message (what retrieval searched for by default)."""
+    return next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+
+
 class UnknownResponse(LookupError):
     """Feedback for a response id the log does not hold."""
 
@@ -79,16 +84,24 @@ class AnswerLog:
             record[key] = json.loads(record[key])
         return record
 
-    def history(self) -> list[dict]:
-        """Every recorded answer, oldest first, as monitoring reads it: created_at, model, strategy, messages,
-        latency_s, retrieved (chunk ids), cited (how many citations), feedback, feedback_comment."""
+    def history(self, questions_of_latest: int) -> list[dict]:
+        """Every recorded answer, oldest first, as monitoring reads it: created_at, model, latency_s, retrieved
+        (chunk ids), cited (how many citations), feedback, feedback_comment, and question (the last user message)
+        for the `questions_of_latest` most recent answers and every thumbs-down, None for the others: conversations
+        are the bulk of the log and are only decoded where they are shown or embedded."""
         with self._lock:
-            rows = self._db.execute("SELECT created_at, model, strategy, messages, latency_s, retrieved, citations, "
-                                    "feedback, feedback_comment FROM answers ORDER BY created_at").fetchall()
-        return [{"created_at": at, "model": model, "strategy": strategy, "messages": json.loads(messages),
-                 "latency_s": latency, "retrieved": [hit["chunk_id"] for hit in json.loads(retrieved)],
-                 "cited": len(json.loads(citations)), "feedback": feedback, "feedback_comment": comment}
-                for at, model, strategy, messages, latency, retrieved, citations, feedback, comment in rows]
+            rows = self._db.execute("SELECT rowid, created_at, model, latency_s, retrieved, citations, feedback, "
+                                    "feedback_comment FROM answers ORDER BY created_at, rowid").fetchall()
+            wanted = {row[0] for row in rows[-questions_of_latest:] if questions_of_latest > 0} | \
+                {row[0] for row in rows if row[6] == "down"}
+            conversations = dict(self._db.execute(
+                f"SELECT rowid, messages FROM answers WHERE rowid IN ({','.join(map(str, wanted))})")) \
+                if wanted else {}
+        return [{"created_at": at, "model": model, "latency_s": latency,
+                 "retrieved": [hit["chunk_id"] for hit in json.loads(retrieved)], "cited": len(json.loads(citations)),
+                 "feedback": feedback, "feedback_comment": comment,
+                 "question": question_of(json.loads(conversations[rowid])) if rowid in conversations else None}
+                for rowid, at, model, latency, retrieved, citations, feedback, comment in rows]
 
     def close(self) -> None:
         with self._lock:
