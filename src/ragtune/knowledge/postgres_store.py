@@ -104,22 +104,26 @@ class PostgresKnowledgeStore:
         self.db.execute("SET hnsw.iterative_scan = relaxed_order")  # filtered searches still return k rows
 
     def _create_schema(self, where: str) -> None:
-        """The extension and tables in one transaction (nothing half-made), migrations forward, a newer refused."""
+        """The extension and tables in one transaction (nothing half-made) unless they exist at this version; a
+        database of a newer version is refused. (Schema 2 is PostgreSQL's first: migrations start with the next.)"""
         import psycopg
 
         try:
             with self.db.transaction():
                 self.db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                self.db.execute("CREATE EXTENSION IF NOT EXISTS vector")
-                for statement in _SCHEMA:
-                    self.db.execute(statement)
-                version = self.get_meta("schema_version")
+                version = self.get_meta("schema_version") if self.db.execute(
+                    "SELECT to_regclass('meta') IS NOT NULL").fetchone()[0] else None
                 if version is not None and int(version) > SCHEMA_VERSION:
                     raise RagtuneError(f"the knowledge base at {where} was written by a newer ragtune (store "
                                        f"schema {version}; this one reads up to {SCHEMA_VERSION})",
                                        "upgrade ragtune (pip install -U ragtune) to open it")
-                self.db.execute("INSERT INTO meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
-                                (str(SCHEMA_VERSION),))
+                if version is not None and int(version) == SCHEMA_VERSION:
+                    return  # nothing to create: a user allowed to read and write the tables is enough
+                self.db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                for statement in _SCHEMA:
+                    self.db.execute(statement)
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE "
+                                "SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
                 self.db.execute("INSERT INTO meta VALUES ('generation', '0') ON CONFLICT DO NOTHING")
         except psycopg.Error as error:
             self.db.close()

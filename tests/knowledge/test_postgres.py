@@ -1,0 +1,113 @@
+"""The PostgreSQL backend against a real server: bad connections and databases give clear errors and write nothing,
+two ingests at once leave no duplicates or orphans, and two replicas answer alike and see new documents at once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from ragtune.errors import RagtuneError
+from ragtune.knowledge.postgres_store import PostgresKnowledgeStore, like_pattern, masked
+from ragtune.knowledge.storage import STORE_URL_VARIABLE
+from ragtune.project import Project
+
+from postgres_server import PASSWORD
+
+
+def test_an_unreachable_server_wrong_credentials_and_a_missing_database_are_clear(postgres):
+    closed_port = postgres.url().replace(f":{postgres.port}/", ":1/")
+    with pytest.raises(RagtuneError, match=r"cannot connect to PostgreSQL at .*:\*\*\*@127\.0\.0\.1:1/") as error:
+        PostgresKnowledgeStore(closed_port)
+    assert "server is running" in error.value.hint and PASSWORD not in str(error.value.message)
+    with pytest.raises(RagtuneError, match="password authentication failed") as error:
+        PostgresKnowledgeStore(postgres.url(password="wrong"))
+    assert "user name and password" in error.value.hint
+    with pytest.raises(RagtuneError, match="does not exist") as error:
+        PostgresKnowledgeStore(postgres.url("no_such_database"))
+    assert "create the database" in error.value.hint
+
+
+def test_a_user_who_cannot_create_the_vector_extension_is_told_and_nothing_is_written(postgres, postgres_url):
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS reader")
+        admin.execute("CREATE ROLE reader LOGIN PASSWORD 'reader-pass'")
+        admin.execute("GRANT CREATE ON SCHEMA public TO reader")
+    database = postgres_url.rsplit("/", 1)[1]
+    reader_url = f"postgresql://reader:reader-pass@127.0.0.1:{postgres.port}/{database}"
+    with pytest.raises(RagtuneError, match="cannot use pgvector") as error:
+        PostgresKnowledgeStore(reader_url)
+    assert "CREATE EXTENSION vector" in error.value.hint
+    with psycopg.connect(postgres_url) as admin:  # the failed opening left no table behind
+        tables = admin.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    assert tables == []
+    PostgresKnowledgeStore(postgres_url).close()  # the owner can; then a user allowed to read and write may use it
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO reader")
+        admin.execute("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO reader")
+    store = PostgresKnowledgeStore(reader_url)
+    assert store.generation == 0 and store.counts()["chunks"] == 0
+    store.close()
+
+
+def test_source_globs_become_like_patterns_and_passwords_are_masked():
+    assert like_pattern("docs/*.md") == "docs/%.md" and like_pattern("a_b?%") == "a\\_b_\\%"
+    with pytest.raises(RagtuneError, match="character classes"):
+        like_pattern("[ab].txt")
+    assert masked("postgresql://kb:secret@db:5432/kb") == "postgresql://kb:***@db:5432/kb"
+
+
+def test_a_newer_schema_is_refused(postgres_url):
+    PostgresKnowledgeStore(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(RagtuneError, match="newer ragtune"):
+        PostgresKnowledgeStore(postgres_url)
+
+
+INGEST = "import sys; from ragtune.project import Project; Project(sys.argv[1]).ingest([sys.argv[2]])"
+
+
+def test_two_ingests_at_once_leave_no_duplicates_or_orphans(postgres_url, tmp_path):
+    corpus = tmp_path / "notes"
+    corpus.mkdir()
+    for i in range(24):
+        (corpus / f"note{i:02d}.txt").write_text(f"Note {i}: ward {i} keeps {i * 3} spare oxygen cylinders and "
+                                                 f"{i + 40} masks for the night shift of unit {i}.")
+    environment = {**os.environ, STORE_URL_VARIABLE: postgres_url}
+    workers = [subprocess.Popen([sys.executable, "-c", INGEST, str(tmp_path / f"project{n}"), str(corpus)],
+                                env=environment) for n in range(2)]
+    assert [worker.wait(timeout=300) for worker in workers] == [0, 0]
+    with psycopg.connect(postgres_url) as db:
+        one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
+        assert one("SELECT COUNT(*) FROM sources") == 24
+        assert one("SELECT COUNT(*) FROM (SELECT root, key FROM sources GROUP BY root, key HAVING COUNT(*) > 1) d") == 0
+        assert one("SELECT COUNT(*) FROM documents WHERE source_id NOT IN (SELECT id FROM sources)") == 0
+        assert one("SELECT COUNT(*) FROM chunks WHERE document_id NOT IN (SELECT id FROM documents)") == 0
+        stored = one("SELECT COUNT(*) FROM documents")
+        assert stored + one("SELECT COUNT(*) FROM sources WHERE status <> 'indexed'") >= 24 and stored <= 24
+
+
+def test_two_replicas_answer_alike_and_see_a_new_document_without_a_restart(postgres_url, tmp_path, embedder,
+                                                                          monkeypatch, corpus):
+    from ragtune.knowledge.knowledge_base import KnowledgeBase
+
+    monkeypatch.setattr(KnowledgeBase, "embedder", embedder, raising=False)
+    monkeypatch.setenv(STORE_URL_VARIABLE, postgres_url)
+    first, second = Project(tmp_path / "replica1"), Project(tmp_path / "replica2")
+    first.ingest([str(corpus)])
+    for mode in ("dense", "lexical", "hybrid"):
+        assert [h.chunk_id for h in first.search("tallest volcano", mode=mode)] == \
+               [h.chunk_id for h in second.search("tallest volcano", mode=mode)]
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "comets.txt").write_text("Comets are icy bodies; Halley's comet returns every 76 years.")
+    first.ingest([str(extra)])  # the second replica keeps running: its next search sees the new document
+    for mode in ("dense", "lexical", "hybrid"):
+        assert second.search("How often does Halley's comet return?", k=1, mode=mode)[0].source == "comets.txt"
+    assert second.status()["store"] == {"backend": "postgresql", "url": postgres_url.replace(PASSWORD, "***")}
+    first.close()
+    second.close()
