@@ -220,6 +220,7 @@ def _register_command_groups() -> None:
     from ragtune.data.cli import data_app
     from ragtune.evaluation.cli import advise, compare, eval_command
     from ragtune.health.cli import health
+    from ragtune.knowledge.store_cli import store_app
     from ragtune.serve.cli import serve
     from ragtune.training.cli import export, finetune
 
@@ -232,6 +233,7 @@ def _register_command_groups() -> None:
     app.command()(health)
     app.add_typer(data_app, name="data", help="Prepare training data: formats, cleaning, splits, RAFT.")
     app.add_typer(arena_app, name="arena")
+    app.add_typer(store_app, name="store")
 
 
 _register_command_groups()

@@ -111,3 +111,46 @@ def test_two_replicas_answer_alike_and_see_a_new_document_without_a_restart(post
     assert second.status()["store"] == {"backend": "postgresql", "url": postgres_url.replace(PASSWORD, "***")}
     first.close()
     second.close()
+
+
+@pytest.mark.parametrize("project", ["sqlite"], indirect=True)
+def test_store_migrate_copies_a_sqlite_knowledge_base_resumably_and_verifies_it(project, corpus, postgres_url,
+                                                                               monkeypatch):
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+    from ragtune.knowledge import migrate as migrate_module
+    from ragtune.knowledge.migrate import content_checksum
+
+    project.ingest([str(corpus)])
+    root = str(project.workspace.root)
+    monkeypatch.setattr(migrate_module, "BATCH_CHUNKS", 1)  # one source per transaction
+    original = PostgresKnowledgeStore.replace_sources
+    calls = {"n": 0}
+
+    def stop_on_third(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("stopped")
+        return original(self, batch)
+
+    monkeypatch.setattr(PostgresKnowledgeStore, "replace_sources", stop_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        migrate_module.migrate_store(project.kb.store, PostgresKnowledgeStore(postgres_url))
+    monkeypatch.setattr(PostgresKnowledgeStore, "replace_sources", original)
+    partial = PostgresKnowledgeStore(postgres_url)
+    assert partial.counts()["sources"] == 2  # two batches committed, the third rolled back
+    partial.close()
+
+    result = CliRunner().invoke(app, ["store", "migrate", "--to", postgres_url, "--project", root])
+    assert result.exit_code == 0, result.output
+    assert "copied 2 sources (2 already there)" in result.stdout and PASSWORD not in result.stdout
+    target = PostgresKnowledgeStore(postgres_url)
+    assert content_checksum(target) == content_checksum(project.kb.store)
+    assert target.get_meta("embedder") == "minilm-l6" and len(target.snapshots()) == 1
+    target.close()
+    monkeypatch.setenv(STORE_URL_VARIABLE, postgres_url)  # the project now runs on PostgreSQL, same answers
+    moved = Project(project.workspace.root)
+    assert [h.chunk_id for h in moved.search("tallest volcano", mode="lexical")][:1] and \
+        [h.source for h in moved.search("tallest volcano")] == [h.source for h in project.search("tallest volcano")]
+    moved.close()

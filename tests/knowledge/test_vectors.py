@@ -20,6 +20,8 @@ def clustered(n: int, dimension: int = 48, seed: int = 0) -> np.ndarray:
 class FakeStore:
     """The part of KnowledgeStore an index reads, counting full reads of the embeddings."""
 
+    identity = "fake-store"
+
     def __init__(self, ids: np.ndarray, matrix: np.ndarray):
         self.generation, self.reads = 1, 0
         self.set(ids, matrix)
@@ -142,3 +144,15 @@ def test_real_store_deletions_and_empty(tmp_path):
     index.sync(store)
     assert len(index) == 0 and index.search(vectors[:2], 5) == [[], []]
     store.close()
+
+
+def test_an_index_saved_from_another_store_is_not_taken_for_current(tmp_path):
+    """After a migration the new store may reach the old one's generation: its id tells their indexes apart."""
+    ids, matrix = np.arange(50), clustered(50, seed=4)
+    old = FakeStore(ids, matrix)
+    FlatVectorIndex(tmp_path).sync(old)
+    new = FakeStore(ids[:10], matrix[:10])
+    new.identity, new.generation = "another-store", old.generation
+    index = FlatVectorIndex(tmp_path)
+    index.sync(new)
+    assert len(index) == 10 and new.reads == 1

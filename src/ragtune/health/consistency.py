@@ -23,7 +23,7 @@ def consistency_findings(kb: KnowledgeBase) -> tuple[list[Finding], dict]:
                                 f"the database fails SQLite's integrity checks ({len(problems)} problems)",
                                 f"restore {store.path} from a backup, or delete {kb.workspace.state_dir} and ingest "
                                 f"again", {"problems": len(problems)}, problems))
-    indexes = {"vector index": kb.index.saved(len(store_ids)), "lexical index": kb.lexical.saved()}
+    indexes = {"vector index": kb.index.saved(store), "lexical index": kb.lexical.saved(store)}
     metrics = {"schema_version": int(store.get_meta("schema_version") or 0), "schema_version_read": SCHEMA_VERSION,
                "generation": store.generation, "chunks": len(store_ids), "store": store.describe()}
     for name, (generation, ids) in indexes.items():

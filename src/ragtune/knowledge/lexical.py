@@ -53,17 +53,17 @@ class LexicalIndex:
         if self.generation == store.generation:
             return
         stamp = self.directory / "stamp.json"
-        if read_stamp(stamp).get("generation") == store.generation:
+        if read_stamp(stamp, store.identity).get("generation") == store.generation:
             self.ids = np.load(self.directory / "ids.npy")
             self.model = bm25s.BM25.load(self.directory) if len(self.ids) else None
         else:
             self._rebuild(store)
-            write_stamp(stamp, store.generation, chunks=len(self.ids))
+            write_stamp(stamp, store.identity, store.generation, chunks=len(self.ids))
         self.generation = store.generation
 
-    def saved(self) -> tuple[int | None, np.ndarray | None]:
-        """(generation, chunk ids) as saved on disk (see stamps.saved_ids)."""
-        return saved_ids(self.directory / "stamp.json", self.directory / "ids.npy")
+    def saved(self, store) -> tuple[int | None, np.ndarray | None]:
+        """(generation, chunk ids) as saved on disk from `store` (see stamps.saved_ids)."""
+        return saved_ids(self.directory / "stamp.json", self.directory / "ids.npy", store.identity)
 
     def _rebuild(self, store: KnowledgeStore) -> None:
         ids, texts = store.chunk_texts()

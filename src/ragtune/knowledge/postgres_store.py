@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 from urllib.parse import urlsplit
@@ -99,6 +100,7 @@ class PostgresKnowledgeStore:
                 hint = "check that the server is running and reachable, and the host and port in storage.url"
             raise RagtuneError(f"cannot connect to PostgreSQL at {where}: {reason}", hint) from None
         self._create_schema(where)
+        self.db.execute("INSERT INTO meta VALUES ('store_id', %s) ON CONFLICT DO NOTHING", (uuid.uuid4().hex,))
         register_vector(self.db)
         self.db.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
         self.db.execute("SET hnsw.iterative_scan = relaxed_order")  # filtered searches still return k rows
@@ -151,6 +153,11 @@ class PostgresKnowledgeStore:
                         (key, value))
 
     @property
+    def identity(self) -> str:
+        """A random id given to the store when it was created (indexes derived from it carry it)."""
+        return self.get_meta("store_id")
+
+    @property
     def generation(self) -> int:
         """Incremented by every committed change; derived indexes compare it to know they are current."""
         return int(self.get_meta("generation") or 0)
@@ -174,8 +181,8 @@ class PostgresKnowledgeStore:
                 source_id = self.db.execute(
                     "INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, ingested_at, "
                     "modified_at) VALUES (%(key)s, %(root)s, %(kind)s, %(fingerprint)s, %(size_bytes)s, %(status)s, "
-                    "%(note)s, %(now)s, %(modified_at)s) RETURNING id",
-                    {"modified_at": None, **source, "now": time.time()}).fetchone()[0]
+                    "%(note)s, %(ingested_at)s, %(modified_at)s) RETURNING id",
+                    {"modified_at": None, "ingested_at": time.time(), **source}).fetchone()[0]
                 for document in documents:
                     self._insert_document(source_id, document)
             self._bump_generation()
@@ -373,6 +380,16 @@ class PostgresKnowledgeStore:
                                "ORDER BY id")
         names = ("created_at", "generation", "probe_set", "questions", "k", "recall")
         return [dict(zip(names, row)) for row in rows]
+
+    def content_rows(self) -> Iterator[tuple]:
+        """See KnowledgeStore.content_rows (the same rows in the same order, byte for byte)."""
+        with self.db.cursor(binary=True) as cursor:
+            for row in cursor.stream(
+                    "SELECT s.root, s.key, s.fingerprint, s.status, d.part, c.ordinal, c.text, c.embedding "
+                    "FROM sources s LEFT JOIN documents d ON d.source_id = s.id LEFT JOIN chunks c ON "
+                    "c.document_id = d.id ORDER BY s.root COLLATE \"C\", s.key COLLATE \"C\", d.part COLLATE \"C\" "
+                    "NULLS FIRST, c.ordinal NULLS FIRST"):
+                yield row[:7] + (_array(row[7]).tobytes() if row[7] is not None else b"",)
 
     def counts(self) -> dict[str, int]:
         count = lambda table: self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: E731

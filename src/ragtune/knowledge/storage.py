@@ -32,6 +32,11 @@ def open_store(workspace: Workspace):
         from ragtune.knowledge.store import KnowledgeStore
 
         return KnowledgeStore(workspace.database_path)
+    return open_url(url)
+
+
+def open_url(url: str):
+    """The knowledge store at a database URL, on the backend its scheme names."""
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
     if scheme not in BACKENDS:
         raise RagtuneError(f"storage.url: unknown database scheme '{scheme}://'",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,7 @@ class KnowledgeStore:
             self.db.execute("PRAGMA journal_mode = WAL")
             self._open_schema()
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
         self.db.execute("PRAGMA synchronous = NORMAL")
 
     def _open_schema(self) -> None:
@@ -166,6 +168,11 @@ class KnowledgeStore:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     @property
+    def identity(self) -> str:
+        """A random id given to the store when it was created (indexes derived from it carry it)."""
+        return self.get_meta("store_id")
+
+    @property
     def generation(self) -> int:
         """Incremented by every committed change; derived indexes compare it to know they are current."""
         return int(self.get_meta("generation") or 0)
@@ -185,16 +192,17 @@ class KnowledgeStore:
     def replace_sources(self, batch: list[tuple[dict, list[PreparedDocument]]]) -> None:
         """Atomically replace each source's documents and chunks (one transaction for the whole batch).
 
-        Each entry is (source row: key, root, kind, fingerprint, size_bytes, status, note; documents).
+        Each entry is (source row: key, root, kind, fingerprint, size_bytes, status, note, optionally modified_at and
+        ingested_at (now by default); documents).
         """
         with self._transaction():
             for source, documents in batch:
                 self.db.execute("DELETE FROM sources WHERE root = ? AND key = ?", (source["root"], source["key"]))
                 source_id = self.db.execute(
                     "INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, ingested_at, "
-                    "modified_at) VALUES (:key, :root, :kind, :fingerprint, :size_bytes, :status, :note, :now, "
-                    ":modified_at)",
-                    {"modified_at": None, **source, "now": time.time()}).lastrowid
+                    "modified_at) VALUES (:key, :root, :kind, :fingerprint, :size_bytes, :status, :note, "
+                    ":ingested_at, :modified_at)",
+                    {"modified_at": None, "ingested_at": time.time(), **source}).lastrowid
                 for document in documents:
                     self._insert_document(source_id, document)
             self._bump_generation()
@@ -409,6 +417,35 @@ class KnowledgeStore:
                                "ORDER BY id")
         names = ("created_at", "generation", "probe_set", "questions", "k", "recall")
         return [dict(zip(names, row)) for row in rows]
+
+    def content_rows(self) -> Iterator[tuple]:
+        """Everything a copy of the store must reproduce, one row per chunk (and per source without chunks), in a
+        fixed order: root, key, fingerprint, status, part, ordinal, text, embedding bytes."""
+        for row in self.db.execute(
+                "SELECT s.root, s.key, s.fingerprint, s.status, d.part, c.ordinal, c.text, c.embedding FROM sources s "
+                "LEFT JOIN documents d ON d.source_id = s.id LEFT JOIN chunks c ON c.document_id = d.id "
+                "ORDER BY s.root, s.key, d.part, c.ordinal"):
+            yield row[:7] + (bytes(row[7]) if row[7] is not None else b"",)
+
+    def export_source(self, root: str, key: str) -> tuple[dict, list[PreparedDocument]]:
+        """One source as `replace_sources` takes it: its row (dates included) and its documents with their chunks
+        and embeddings."""
+        row = self.db.execute("SELECT id, key, root, kind, fingerprint, size_bytes, status, note, ingested_at, "
+                              "modified_at FROM sources WHERE root = ? AND key = ?", (root, key)).fetchone()
+        names = ("key", "root", "kind", "fingerprint", "size_bytes", "status", "note", "ingested_at", "modified_at")
+        documents = []
+        for document_id, part, title, text, digest, minhash, metadata in self.db.execute(
+                "SELECT id, part, title, text, content_hash, minhash, metadata FROM documents WHERE source_id = ? "
+                "ORDER BY id", (row[0],)).fetchall():
+            chunks = self.db.execute("SELECT ordinal, text, heading, start_char, end_char, token_count, embedding "
+                                     "FROM chunks WHERE document_id = ? ORDER BY id", (document_id,)).fetchall()
+            documents.append(PreparedDocument(
+                RawDocument(source=key, text=text, title=title, part=part, metadata=json.loads(metadata)), text,
+                digest, bytes(minhash),
+                [Chunk(t, ordinal, start, end, tokens, heading) for ordinal, t, heading, start, end, tokens, _ in chunks],
+                np.stack([np.frombuffer(c[6], dtype=np.float32) for c in chunks]) if chunks
+                else np.zeros((0, 0), dtype=np.float32)))
+        return dict(zip(names, row[1:])), documents
 
     def counts(self) -> dict[str, int]:
         """Row counts of sources, documents and chunks, and the stored size in bytes."""

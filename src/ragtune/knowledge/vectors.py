@@ -75,22 +75,22 @@ class FlatVectorIndex:
         if self.generation == store.generation:
             return
         stamp = self.directory / "flat.json"
-        if read_stamp(stamp).get("generation") == store.generation:
+        if read_stamp(stamp, store.identity).get("generation") == store.generation:
             self.ids = np.load(self.directory / "flat_ids.npy")
             self.matrix = np.load(self.directory / "flat_vectors.npy")
         else:
             self.ids, self.matrix = store.embeddings()
             np.save(self.directory / "flat_ids.npy", self.ids)
             np.save(self.directory / "flat_vectors.npy", self.matrix)
-            write_stamp(stamp, store.generation, size=len(self.ids))
+            write_stamp(stamp, store.identity, store.generation, size=len(self.ids))
         self.generation = store.generation
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
         return exact_search(self.ids, self.matrix, queries, k, allowed)
 
-    def saved(self) -> tuple[int | None, np.ndarray | None]:
-        """(generation, chunk ids) as saved on disk (see stamps.saved_ids)."""
-        return saved_ids(self.directory / "flat.json", self.directory / "flat_ids.npy")
+    def saved(self, store) -> tuple[int | None, np.ndarray | None]:
+        """(generation, chunk ids) as saved on disk from `store` (see stamps.saved_ids)."""
+        return saved_ids(self.directory / "flat.json", self.directory / "flat_ids.npy", store.identity)
 
 
 class HnswVectorIndex:
@@ -125,11 +125,11 @@ class HnswVectorIndex:
     def sync(self, store: KnowledgeStore) -> None:
         if self.generation == store.generation:
             return
-        if self.generation < 0 and (self.directory / "hnsw.json").exists():
-            self._load()
+        if self.generation < 0 and read_stamp(self.directory / "hnsw.json", store.identity):
+            self._load(store.identity)
         if self.generation != store.generation:
             self._update(*store.embeddings())
-            self._save(store.generation)
+            self._save(store)
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
         queries = np.asarray(queries, dtype=np.float32)
@@ -149,9 +149,9 @@ class HnswVectorIndex:
                 results += exact_search(keys, self.matrix[np.searchsorted(self.ids, keys)], query[None], k)
         return results
 
-    def saved(self) -> tuple[int | None, np.ndarray | None]:
-        """(generation, chunk ids) as saved on disk (see stamps.saved_ids)."""
-        return saved_ids(self.directory / "hnsw.json", self.directory / "hnsw_ids.npy")
+    def saved(self, store) -> tuple[int | None, np.ndarray | None]:
+        """(generation, chunk ids) as saved on disk from `store` (see stamps.saved_ids)."""
+        return saved_ids(self.directory / "hnsw.json", self.directory / "hnsw_ids.npy", store.identity)
 
     def _update(self, ids: np.ndarray, matrix: np.ndarray) -> None:
         """Make the graph hold exactly (ids, matrix)."""
@@ -181,7 +181,7 @@ class HnswVectorIndex:
         return Index(ndim=dimension, metric="ip", dtype="f16", connectivity=self.CONNECTIVITY,
                      expansion_add=self.EXPANSION_ADD, expansion_search=self.EXPANSION_SEARCH)
 
-    def _save(self, generation: int) -> None:
+    def _save(self, store) -> None:
         """Write the graph and vectors under temporary names, then rename them; the stamp goes last."""
         stamp = self.directory / "hnsw.json"
         stamp.unlink(missing_ok=True)
@@ -192,13 +192,13 @@ class HnswVectorIndex:
         if self.graph is not None:
             self.graph.save(self.directory / "hnsw.usearch.tmp")
             os.replace(self.directory / "hnsw.usearch.tmp", self.directory / "hnsw.usearch")
-        write_stamp(stamp, generation, size=len(self.ids), changes=self.changes)
-        self.generation = generation
+        write_stamp(stamp, store.identity, store.generation, size=len(self.ids), changes=self.changes)
+        self.generation = store.generation
 
-    def _load(self) -> None:
+    def _load(self, store_id: str) -> None:
         from usearch.index import Index
 
-        saved = read_stamp(self.directory / "hnsw.json")
+        saved = read_stamp(self.directory / "hnsw.json", store_id)
         self.ids = np.load(self.directory / "hnsw_ids.npy")
         self.matrix = np.load(self.directory / "hnsw_vectors.npy", mmap_mode="r")
         self.graph = Index.restore(self.directory / "hnsw.usearch") if saved["size"] else None
@@ -236,10 +236,10 @@ class AutoVectorIndex:
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
         return self.active.search(queries, k, allowed)
 
-    def saved(self, chunks: int) -> tuple[int | None, np.ndarray | None]:
-        """(generation, chunk ids) saved on disk by the index a store of `chunks` chunks is searched with."""
-        index = HnswVectorIndex(self.directory) if chunks >= self.threshold else FlatVectorIndex(self.directory)
-        return index.saved()
+    def saved(self, store) -> tuple[int | None, np.ndarray | None]:
+        """(generation, chunk ids) saved on disk from `store` by the index it is searched with at its size."""
+        large = store.counts()["chunks"] >= self.threshold
+        return (HnswVectorIndex(self.directory) if large else FlatVectorIndex(self.directory)).saved(store)
 
 
 class PgVectorIndex:
@@ -263,7 +263,7 @@ class PgVectorIndex:
             return [[] for _ in range(len(queries))]
         return [self.store.nearest(query, k, allowed) for query in np.asarray(queries, dtype=np.float32)]
 
-    def saved(self, chunks: int) -> tuple[int | None, np.ndarray | None]:
+    def saved(self, store) -> tuple[int | None, np.ndarray | None]:
         """(generation, chunk ids): the database's index always holds the store's chunks."""
         return self.store.generation, self.store.chunk_ids()
 

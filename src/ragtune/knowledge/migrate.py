@@ -1,0 +1,73 @@
+"""Copying a knowledge store to another backend (`ragtune store migrate --to URL`): source by source, in batches of
+one transaction each, skipping what the target already holds (so a stopped copy resumes), then verified by counts
+and a checksum over every source, chunk text and embedding."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from ragtune.errors import RagtuneError
+from ragtune.progress import ProgressReporter, SilentProgress
+
+BATCH_CHUNKS = 2_000  # chunks copied per transaction
+
+
+@dataclass
+class MigrationReport:
+    copied: int
+    skipped: int
+    counts: dict
+    checksum: str
+
+
+def content_checksum(store) -> str:
+    """sha256 over every source, document part, chunk text and embedding, in a fixed order (the same for any
+    backend holding the same knowledge base)."""
+    digest = hashlib.sha256()
+    for row in store.content_rows():
+        digest.update("\t".join("" if value is None else str(value) for value in row[:7]).encode("utf-8"))
+        digest.update(row[7])
+    return digest.hexdigest()
+
+
+def migrate_store(source, target, progress: ProgressReporter | None = None) -> MigrationReport:
+    """Copy every source of `source` into `target` that it does not hold yet (same fingerprint), with the embedder
+    settings and the health history, then check both hold the same knowledge base."""
+    progress = progress or SilentProgress()
+    for key in ("embedder", "embedder_runtime"):
+        wanted, present = source.get_meta(key), target.get_meta(key)
+        if present and target.counts()["chunks"] and wanted != present:
+            raise RagtuneError(f"the target already holds a knowledge base embedded with {key} '{present}', the "
+                               f"source one with '{wanted}'", "migrate into an empty database")
+        if wanted:
+            target.set_meta(key, wanted)
+    held = target.sources()
+    todo = [(root, key) for (root, key), stored in sorted(source.sources().items())
+            if (root, key) not in held or held[(root, key)].fingerprint != stored.fingerprint]
+    task = progress.task("copying sources", len(todo))
+    batch, chunks = [], 0
+    for root, key in todo:
+        row, documents = source.export_source(root, key)
+        batch.append((row, documents))
+        chunks += sum(len(d.chunks) for d in documents)
+        if chunks >= BATCH_CHUNKS:
+            target.replace_sources(batch)
+            task.advance(len(batch))
+            batch, chunks = [], 0
+    if batch:
+        target.replace_sources(batch)
+        task.advance(len(batch))
+    if not target.snapshots(latest=1) and (snapshots := source.snapshots(latest=10_000)):
+        for snapshot in snapshots:
+            target.add_snapshot(snapshot["summary"], snapshot["embeddings"])
+    counts = {name: (source.counts()[name], target.counts()[name]) for name in ("sources", "documents", "chunks")}
+    if any(mine != theirs for mine, theirs in counts.values()):
+        raise RagtuneError(f"after the copy the counts differ (source, target): {counts}",
+                           "the target holds sources the project does not: migrate into an empty database")
+    checksum = content_checksum(source)
+    if content_checksum(target) != checksum:
+        raise RagtuneError("after the copy the target's content differs from the source's (checksum)",
+                           "migrate into an empty database, and report this to the ragtune maintainers")
+    return MigrationReport(copied=len(todo), skipped=len(source.sources()) - len(todo),
+                           counts={name: pair[0] for name, pair in counts.items()}, checksum=checksum)
