@@ -38,6 +38,8 @@ def embedding_like(n: int, dimension: int = 384, topics: int = 2000, seed: int =
 class ArrayStore:
     """What an index reads from a KnowledgeStore, held in arrays."""
 
+    identity = "benchmark"
+
     def __init__(self, ids: np.ndarray, matrix: np.ndarray):
         self.ids, self.matrix, self.generation = ids, matrix, 1
 

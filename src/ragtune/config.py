@@ -100,10 +100,11 @@ class HealthConfig(_Section):
 
 
 class StorageConfig(_Section):
-    url: str | None = Field(None, description="Where the knowledge base lives: unset for the project's SQLite file, "
-                            "or postgresql://user:password@host:port/database for a shared PostgreSQL with pgvector "
-                            "(the RAGTUNE_STORE_URL environment variable overrides it, and keeps the password out of "
-                            "the file).")
+    url: str | None = Field(None, description="Where the knowledge base lives: unset for the project's SQLite file "
+                            "(or RAGTUNE_STORE_URL where that is set), postgresql://user:password@host:port/database "
+                            "for a shared PostgreSQL with pgvector (RAGTUNE_STORE_URL overrides it, and keeps the "
+                            "password out of the file), or sqlite for the project's file whatever the environment "
+                            "says.")
 
 
 class ProjectConfig(_Section):

@@ -154,3 +154,17 @@ def test_store_migrate_copies_a_sqlite_knowledge_base_resumably_and_verifies_it(
     assert [h.chunk_id for h in moved.search("tallest volcano", mode="lexical")][:1] and \
         [h.source for h in moved.search("tallest volcano")] == [h.source for h in project.search("tallest volcano")]
     moved.close()
+
+
+def test_the_environment_picks_the_backend_unless_a_project_keeps_its_own_file(tmp_path, monkeypatch):
+    from ragtune.knowledge.storage import LOCAL_STORE
+
+    monkeypatch.setenv(STORE_URL_VARIABLE, "postgresql://nobody:x@127.0.0.1:1/none")
+    own = Project(tmp_path / "comparison", LOCAL_STORE)  # a comparison's project: never the shared database
+    assert own.kb.store.backend == "sqlite" and own.status()["store"]["backend"] == "sqlite"
+    own.close()
+    with pytest.raises(RagtuneError, match="cannot connect to PostgreSQL"):
+        Project(tmp_path / "deployed")
+    monkeypatch.setenv(STORE_URL_VARIABLE, "mysql://db/kb")
+    with pytest.raises(RagtuneError, match="unknown database scheme 'mysql://'"):
+        Project(tmp_path / "other")

@@ -26,6 +26,7 @@ from ragtune.evaluation.results import SCHEMA_VERSION, Constraints, Results
 from ragtune.evaluation.runner import evaluate
 from ragtune.evaluation.stages import StageCache
 from ragtune.evaluation.test_set import load_test_set
+from ragtune.knowledge.storage import LOCAL_STORE
 from ragtune.progress import ProgressReporter, SilentProgress, rich_progress
 from ragtune.strategies import STRATEGIES, Strategy
 from ragtune.training.artifacts import trained_weights_dir
@@ -63,7 +64,7 @@ def run_compare(experiment: Experiment, out_dir: Path, *, resume: bool = False, 
         stages.advance()
         project = Project(out_dir / "project", {"models": {"generator": experiment.model},
                                                 "generation": {"max_new_tokens": budget.max_new_tokens},
-                                                "retrieval": {"k": experiment.k}})
+                                                "retrieval": {"k": experiment.k}, **LOCAL_STORE})
         try:
             index = cache.run("ingest", lambda: _ingest(project, split["documents"], progress))
             stages.advance()
@@ -116,7 +117,7 @@ def _synthesize(experiment: Experiment, out_dir: Path, progress: ProgressReporte
     from ragtune.project import Project
     from ragtune.synthesis import SynthesisOptions, synthesize
 
-    project = Project(out_dir / "synthesis", {"models": {"generator": experiment.model}})
+    project = Project(out_dir / "synthesis", {"models": {"generator": experiment.model}, **LOCAL_STORE})
     try:
         project.ingest([experiment.docs], progress=progress)
         result = synthesize(project, out_dir / "synthesis" / "questions.jsonl", SynthesisOptions(

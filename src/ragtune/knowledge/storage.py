@@ -9,6 +9,8 @@ from ragtune.errors import RagtuneError
 from ragtune.workspace import Workspace
 
 STORE_URL_VARIABLE = "RAGTUNE_STORE_URL"
+LOCAL = "sqlite"  # storage.url naming the project's own SQLite file, whatever RAGTUNE_STORE_URL says
+LOCAL_STORE = {"storage": {"url": LOCAL}}  # the override for projects of ragtune's own (a comparison's)
 
 
 def _postgres(url: str):
@@ -21,8 +23,12 @@ BACKENDS = {"postgresql": _postgres, "postgres": _postgres}
 
 
 def store_url(workspace: Workspace) -> str | None:
-    """The configured database URL, the environment first; None for the project's SQLite file."""
-    return os.environ.get(STORE_URL_VARIABLE) or workspace.config.storage.url
+    """The configured database URL, the environment first; None for the project's SQLite file (also when
+    storage.url is `sqlite`: a comparison's projects stay in its folder in a deployment with RAGTUNE_STORE_URL)."""
+    configured = workspace.config.storage.url
+    if configured == LOCAL:
+        return None
+    return os.environ.get(STORE_URL_VARIABLE) or configured
 
 
 def open_store(workspace: Workspace):
