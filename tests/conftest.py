@@ -17,6 +17,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from corpus_files import write_corpus  # noqa: E402  (after the path above)
 
 
+@pytest.fixture(autouse=True)
+def embedded_store(monkeypatch):
+    """Tests run on the project's SQLite file unless they ask for PostgreSQL, whatever the developer's environment
+    says."""
+    monkeypatch.delenv("RAGTUNE_STORE_URL", raising=False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def ragtune_cache(tmp_path_factory) -> Path:
     """One cache of converted checkpoints per test session (converting SmolLM2 once), not the user's."""
@@ -82,8 +89,9 @@ def postgres():
 def postgres_url(postgres, request):
     """The URL of a new, empty database on the session's PostgreSQL."""
     import re
+    import uuid
 
-    return postgres.create_database(re.sub(r"\W", "_", request.node.name.lower())[:40] + f"_{id(request)}")
+    return postgres.create_database(re.sub(r"\W", "_", request.node.name.lower())[:30] + f"_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(scope="session")

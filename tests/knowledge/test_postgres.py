@@ -41,13 +41,15 @@ def test_a_user_who_cannot_create_the_vector_extension_is_told_and_nothing_is_wr
     with pytest.raises(RagtuneError, match="cannot use pgvector") as error:
         PostgresKnowledgeStore(reader_url)
     assert "CREATE EXTENSION vector" in error.value.hint
-    with psycopg.connect(postgres_url) as admin:  # the failed opening left no table behind
-        tables = admin.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
-    assert tables == []
+    with psycopg.connect(postgres_url) as admin:  # the failed opening left no schema or table behind
+        tables = admin.execute("SELECT tablename FROM pg_tables WHERE schemaname IN ('public', 'ragtune')").fetchall()
+        schemas = admin.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'ragtune'").fetchall()
+    assert tables == [] and schemas == []
     PostgresKnowledgeStore(postgres_url).close()  # the owner can; then a user allowed to read and write may use it
     with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO reader")
-        admin.execute("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO reader")
+        admin.execute("GRANT USAGE ON SCHEMA ragtune TO reader")
+        admin.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ragtune TO reader")
+        admin.execute("GRANT USAGE ON ALL SEQUENCES IN SCHEMA ragtune TO reader")
     store = PostgresKnowledgeStore(reader_url)
     assert store.generation == 0 and store.counts()["chunks"] == 0
     store.close()
@@ -58,12 +60,13 @@ def test_source_globs_become_like_patterns_and_passwords_are_masked():
     with pytest.raises(RagtuneError, match="character classes"):
         like_pattern("[ab].txt")
     assert masked("postgresql://kb:secret@db:5432/kb") == "postgresql://kb:***@db:5432/kb"
+    assert masked("postgresql://db/kb?user=kb&password=secret&x=1") == "postgresql://db/kb?user=kb&password=***&x=1"
 
 
 def test_a_newer_schema_is_refused(postgres_url):
     PostgresKnowledgeStore(postgres_url).close()
     with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+        admin.execute("UPDATE ragtune.meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(RagtuneError, match="newer ragtune"):
         PostgresKnowledgeStore(postgres_url)
 
@@ -81,7 +84,7 @@ def test_two_ingests_at_once_leave_no_duplicates_or_orphans(postgres_url, tmp_pa
     workers = [subprocess.Popen([sys.executable, "-c", INGEST, str(tmp_path / f"project{n}"), str(corpus)],
                                 env=environment) for n in range(2)]
     assert [worker.wait(timeout=300) for worker in workers] == [0, 0]
-    with psycopg.connect(postgres_url) as db:
+    with psycopg.connect(postgres_url, options="-c search_path=ragtune") as db:
         one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
         assert one("SELECT COUNT(*) FROM sources") == 24
         assert one("SELECT COUNT(*) FROM (SELECT root, key FROM sources GROUP BY root, key HAVING COUNT(*) > 1) d") == 0
@@ -168,3 +171,28 @@ def test_the_environment_picks_the_backend_unless_a_project_keeps_its_own_file(t
     monkeypatch.setenv(STORE_URL_VARIABLE, "mysql://db/kb")
     with pytest.raises(RagtuneError, match="unknown database scheme 'mysql://'"):
         Project(tmp_path / "other")
+
+
+def test_a_text_stored_meanwhile_by_another_ingest_is_noted_on_its_source(postgres_url):
+    """Two ingests read the store before either writes: the second one's copy of the same text is not stored twice,
+    and its source says so instead of claiming to be indexed."""
+    import numpy as np
+
+    from ragtune.knowledge.store import PreparedDocument
+    from ragtune.knowledge.types import Chunk, RawDocument
+
+    def source(key: str, title: str | None = None):
+        text = "Masks must be worn in every ward of the hospital."
+        document = PreparedDocument(RawDocument(source=key, text=text, title=title), text, "same-hash", b"",
+                                    [Chunk(text, 0, 0, len(text), 10)], np.ones((1, 4), dtype=np.float32) / 2)
+        return {"key": key, "root": "r", "kind": "text", "fingerprint": key, "size_bytes": 1, "status": "indexed",
+                "note": None}, [document]
+
+    store = PostgresKnowledgeStore(postgres_url)
+    store.replace_sources([source("first.txt", title="a PDF title with a NUL\x00 in it")])
+    store.replace_sources([source("second.txt")])
+    listed = {entry["source"]: entry for entry in store.source_list()}
+    assert listed["first.txt"]["status"] == "indexed" and listed["first.txt"]["documents"] == 1
+    assert listed["second.txt"]["status"] == "duplicate" and listed["second.txt"]["documents"] == 0
+    assert "stored by a concurrent ingest" in listed["second.txt"]["note"]
+    store.close()

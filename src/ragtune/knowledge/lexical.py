@@ -49,17 +49,20 @@ class LexicalIndex:
         return {"kind": "BM25 (bm25s, Lucene)", "chunks": len(self.ids), "terms": vocabulary}
 
     def sync(self, store: KnowledgeStore) -> None:
-        """Load the saved index if it matches the store's generation, else rebuild and save it."""
-        if self.generation == store.generation:
+        """Load the saved index if it matches the store's generation, else rebuild and save it. The generation is
+        read once, before the texts: a write committed meanwhile (another ingest, another machine) leaves the index
+        one generation behind, to be caught up at the next search, never labelled newer than what it holds."""
+        generation = store.generation
+        if self.generation == generation:
             return
         stamp = self.directory / "stamp.json"
-        if read_stamp(stamp, store.identity).get("generation") == store.generation:
+        if read_stamp(stamp, store.identity).get("generation") == generation:
             self.ids = np.load(self.directory / "ids.npy")
             self.model = bm25s.BM25.load(self.directory) if len(self.ids) else None
         else:
             self._rebuild(store)
-            write_stamp(stamp, store.identity, store.generation, chunks=len(self.ids))
-        self.generation = store.generation
+            write_stamp(stamp, store.identity, generation, chunks=len(self.ids))
+        self.generation = generation
 
     def saved(self, store) -> tuple[int | None, np.ndarray | None]:
         """(generation, chunk ids) as saved on disk from `store` (see stamps.saved_ids)."""

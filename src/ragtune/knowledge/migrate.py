@@ -60,7 +60,8 @@ def migrate_store(source, target, progress: ProgressReporter | None = None) -> M
         task.advance(len(batch))
     if not target.snapshots(latest=1) and (snapshots := source.snapshots(latest=10_000)):
         for snapshot in snapshots:
-            target.add_snapshot(snapshot["summary"], snapshot["embeddings"])
+            target.add_snapshot(snapshot["summary"], snapshot["embeddings"], created_at=snapshot["created_at"],
+                                generation=snapshot["generation"])
     counts = {name: (source.counts()[name], target.counts()[name]) for name in ("sources", "documents", "chunks")}
     if any(mine != theirs for mine, theirs in counts.values()):
         raise RagtuneError(f"after the copy the counts differ (source, target): {counts}",

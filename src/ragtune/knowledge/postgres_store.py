@@ -9,6 +9,7 @@ version of a source. Readers never wait for it."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from contextlib import contextmanager
@@ -18,14 +19,19 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ragtune.errors import RagtuneError
-from ragtune.knowledge.store import SCHEMA_VERSION, PreparedDocument, StoredSource
+from ragtune.knowledge.store import PreparedDocument, StoredSource
 from ragtune.knowledge.types import Hit
 
+SCHEMA_VERSION = 1  # of the PostgreSQL tables, apart from the SQLite file's (each migrates on its own)
+SCHEMA = "ragtune"  # ragtune's tables live in a schema of their own: another application's `documents` is never ours
+MIN_PGVECTOR = (0, 8)  # iterative index scans, which filtered searches need
 WRITE_LOCK = 7_460_271  # pg_advisory_xact_lock key held by every writing transaction
-# The graph and search settings of ragtune's usearch index (connectivity 32, expansion 128 / 256): pgvector's defaults
-# (m 16, ef_construction 64, ef_search 40) gave recall@10 0.83 against usearch's 0.97 at 5,000 vectors (BENCHMARKS.md)
-HNSW_OPTIONS = "m = 32, ef_construction = 128"
+# pgvector's graph defaults with a deeper search (BENCHMARKS.md, at 5,000 vectors): ef_search 40 gave recall@10 0.83
+# against usearch's 0.97, ef_search 256 gives 0.96; building like usearch (m 32, ef_construction 128) gave 0.99 but
+# indexed 4x slower, 82 vectors/s at 100,000, slower than the embedder makes them
+HNSW_OPTIONS = "m = 16, ef_construction = 64"
 EF_SEARCH = 256
+EXACT_LIMIT = 20_000  # filters allowing at most this many chunks are searched exactly (as the usearch index does)
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -54,11 +60,15 @@ _SCHEMA = [
 
 
 def masked(url: str) -> str:
-    """The URL without its password, for messages and status."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
+    """The URL without its password (in the address or as a query parameter), for messages and status."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(a malformed URL)"
+    if password is not None:
+        url = url.replace(f":{password}@", ":***@", 1)
+    return re.sub(r"(?i)(password=)[^&]*", r"\1***", url)
 
 
 def like_pattern(glob: str) -> str:
@@ -68,6 +78,12 @@ def like_pattern(glob: str) -> str:
                            "use * and ? only")
     escaped = glob.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped.replace("*", "%").replace("?", "_")
+
+
+def _text(value: str | None) -> str | None:
+    """Text without NUL characters, which PostgreSQL's text and jsonb refuse (SQLite keeps them; PDF titles have
+    them)."""
+    return value.replace("\x00", "").replace("\\u0000", "") if value else value
 
 
 def _array(vector) -> np.ndarray:
@@ -91,9 +107,10 @@ class PostgresKnowledgeStore:
         self.path = None  # no local file
         where = masked(url)
         try:
-            self.db = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.OperationalError as error:
-            reason = str(error).strip().splitlines()[-1]
+            self.db = psycopg.connect(url, autocommit=True, connect_timeout=10,
+                                      options=f"-c search_path={SCHEMA},public")
+        except psycopg.Error as error:
+            reason = masked(str(error).strip().splitlines()[-1])
             if "password authentication failed" in reason or "role" in reason and "does not exist" in reason:
                 hint = "check the user name and password in storage.url (or RAGTUNE_STORE_URL)"
             elif "database" in reason and "does not exist" in reason:
@@ -101,11 +118,15 @@ class PostgresKnowledgeStore:
             else:
                 hint = "check that the server is running and reachable, and the host and port in storage.url"
             raise RagtuneError(f"cannot connect to PostgreSQL at {where}: {reason}", hint) from None
-        self._create_schema(where)
-        self.db.execute("INSERT INTO meta VALUES ('store_id', %s) ON CONFLICT DO NOTHING", (uuid.uuid4().hex,))
-        register_vector(self.db)
-        self.db.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
-        self.db.execute("SET hnsw.iterative_scan = relaxed_order")  # filtered searches still return k rows
+        try:
+            self._create_schema(where)
+            self.db.execute("INSERT INTO meta VALUES ('store_id', %s) ON CONFLICT DO NOTHING", (uuid.uuid4().hex,))
+            register_vector(self.db)
+            self.db.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+            self.db.execute("SET hnsw.iterative_scan = relaxed_order")  # filtered searches: more candidates
+        except BaseException:
+            self.db.close()
+            raise
 
     def _create_schema(self, where: str) -> None:
         """The extension and tables in one transaction (nothing half-made) unless they exist at this version; a
@@ -116,7 +137,7 @@ class PostgresKnowledgeStore:
             with self.db.transaction():
                 self.db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 version = self.get_meta("schema_version") if self.db.execute(
-                    "SELECT to_regclass('meta') IS NOT NULL").fetchone()[0] else None
+                    f"SELECT to_regclass('{SCHEMA}.meta') IS NOT NULL").fetchone()[0] else None
                 if version is not None and int(version) > SCHEMA_VERSION:
                     raise RagtuneError(f"the knowledge base at {where} was written by a newer ragtune (store "
                                        f"schema {version}; this one reads up to {SCHEMA_VERSION})",
@@ -124,6 +145,12 @@ class PostgresKnowledgeStore:
                 if version is not None and int(version) == SCHEMA_VERSION:
                     return  # nothing to create: a user allowed to read and write the tables is enough
                 self.db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                installed = self.db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+                if tuple(int(n) for n in installed[0].split(".")[:2]) < MIN_PGVECTOR:
+                    raise RagtuneError(f"the database at {where} has pgvector {installed[0]}; ragtune needs "
+                                       f"{'.'.join(map(str, MIN_PGVECTOR))} or newer (iterative index scans)",
+                                       "upgrade pgvector on the server, then ALTER EXTENSION vector UPDATE")
+                self.db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
                 for statement in _SCHEMA:
                     self.db.execute(statement)
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE "
@@ -137,7 +164,8 @@ class PostgresKnowledgeStore:
                                    "install pgvector on the server and run CREATE EXTENSION vector as a superuser "
                                    "(or the database owner on PostgreSQL 13+ with pgvector trusted)") from None
             raise RagtuneError(f"cannot create ragtune's tables in {where}: {reason}",
-                               "connect as a user allowed to create tables in this database") from None
+                               f"connect once as a user allowed to create the schema {SCHEMA} and its tables (the "
+                               "database owner); later a user who may read and write them is enough") from None
 
     def close(self) -> None:
         self.db.close()
@@ -185,8 +213,9 @@ class PostgresKnowledgeStore:
                     "modified_at) VALUES (%(key)s, %(root)s, %(kind)s, %(fingerprint)s, %(size_bytes)s, %(status)s, "
                     "%(note)s, %(ingested_at)s, %(modified_at)s) RETURNING id",
                     {"modified_at": None, "ingested_at": time.time(), **source}).fetchone()[0]
-                for document in documents:
-                    self._insert_document(source_id, document)
+                dropped = [d for d in documents if not self._insert_document(source_id, d)]
+                if dropped:
+                    self._note_stored_elsewhere(source_id, dropped, everything=len(dropped) == len(documents))
             self._bump_generation()
 
     def record_rejected(self, source: dict, *, keep_documents: bool) -> None:
@@ -201,25 +230,36 @@ class PostgresKnowledgeStore:
                                 "ingested_at) VALUES (%(key)s, %(root)s, %(kind)s, '', %(size_bytes)s, 'rejected', "
                                 "%(note)s, %(now)s)", {**source, "now": time.time()})
 
-    def _insert_document(self, source_id: int, document: PreparedDocument) -> None:
+    def _note_stored_elsewhere(self, source_id: int, dropped: list[PreparedDocument], everything: bool) -> None:
+        """Say on the source which of its documents another ingest stored first (under another source)."""
+        parts = ", ".join(d.raw.part or "the document" for d in dropped)
+        self.db.execute("UPDATE sources SET status = CASE WHEN %s::boolean THEN 'duplicate' ELSE status END, "
+                        "note = concat_ws('; ', note, %s::text) WHERE id = %s",
+                        (everything, f"{parts}: exact duplicate stored by a concurrent ingest under another source",
+                         source_id))
+
+    def _insert_document(self, source_id: int, document: PreparedDocument) -> bool:
+        """Store one document with its chunks; False when its text was stored meanwhile by another ingest (the write
+        lock orders the batches, not the reads before them), which keeps the first."""
         raw = document.raw
-        # Another ingest may have stored the same text meanwhile (the write lock orders the batches, not the reads
-        # before them): the text is then stored once, under the source that came first.
         row = self.db.execute(
             "INSERT INTO documents (source_id, part, title, text, content_hash, minhash, metadata) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (content_hash) DO NOTHING RETURNING id",
-            (source_id, raw.part, raw.title, document.text, document.content_hash, document.minhash,
-             json.dumps(raw.metadata, default=str))).fetchone()
+            (source_id, _text(raw.part), _text(raw.title), _text(document.text), document.content_hash,
+             document.minhash, _text(json.dumps(raw.metadata, default=str)))).fetchone()
         if row is None:
-            return
+            return False
+        if not document.chunks:
+            return True
         vectors = np.asarray(document.embeddings, dtype=np.float32)
         self._ensure_vector_index(vectors.shape[1])
         with self.db.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO chunks (document_id, ordinal, text, heading, start_char, end_char, token_count, "
                 "embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                [(row[0], c.ordinal, c.text, c.heading, c.start_char, c.end_char, c.token_count, v)
+                [(row[0], c.ordinal, _text(c.text), _text(c.heading), c.start_char, c.end_char, c.token_count, v)
                  for c, v in zip(document.chunks, vectors)])
+        return True
 
     def _ensure_vector_index(self, dimension: int) -> None:
         """Fix the embedding column's dimension and build its HNSW index at the first chunk stored."""
@@ -301,7 +341,7 @@ class PostgresKnowledgeStore:
         rows = self.db.execute(
             "SELECT s.key, s.root, s.kind, s.status, s.note, s.size_bytes, s.ingested_at, s.modified_at, "
             "COUNT(DISTINCT d.id), COUNT(c.id) FROM sources s LEFT JOIN documents d ON d.source_id = s.id "
-            "LEFT JOIN chunks c ON c.document_id = d.id GROUP BY s.id ORDER BY s.key, s.root")
+            "LEFT JOIN chunks c ON c.document_id = d.id GROUP BY s.id ORDER BY s.key COLLATE \"C\", s.root COLLATE \"C\"")
         names = ("source", "root", "kind", "status", "note", "size_bytes", "ingested_at", "modified_at", "documents",
                  "chunks")
         return [dict(zip(names, row)) for row in rows]
@@ -352,12 +392,15 @@ class PostgresKnowledgeStore:
         return []
 
     # -- health history -------------------------------------------------------------------------------
-    def add_snapshot(self, summary: dict, embeddings: np.ndarray) -> None:
+    def add_snapshot(self, summary: dict, embeddings: np.ndarray, *, created_at: float | None = None,
+                     generation: int | None = None) -> None:
+        """Record what the knowledge base looks like now (see ragtune.health.snapshots); a copied snapshot keeps its
+        time and generation."""
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         self.db.execute("INSERT INTO snapshots (created_at, generation, summary, embeddings, dimension) "
-                        "VALUES (%s, %s, %s, %s, %s)", (time.time(), self.generation, json.dumps(summary),
-                                                        embeddings.tobytes(),
-                                                        embeddings.shape[1] if embeddings.size else 0))
+                        "VALUES (%s, %s, %s, %s, %s)",
+                        (created_at or time.time(), self.generation if generation is None else generation,
+                         json.dumps(summary), embeddings.tobytes(), embeddings.shape[1] if embeddings.size else 0))
 
     def latest_snapshot_generation(self) -> int | None:
         row = self.db.execute("SELECT generation FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()
@@ -405,14 +448,19 @@ class PostgresKnowledgeStore:
 
     # -- vector search --------------------------------------------------------------------------------
     def nearest(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """The `k` chunks of highest inner product with `query` (cosine for normalised vectors), by pgvector HNSW;
-        among `allowed` ids if given."""
+        """The `k` chunks of highest inner product with `query` (cosine for normalised vectors), best first: by
+        pgvector's HNSW index, or exactly among `allowed` ids when they are at most EXACT_LIMIT (an ordering the
+        index cannot serve, so the planner scans those rows); ties by id, as the SQLite store's search orders them."""
         vector = np.asarray(query, dtype=np.float32).ravel()
         if allowed is None:
             rows = self.db.execute("SELECT id, -(embedding <#> %s) FROM chunks ORDER BY embedding <#> %s LIMIT %s",
                                    (vector, vector, k), binary=True)
-        else:
+        elif len(allowed) <= EXACT_LIMIT:
+            rows = self.db.execute("SELECT id, -(embedding <#> %s) AS score FROM chunks WHERE id = ANY(%s) "
+                                   "ORDER BY score DESC, id LIMIT %s",
+                                   (vector, [int(i) for i in allowed], k), binary=True)
+        else:  # iterative scans keep filtering HNSW candidates until k pass, in roughly the right order
             rows = self.db.execute("SELECT id, -(embedding <#> %s) FROM chunks WHERE id = ANY(%s) "
                                    "ORDER BY embedding <#> %s LIMIT %s",
                                    (vector, [int(i) for i in allowed], vector, k), binary=True)
-        return [(int(chunk_id), float(score)) for chunk_id, score in rows]
+        return sorted(((int(chunk_id), float(score)) for chunk_id, score in rows), key=lambda hit: (-hit[1], hit[0]))

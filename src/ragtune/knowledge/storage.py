@@ -4,6 +4,7 @@ by `storage.url` (or RAGTUNE_STORE_URL). One table maps URL schemes to backends,
 from __future__ import annotations
 
 import os
+import re
 
 from ragtune.errors import RagtuneError
 from ragtune.workspace import Workspace
@@ -28,7 +29,8 @@ def store_url(workspace: Workspace) -> str | None:
     configured = workspace.config.storage.url
     if configured == LOCAL:
         return None
-    return os.environ.get(STORE_URL_VARIABLE) or configured
+    url = os.environ.get(STORE_URL_VARIABLE) or configured
+    return None if url == LOCAL else url
 
 
 def open_store(workspace: Workspace):
@@ -43,9 +45,10 @@ def open_store(workspace: Workspace):
 
 def open_url(url: str):
     """The knowledge store at a database URL, on the backend its scheme names."""
-    scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
     if scheme not in BACKENDS:
-        raise RagtuneError(f"storage.url: unknown database scheme '{scheme}://'",
+        shown = f"'{scheme}://'" if re.fullmatch(r"[a-z0-9.+-]+", scheme) else "(not a URL)"  # never echo a password
+        raise RagtuneError(f"storage.url: unknown database scheme {shown}",
                            f"use one of {', '.join(f'{name}://' for name in BACKENDS)}, or leave storage.url unset "
                            "for the project's SQLite file")
     return BACKENDS[scheme](url)

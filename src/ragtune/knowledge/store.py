@@ -385,12 +385,15 @@ class KnowledgeStore:
         return problems
 
     # -- health history -------------------------------------------------------------------------------
-    def add_snapshot(self, summary: dict, embeddings: np.ndarray) -> None:
-        """Record what the knowledge base looks like now (see ragtune.health.snapshots)."""
+    def add_snapshot(self, summary: dict, embeddings: np.ndarray, *, created_at: float | None = None,
+                     generation: int | None = None) -> None:
+        """Record what the knowledge base looks like now (see ragtune.health.snapshots); a copied snapshot keeps its
+        time and generation."""
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         self.db.execute("INSERT INTO snapshots (created_at, generation, summary, embeddings, dimension) "
-                        "VALUES (?, ?, ?, ?, ?)", (time.time(), self.generation, json.dumps(summary),
-                                                  embeddings.tobytes(), embeddings.shape[1] if embeddings.size else 0))
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (created_at or time.time(), self.generation if generation is None else generation,
+                         json.dumps(summary), embeddings.tobytes(), embeddings.shape[1] if embeddings.size else 0))
 
     def latest_snapshot_generation(self) -> int | None:
         row = self.db.execute("SELECT generation FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()

@@ -72,18 +72,19 @@ class FlatVectorIndex:
                 "bytes": int(self.matrix.nbytes + self.ids.nbytes)}
 
     def sync(self, store: KnowledgeStore) -> None:
-        if self.generation == store.generation:
+        generation = store.generation  # read before the data (see LexicalIndex.sync)
+        if self.generation == generation:
             return
         stamp = self.directory / "flat.json"
-        if read_stamp(stamp, store.identity).get("generation") == store.generation:
+        if read_stamp(stamp, store.identity).get("generation") == generation:
             self.ids = np.load(self.directory / "flat_ids.npy")
             self.matrix = np.load(self.directory / "flat_vectors.npy")
         else:
             self.ids, self.matrix = store.embeddings()
             np.save(self.directory / "flat_ids.npy", self.ids)
             np.save(self.directory / "flat_vectors.npy", self.matrix)
-            write_stamp(stamp, store.identity, store.generation, size=len(self.ids))
-        self.generation = store.generation
+            write_stamp(stamp, store.identity, generation, size=len(self.ids))
+        self.generation = generation
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
         return exact_search(self.ids, self.matrix, queries, k, allowed)
@@ -123,13 +124,14 @@ class HnswVectorIndex:
                 "bytes": int(graph_bytes + self.matrix.nbytes + self.ids.nbytes)}
 
     def sync(self, store: KnowledgeStore) -> None:
-        if self.generation == store.generation:
+        generation = store.generation  # read before the data (see LexicalIndex.sync)
+        if self.generation == generation:
             return
         if self.generation < 0 and read_stamp(self.directory / "hnsw.json", store.identity):
             self._load(store.identity)
-        if self.generation != store.generation:
+        if self.generation != generation:
             self._update(*store.embeddings())
-            self._save(store)
+            self._save(store.identity, generation)
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
         queries = np.asarray(queries, dtype=np.float32)
@@ -181,7 +183,7 @@ class HnswVectorIndex:
         return Index(ndim=dimension, metric="ip", dtype="f16", connectivity=self.CONNECTIVITY,
                      expansion_add=self.EXPANSION_ADD, expansion_search=self.EXPANSION_SEARCH)
 
-    def _save(self, store) -> None:
+    def _save(self, store_id: str, generation: int) -> None:
         """Write the graph and vectors under temporary names, then rename them; the stamp goes last."""
         stamp = self.directory / "hnsw.json"
         stamp.unlink(missing_ok=True)
@@ -192,8 +194,8 @@ class HnswVectorIndex:
         if self.graph is not None:
             self.graph.save(self.directory / "hnsw.usearch.tmp")
             os.replace(self.directory / "hnsw.usearch.tmp", self.directory / "hnsw.usearch")
-        write_stamp(stamp, store.identity, store.generation, size=len(self.ids), changes=self.changes)
-        self.generation = store.generation
+        write_stamp(stamp, store_id, generation, size=len(self.ids), changes=self.changes)
+        self.generation = generation
 
     def _load(self, store_id: str) -> None:
         from usearch.index import Index

