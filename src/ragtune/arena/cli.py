@@ -89,7 +89,7 @@ def report(from_compare: Optional[Path] = FromCompareOption, project: Optional[P
     """The leaderboard: Bradley-Terry ratings with bootstrap intervals, win rates, position bias, agreement between
     raters and how many more votes would separate the leader. With --from-compare, the comparison's results.json and
     report gain the human evaluation and its recommendation takes it into account."""
-    from ragtune.arena.ratings import leaderboard
+    from ragtune.arena.ratings import judged_strategies, leaderboard
 
     with open_store(project, from_compare) as store:
         judgements = store.judgements()
@@ -105,8 +105,7 @@ def report(from_compare: Optional[Path] = FromCompareOption, project: Optional[P
         if not judgements:
             raise RagtuneError("no votes yet in this project", "vote in the Arena page of `ragtune serve`, or import "
                                "votes with `ragtune arena import FILE`")
-        strategies = list(dict.fromkeys(name for j in judgements for name in (j.left, j.right)))
-        board = leaderboard(judgements, strategies).to_dict()
+        board = leaderboard(judgements, judged_strategies(judgements)).to_dict()
     if as_json:
         console.print_json(json.dumps(board))
         return

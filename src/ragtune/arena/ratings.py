@@ -224,6 +224,11 @@ def _wald_bounds(wins: np.ndarray, battles: np.ndarray) -> tuple[np.ndarray, np.
     return beta - margin, beta + margin
 
 
+def judged_strategies(judgements: list[Judgement], known: list[str] = ()) -> list[str]:
+    """The strategies to rank: the `known` ones (a comparison's, judged or not) first, then any other a vote names."""
+    return list(dict.fromkeys([*known, *(name for j in judgements for name in (j.left, j.right))]))
+
+
 def leaderboard(judgements: list[Judgement], strategies: list[str], *, bootstrap: int = 1000,
                 seed: int = 0) -> Leaderboard:
     """Ratings with 95% intervals, pairwise win rates and counts, the left-side bias, the raters' agreement, and a

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from ragtune.arena.battles import CITED_PASSAGE_CHARS, live_item, new_battle_id, pick_battle
-from ragtune.arena.ratings import leaderboard
+from ragtune.arena.ratings import judged_strategies, leaderboard
 from ragtune.arena.store import AlreadyVoted, Battle, BattleNotFound, Vote
 from ragtune.rag import AnswerOptions
 from ragtune.serve.schema import BattleRequest, VoteRequest
@@ -75,8 +75,7 @@ def arena_router(state, api_error) -> APIRouter:
     @router.get("/arena/leaderboard")
     def board() -> dict:
         judgements = state.arena.judgements()
-        strategies = list(dict.fromkeys((state.compared.strategies if state.compared else [])
-                                        + [name for j in judgements for name in (j.left, j.right)]))
+        strategies = judged_strategies(judgements, state.compared.strategies if state.compared else [])
         started = time.perf_counter()
         result = leaderboard(judgements, strategies).to_dict()
         return {**result, "seconds": round(time.perf_counter() - started, 3)}
