@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ragtune.arena.ratings import Judgement
 from ragtune.errors import RagtuneError
+from ragtune.locked_database import LockedDatabase
 
 OUTCOMES = ("a", "b", "tie", "both_bad")
 RATER_PATTERN = r"^[\w .@'-]{1,64}$"  # a rater's name or handle: letters, digits, space and . @ ' - _
@@ -107,14 +107,10 @@ def votes_database(project: Path | None, from_compare: Path | None) -> Path:
     return Workspace.open(project).database_path
 
 
-class ArenaStore:
+class ArenaStore(LockedDatabase):
     """The arena tables of the database at `path`, safe to use from a server's threads."""
 
-    def __init__(self, path: Path):
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.executescript(_SCHEMA)
+    SCHEMA = _SCHEMA
 
     def add_battle(self, battle: Battle) -> None:
         with self._lock:
@@ -222,9 +218,6 @@ class ArenaStore:
                 raise
         return added, skipped
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
 
 def _battle_of(row: dict) -> Battle:

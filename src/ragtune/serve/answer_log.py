@@ -4,11 +4,9 @@ and monitoring read later (which model, the conversation, the chunks retrieved a
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from pathlib import Path
 
+from ragtune.locked_database import LockedDatabase
 from ragtune.rag import Answer
 
 _SCHEMA = """
@@ -41,14 +39,10 @@ class UnknownResponse(LookupError):
     """Feedback for a response id the log does not hold."""
 
 
-class AnswerLog:
+class AnswerLog(LockedDatabase):
     """The `answers` table of the project's SQLite database, safe to use from the server's threads."""
 
-    def __init__(self, path: Path):
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.executescript(_SCHEMA)
+    SCHEMA = _SCHEMA
 
     def record(self, response_id: str, model: str, strategy: str, messages: list[dict], answer: Answer) -> None:
         """Store one answer."""
@@ -103,6 +97,3 @@ class AnswerLog:
                  "question": question_of(json.loads(conversations[rowid])) if rowid in conversations else None}
                 for rowid, at, model, latency, retrieved, citations, feedback, comment in rows]
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
