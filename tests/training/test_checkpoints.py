@@ -93,3 +93,21 @@ def test_with_validation_every_new_best_is_checkpointed_and_the_best_kept(tiny_m
                       runs_dir=tmp_path / "runs", callbacks=[saved])
     assert saved.steps and set(saved.steps) <= {2, 4, 6, 8}
     assert result.metadata["best_checkpoint_step"] in saved.steps
+
+
+def test_a_run_killed_while_writing_its_result_resumes_from_the_checkpoint_before_the_last_step(tmp_path):
+    """The Trainer resumed from the final step's checkpoint would train one step past the end (seen as a 13th loss
+    line in a 12-step run): resuming takes the checkpoint before it, and the final one goes."""
+    import json
+
+    from accelerate import PartialState
+
+    from ragtune.training.finetune import _last_complete_checkpoint
+
+    for step in (3, 6, 12):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(
+            json.dumps({"global_step": step, "max_steps": 12}))
+    (tmp_path / "checkpoint-9").mkdir()  # killed while writing it: no state file
+    assert _last_complete_checkpoint(tmp_path, PartialState()) == str(tmp_path / "checkpoint-6")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint-3", "checkpoint-6"]

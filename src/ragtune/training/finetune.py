@@ -322,16 +322,20 @@ def _metadata(session: _Session, trainer, history: list[dict], work_dir: Path, *
 
 
 def _last_complete_checkpoint(checkpoints_dir: Path, state: PartialState) -> str | None:
-    """The latest checkpoint written whole. The Trainer writes trainer_state.json last, so a checkpoint whose state
-    file is missing or does not parse was being written when the run was killed: the main process removes it."""
+    """The latest checkpoint written whole, short of the last step. The Trainer writes trainer_state.json last, so a
+    checkpoint whose state file is missing or does not parse was being written when the run was killed: the main
+    process removes it. So it does the checkpoint of the final step (a run killed while writing its result): the
+    Trainer resumed from there trains one step past the end, so the run resumes from the checkpoint before it."""
     numbered = [path for path in checkpoints_dir.glob("checkpoint-*") if path.name.split("-", 1)[1].isdigit()]
     for checkpoint in sorted(numbered, key=lambda path: _step_of(str(path)), reverse=True):
         try:
-            json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
-            return str(checkpoint)
+            saved = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+            if not 0 < saved.get("max_steps", 0) <= saved.get("global_step", 0):
+                return str(checkpoint)
         except (OSError, ValueError):
-            if state.is_main_process:
-                shutil.rmtree(checkpoint, ignore_errors=True)
+            pass
+        if state.is_main_process:
+            shutil.rmtree(checkpoint, ignore_errors=True)
     return None
 
 
