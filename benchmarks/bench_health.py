@@ -31,7 +31,7 @@ from ragtune.health.snapshots import take_snapshot
 from ragtune.project import Project
 from ragtune.rag import Answer
 from ragtune.serve.answer_log import AnswerLog
-from reporting import emit
+from reporting import emit, percentiles
 
 SCAN = ("import sqlite3, sys, numpy as np\n"
         "db = sqlite3.connect(sys.argv[1])\n"
@@ -63,9 +63,7 @@ def record_answers(project: Project, questions: list[str], count: int, seed: int
         if number % 10 == 0:
             log.add_feedback(f"r{number}", "down" if number % 30 == 0 else "up", None)
     log.close()
-    milliseconds = np.array(times) * 1000
-    return {"p50_ms": round(float(np.percentile(milliseconds, 50)), 3),
-            "p95_ms": round(float(np.percentile(milliseconds, 95)), 3)}
+    return percentiles(times, digits=3)
 
 
 def main() -> None:
@@ -83,9 +81,8 @@ def main() -> None:
         take_snapshot(project.kb.store)
         texts = [q["question"] for q in questions]
         _, timings = project.retriever.search_timed(texts[:200], k=5, mode="hybrid")
-        search_ms = np.array(timings.per_query_search_seconds) * 1000
         recording = record_answers(project, texts, args.answers)
-        recording["baseline_hybrid_search_p50_ms"] = round(float(np.percentile(search_ms, 50)), 3)
+        recording["baseline_hybrid_search_p50_ms"] = percentiles(timings.per_query_search_seconds, 3)["p50_ms"]
         recording["ratio_p50"] = round(recording["p50_ms"] / recording["baseline_hybrid_search_p50_ms"], 3)
         database = str(project.kb.store.path)
         chunks = project.kb.store.counts()["chunks"]

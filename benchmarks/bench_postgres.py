@@ -14,6 +14,9 @@ in the same run:
   article) and p50/p95.
 - ingest throughput on COVID-QA: the share of ingest time spent embedding, on PostgreSQL and on SQLite (the raw
   embedder is the baseline: 1.0 means ingest adds nothing).
+- hybrid retrieval at `--chunks` real COVID-QA chunks (replicated with embedding noise, as
+  bench_retrieval_latency.py): p50/p95 of the retriever's search (query embedding excluded) on PostgreSQL
+  (pgvector + bm25s) against SQLite (usearch + bm25s).
 - two replicas: total dense-query throughput of two processes, each with its own connection, against one.
 """
 
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+from bench_retrieval_latency import latency, replicate
 from bench_vector_index import ArrayStore, embedding_like
 from covidqa import materialise
 
@@ -37,18 +41,12 @@ from ragtune.knowledge.store import PreparedDocument
 from ragtune.knowledge.types import Chunk, RawDocument
 from ragtune.knowledge.vectors import HnswVectorIndex, PgVectorIndex, exact_search
 from ragtune.project import Project
-from reporting import emit
+from reporting import emit, percentiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from postgres_server import start_postgres  # noqa: E402  (the tests' server starter)
 
 K = 10
-
-
-def percentiles(seconds: list[float]) -> dict:
-    milliseconds = np.array(seconds) * 1000
-    return {"p50_ms": round(float(np.percentile(milliseconds, 50)), 2),
-            "p95_ms": round(float(np.percentile(milliseconds, 95)), 2)}
 
 
 def timed_searches(search, queries) -> tuple[dict, list]:
@@ -159,6 +157,7 @@ def lexical(project: Project, url: str, questions: list[dict]) -> dict:
         store = project.kb.store
         texts = [q["question"] for q in questions]
         fts_latency, fts_results = timed_searches(lambda q: full_text_search(db, q, 5), texts)
+        db.execute("ALTER TABLE chunks DROP COLUMN tsv")  # the store's own schema again, for the hybrid runs
     bm25_latency, bm25_results = timed_searches(lambda q: project.kb.lexical.search(q, 5), texts)
 
     def hit_rate(results) -> float:
@@ -171,6 +170,24 @@ def lexical(project: Project, url: str, questions: list[dict]) -> dict:
             "postgres_full_text": {**fts_latency, "recall_at_5": hit_rate(fts_results),
                                    "index_seconds": round(fts_build, 2)},
             "bm25s": {**bm25_latency, "recall_at_5": hit_rate(bm25_results)}}
+
+
+def hybrid(projects: dict[str, Project], questions: list[dict], chunks: int, queries: int) -> dict:
+    """Hybrid and dense search latency of each backend's project grown to `chunks` chunks."""
+    texts = [q["question"] for q in questions[:queries]]
+    results = {}
+    for backend, project in projects.items():
+        started = time.perf_counter()
+        replicate(project, chunks)
+        project.kb.sync_indexes()  # as an ingest leaves them
+        grown = time.perf_counter() - started
+        project.search_batch(texts[:5], k=5)  # warm caches
+        results[backend] = {"chunks": project.kb.store.counts()["chunks"], "grow_seconds": round(grown, 1),
+                            "hybrid": latency(project.retriever, texts, "hybrid"),
+                            "dense": latency(project.retriever, texts, "dense")}
+    results["hybrid_p50_ratio_postgresql_to_sqlite"] = round(results["postgresql"]["hybrid"]["p50_ms"]
+                                                             / results["sqlite"]["hybrid"]["p50_ms"], 2)
+    return results
 
 
 def main() -> None:
@@ -188,10 +205,12 @@ def main() -> None:
             covid_url = server.create_database("covid")
             project, pg_ingest = covid_project(Path(tmp) / "pg", docs, covid_url)
             results["lexical"] = lexical(project, covid_url, questions)
-            project.close()
             sqlite_project, sqlite_ingest = covid_project(Path(tmp) / "sqlite", docs, None)
-            sqlite_project.close()
             results["ingest"] = {"postgresql": pg_ingest, "sqlite": sqlite_ingest}
+            results["hybrid"] = hybrid({"postgresql": project, "sqlite": sqlite_project}, questions, args.chunks,
+                                       args.queries)
+            project.close()
+            sqlite_project.close()
     finally:
         server.stop()
     emit(results, args.out)

@@ -22,18 +22,19 @@ from ragtune.knowledge.store import PreparedDocument
 from ragtune.knowledge.types import Chunk, RawDocument
 from ragtune.knowledge.vectors import FlatVectorIndex
 from ragtune.project import Project
-from reporting import emit
+from reporting import emit, percentiles
 
 
 def replicate(project: Project, target_chunks: int, seed: int = 0) -> None:
-    """Add noisy copies of the stored documents until the store holds `target_chunks` chunks."""
+    """Add noisy copies of the stored documents until the store holds `target_chunks` chunks (on either backend)."""
     store = project.kb.store
     rng = np.random.default_rng(seed)
-    rows = store.db.execute("SELECT d.id, d.text, c.text, c.embedding FROM chunks c "
-                            "JOIN documents d ON d.id = c.document_id ORDER BY c.id").fetchall()
+    ids, matrix = store.embeddings()
+    vector_of = dict(zip(ids.tolist(), matrix))
+    document_texts = dict(store.iter_documents())
     by_document: dict[int, list] = {}
-    for document_id, document_text, chunk_text, blob in rows:
-        by_document.setdefault(document_id, []).append((document_text, chunk_text, np.frombuffer(blob, np.float32)))
+    for chunk_id, _, _, document_id, chunk_text in store.chunk_records():
+        by_document.setdefault(document_id, []).append((document_texts[document_id], chunk_text, vector_of[chunk_id]))
     copy = 0
     while store.counts()["chunks"] < target_chunks:
         copy += 1
@@ -54,9 +55,7 @@ def replicate(project: Project, target_chunks: int, seed: int = 0) -> None:
 def latency(retriever, queries: list[str], mode: str) -> dict:
     """p50 and p95 of the per-query search time (query embedding excluded)."""
     _, timings = retriever.search_timed(queries, k=5, mode=mode)
-    milliseconds = np.array(timings.per_query_search_seconds) * 1000
-    return {"p50_ms": round(float(np.percentile(milliseconds, 50)), 2),
-            "p95_ms": round(float(np.percentile(milliseconds, 95)), 2)}
+    return percentiles(timings.per_query_search_seconds)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ragtune.knowledge.vectors import FlatVectorIndex, HnswVectorIndex
-from reporting import emit
+from reporting import emit, percentiles
 
 CANDIDATES = 50
 
@@ -64,8 +64,7 @@ def latencies(index, queries: np.ndarray, allowed: np.ndarray | None = None) -> 
         started = time.perf_counter()
         results += index.search(query[None], CANDIDATES, allowed)
         seconds.append(time.perf_counter() - started)
-    ms = np.array(seconds) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p95_ms": round(float(np.percentile(ms, 95)), 3)}, results
+    return percentiles(seconds, digits=3), results
 
 
 def recall(found: list, exact: list, k: int) -> float:

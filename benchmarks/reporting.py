@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 
 def emit(results: dict, out: Path | None) -> None:
     """Print `results` as JSON and write them to `out` if set."""
@@ -12,3 +14,10 @@ def emit(results: dict, out: Path | None) -> None:
     print(text)
     if out:
         out.write_text(text)
+
+
+def percentiles(seconds, digits: int = 2) -> dict:
+    """p50 and p95 in milliseconds of timings given in seconds."""
+    milliseconds = np.asarray(seconds) * 1000
+    return {"p50_ms": round(float(np.percentile(milliseconds, 50)), digits),
+            "p95_ms": round(float(np.percentile(milliseconds, 95)), digits)}

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from ragtune.errors import RagtuneError
-from ragtune.knowledge.postgres_store import PostgresKnowledgeStore, like_pattern, masked
+from ragtune.knowledge.postgres_connection import masked
+from ragtune.knowledge.postgres_store import PostgresKnowledgeStore, like_pattern
 from ragtune.knowledge.storage import STORE_URL_VARIABLE
 from ragtune.project import Project
 
@@ -196,3 +197,29 @@ def test_a_text_stored_meanwhile_by_another_ingest_is_noted_on_its_source(postgr
     assert listed["second.txt"]["status"] == "duplicate" and listed["second.txt"]["documents"] == 0
     assert "stored by a concurrent ingest" in listed["second.txt"]["note"]
     store.close()
+
+
+def _drop_connections_to(url: str) -> int:
+    """End every other session on the database of `url`, as a server restart or a failover would."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        return admin.execute("SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+
+
+def test_a_dropped_connection_is_made_again_and_the_search_answers(postgres_url, tmp_path, embedder, monkeypatch,
+                                                                  corpus):
+    from ragtune.knowledge.knowledge_base import KnowledgeBase
+
+    monkeypatch.setattr(KnowledgeBase, "embedder", embedder, raising=False)
+    monkeypatch.setenv(STORE_URL_VARIABLE, postgres_url)
+    project = Project(tmp_path / "replica")
+    project.ingest([str(corpus)])
+    expected = [h.chunk_id for h in project.search("tallest volcano", mode="hybrid")]
+    assert _drop_connections_to(postgres_url) >= 1
+    assert [h.chunk_id for h in project.search("tallest volcano", mode="hybrid")] == expected  # the read is retried
+    assert _drop_connections_to(postgres_url) >= 1
+    with pytest.raises(psycopg.OperationalError):  # a write is not retried: it may have committed
+        project.kb.store.set_meta("probe", "1")
+    project.kb.store.set_meta("probe", "2")  # the next call connects again
+    assert project.kb.store.get_meta("probe") == "2"
+    project.close()

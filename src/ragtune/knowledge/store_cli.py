@@ -18,7 +18,7 @@ def migrate(to: str = typer.Option(..., "--to", help="The target database, e.g. 
     """Copy the project's SQLite knowledge base into the database at --to (resumable: run it again after a stop),
     verify it by counts and checksum, then point storage.url (or RAGTUNE_STORE_URL) at it."""
     from ragtune.knowledge.migrate import migrate_store
-    from ragtune.knowledge.postgres_store import masked
+    from ragtune.knowledge.postgres_connection import masked
     from ragtune.knowledge.storage import BACKENDS, open_url
     from ragtune.knowledge.store import KnowledgeStore
     from ragtune.progress import rich_progress
