@@ -1,23 +1,106 @@
-"""The project's SQLite database as a server's threads share it: one connection, one lock, its tables created at
-open (the answer log and the arena's votes)."""
+"""The database holding what a server records (the answer log and the arena's votes), as its threads share it: one
+connection, one lock, its tables created at open. It is the project's SQLite file, or the PostgreSQL database of the
+knowledge base when storage.url names one, so every replica of a server records into one place.
+
+Subclasses write their SQL once, with `?` placeholders and types both engines read (TEXT, INTEGER, DOUBLE
+PRECISION)."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+
+class _SqliteRecords:
+    error = sqlite3.Error
+
+    def __init__(self, path: Path):
+        self.raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+
+    def create(self, schema: str) -> None:
+        self.raw.executescript(schema)
+
+    def execute(self, sql: str, params=()):
+        return self.raw.execute(sql, params)
+
+    @staticmethod
+    def is_duplicate(error: Exception) -> bool:
+        return isinstance(error, sqlite3.IntegrityError) and ("UNIQUE" in str(error) or "PRIMARY KEY" in str(error))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.raw.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.raw.execute("ROLLBACK")
+            raise
+        self.raw.execute("COMMIT")
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class _PostgresRecords:
+    def __init__(self, url: str):
+        import psycopg
+
+        from ragtune.knowledge.postgres_connection import PostgresConnection
+
+        self.error = psycopg.Error
+        self._unique_violation = psycopg.errors.UniqueViolation
+        self.connection = PostgresConnection(url)
+
+    def create(self, schema: str) -> None:
+        """The schema's tables unless they all exist (then a user who may only read and write them is enough),
+        created once however many replicas start together."""
+        from ragtune.knowledge.postgres_connection import SCHEMA, WRITE_LOCK
+
+        tables = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", schema)
+        with self.connection.transaction():
+            self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            if all(self.connection.execute(f"SELECT to_regclass('{SCHEMA}.{table}') IS NOT NULL").fetchone()[0]
+                   for table in tables):
+                return
+            self.connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+            self.connection.execute(schema)
+
+    def execute(self, sql: str, params=()):
+        return self.connection.execute(sql.replace("?", "%s"), params)
+
+    def is_duplicate(self, error: Exception) -> bool:
+        return isinstance(error, self._unique_violation)
+
+    def transaction(self):
+        return self.connection.transaction()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def connect(location: Path | str) -> _SqliteRecords | _PostgresRecords:
+    """A SQLite file's path, or a PostgreSQL URL."""
+    if isinstance(location, str) and "://" in location:
+        return _PostgresRecords(location)
+    return _SqliteRecords(Path(location))
 
 
 class LockedDatabase:
-    """Subclasses set SCHEMA (CREATE ... IF NOT EXISTS statements) and use `self._db` under `self._lock`."""
+    """Subclasses set SCHEMA (CREATE ... IF NOT EXISTS statements) and use `self._db` under `self._lock`:
+    `execute(sql, params)` returns a DB-API cursor, `transaction()` is a context manager, `error` is the engine's
+    base exception and `is_duplicate(error)` tells a primary-key or unique violation."""
 
     SCHEMA = ""
 
-    def __init__(self, path: Path):
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    def __init__(self, location: Path | str):
+        self._db = connect(location)
         self._lock = threading.Lock()
         with self._lock:
-            self._db.executescript(self.SCHEMA)
+            self._db.create(self.SCHEMA)
 
     def close(self) -> None:
         with self._lock:

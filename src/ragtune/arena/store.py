@@ -1,10 +1,10 @@
-"""Battles and votes in the project's SQLite database, and their exchange as JSONL between raters' machines."""
+"""Battles and votes in the project's records database (see LockedDatabase), and their exchange as JSONL between
+raters' machines."""
 
 from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +20,7 @@ RATER_NAME = re.compile(RATER_PATTERN)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS arena_battles (
     id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
     origin TEXT NOT NULL,            -- 'compare' (a comparison's stored answers) or 'live' (answered now)
     item TEXT NOT NULL,              -- the question's id (a comparison's) or a digest of its text (live)
     question TEXT NOT NULL,
@@ -36,12 +36,12 @@ CREATE TABLE IF NOT EXISTS arena_battles (
 );
 CREATE TABLE IF NOT EXISTS arena_votes (
     battle_id TEXT PRIMARY KEY REFERENCES arena_battles(id),
-    voted_at REAL NOT NULL,
+    voted_at DOUBLE PRECISION NOT NULL,
     outcome TEXT NOT NULL CHECK (outcome IN ('a', 'b', 'tie', 'both_bad')),
     reason TEXT,
     rating_a INTEGER CHECK (rating_a BETWEEN 1 AND 5),
     rating_b INTEGER CHECK (rating_b BETWEEN 1 AND 5),
-    seconds_to_vote REAL
+    seconds_to_vote DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS arena_battles_rater ON arena_battles(rater, item);
 """
@@ -91,9 +91,10 @@ class AlreadyVoted(RagtuneError):
     """A battle takes one vote."""
 
 
-def votes_database(project: Path | None, from_compare: Path | None) -> Path:
-    """The database holding the arena's votes: the project's (default the current directory), or with
-    `from_compare` the comparison's project's."""
+def votes_database(project: Path | None, from_compare: Path | None) -> Path | str:
+    """Where the arena's votes are kept: the project's records database (default the current directory), or with
+    `from_compare` the file of the comparison's project."""
+    from ragtune.knowledge.storage import records_location
     from ragtune.workspace import STATE_DIR, Workspace
 
     if project is not None and from_compare is not None:
@@ -104,11 +105,13 @@ def votes_database(project: Path | None, from_compare: Path | None) -> Path:
     if not (Path(project) / STATE_DIR).is_dir():
         raise RagtuneError(f"{Path(project).resolve()} is not a ragtune project (it has no {STATE_DIR} folder)",
                            "pass --project DIR (where `ragtune ingest` ran) or --from-compare DIR")
-    return Workspace.open(project).database_path
+    workspace = Workspace.open(project)
+    return workspace.database_path if from_compare is not None else records_location(workspace)
 
 
 class ArenaStore(LockedDatabase):
-    """The arena tables of the database at `path`, safe to use from a server's threads."""
+    """The arena tables of the records database at `location` (a SQLite file or a PostgreSQL URL), safe to use from a
+    server's threads."""
 
     SCHEMA = _SCHEMA
 
@@ -147,8 +150,8 @@ class ArenaStore(LockedDatabase):
         try:
             with self._lock:
                 self._insert_vote(battle_id, vote)
-        except sqlite3.IntegrityError as error:
-            if "UNIQUE" in str(error) or "PRIMARY KEY" in str(error):
+        except self._db.error as error:
+            if self._db.is_duplicate(error):
                 raise AlreadyVoted(f"battle {battle_id} already has a vote", "ask for a new battle") from None
             raise RagtuneError(f"invalid vote on battle {battle_id}: {error}", "ratings are whole numbers 1-5") \
                 from None
@@ -197,25 +200,20 @@ class ArenaStore(LockedDatabase):
         records = list(_read_export(Path(path)))
         added = skipped = 0
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                for battle, vote in records:
-                    if self._db.execute("SELECT 1 FROM arena_votes WHERE battle_id = ?", (battle.id,)).fetchone():
-                        skipped += 1
-                        continue
-                    if not self._db.execute("SELECT 1 FROM arena_battles WHERE id = ?", (battle.id,)).fetchone():
-                        self._insert_battle(battle)
-                    self._insert_vote(battle.id, vote)
-                    added += 1
-                self._db.execute("COMMIT")
-            except sqlite3.Error as error:
-                self._db.execute("ROLLBACK")
+                with self._db.transaction():
+                    for battle, vote in records:
+                        if self._db.execute("SELECT 1 FROM arena_votes WHERE battle_id = ?", (battle.id,)).fetchone():
+                            skipped += 1
+                            continue
+                        if not self._db.execute("SELECT 1 FROM arena_battles WHERE id = ?", (battle.id,)).fetchone():
+                            self._insert_battle(battle)
+                        self._insert_vote(battle.id, vote)
+                        added += 1
+            except self._db.error as error:
                 raise RagtuneError(f"{path}: the votes could not be stored ({error})",
                                    "nothing was imported; check the file was written by `ragtune arena export`") \
                     from None
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
         return added, skipped
 
 

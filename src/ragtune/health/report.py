@@ -16,6 +16,7 @@ from ragtune.health.findings import Finding, HealthReport
 from ragtune.health.freshness import freshness_findings
 from ragtune.health.probe import probe_findings
 from ragtune.health.traffic import MIN_QUERY_SAMPLE, coverage_findings, traffic_findings
+from ragtune.knowledge.storage import records_location
 from ragtune.progress import ProgressReporter, SilentProgress
 from ragtune.project import Project
 from ragtune.serve.answer_log import AnswerLog
@@ -53,7 +54,7 @@ def check_health(project: Project, *, probe_set: Path | None = None, record_prob
     add("freshness", *freshness_findings(store, config.health, documents, families))
     steps.advance()
 
-    log = AnswerLog(project.workspace.database_path)
+    log = AnswerLog(records_location(project.workspace))
     try:
         history = log.history(questions_of_latest=config.health.max_questions)
     finally:

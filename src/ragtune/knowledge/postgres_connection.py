@@ -15,6 +15,7 @@ from ragtune.errors import RagtuneError
 
 SCHEMA = "ragtune"  # ragtune's tables live in a schema of their own: another application's `documents` is never ours
 CONNECT_TIMEOUT_S = 10
+WRITE_LOCK = 7_460_271  # pg_advisory_xact_lock key held by every transaction that writes ragtune's tables
 
 
 def masked(url: str) -> str:

@@ -17,13 +17,12 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ragtune.errors import RagtuneError
-from ragtune.knowledge.postgres_connection import SCHEMA, PostgresConnection, masked
+from ragtune.knowledge.postgres_connection import SCHEMA, WRITE_LOCK, PostgresConnection, masked
 from ragtune.knowledge.store import PreparedDocument, StoredSource
 from ragtune.knowledge.types import Hit
 
 SCHEMA_VERSION = 1  # of the PostgreSQL tables, apart from the SQLite file's (each migrates on its own)
 MIN_PGVECTOR = (0, 8)  # iterative index scans, which filtered searches need
-WRITE_LOCK = 7_460_271  # pg_advisory_xact_lock key held by every writing transaction
 # pgvector's graph defaults with a deeper search (BENCHMARKS.md, at 5,000 vectors): ef_search 40 gave recall@10 0.83
 # against usearch's 0.97, ef_search 256 gives 0.96; building like usearch (m 32, ef_construction 128) gave 0.99 but
 # indexed 4x slower, 82 vectors/s at 100,000, slower than the embedder makes them

@@ -33,6 +33,12 @@ def store_url(workspace: Workspace) -> str | None:
     return None if url == LOCAL else url
 
 
+def records_location(workspace: Workspace):
+    """Where a server records answers, feedback and votes: the knowledge base's database URL, so that every replica
+    records into one place, or the project's SQLite file."""
+    return store_url(workspace) or workspace.database_path
+
+
 def open_store(workspace: Workspace):
     """The knowledge store of `workspace`, on the backend its configuration names."""
     url = store_url(workspace)

@@ -1,5 +1,6 @@
-"""Every answer the server gives, recorded in the project's database with its feedback: what human evaluation
-and monitoring read later (which model, the conversation, the chunks retrieved and cited, latency, tokens)."""
+"""Every answer the server gives, recorded with its feedback in the project's records database (the knowledge base's
+PostgreSQL database when it has one): what human evaluation and monitoring read later (which model, the
+conversation, the chunks retrieved and cited, latency, tokens)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,19 @@ from ragtune.rag import Answer
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
     model TEXT NOT NULL,
     strategy TEXT NOT NULL,
     messages TEXT NOT NULL,          -- the conversation as received (JSON)
     answer TEXT NOT NULL,
     retrieved TEXT NOT NULL,         -- [{"chunk_id", "source", "score"}] in rank order (JSON)
     citations TEXT NOT NULL,         -- [{"number", "source", "chunk_id"}] (JSON)
-    latency_s REAL NOT NULL,
+    latency_s DOUBLE PRECISION NOT NULL,
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
     feedback TEXT,                   -- 'up' or 'down'
     feedback_comment TEXT,
-    feedback_at REAL
+    feedback_at DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS answers_created ON answers(created_at);
 """
@@ -40,7 +41,8 @@ class UnknownResponse(LookupError):
 
 
 class AnswerLog(LockedDatabase):
-    """The `answers` table of the project's SQLite database, safe to use from the server's threads."""
+    """The `answers` table of the project's records database (see LockedDatabase), safe to use from the server's
+    threads."""
 
     SCHEMA = _SCHEMA
 
@@ -84,16 +86,12 @@ class AnswerLog(LockedDatabase):
         for the `questions_of_latest` most recent answers and every thumbs-down, None for the others: conversations
         are the bulk of the log and are only decoded where they are shown or embedded."""
         with self._lock:
-            rows = self._db.execute("SELECT rowid, created_at, model, latency_s, retrieved, citations, feedback, "
-                                    "feedback_comment FROM answers ORDER BY created_at, rowid").fetchall()
-            wanted = {row[0] for row in rows[-questions_of_latest:] if questions_of_latest > 0} | \
-                {row[0] for row in rows if row[6] == "down"}
-            conversations = dict(self._db.execute(
-                f"SELECT rowid, messages FROM answers WHERE rowid IN ({','.join(map(str, wanted))})")) \
-                if wanted else {}
+            rows = self._db.execute(
+                "SELECT created_at, model, latency_s, retrieved, citations, feedback, feedback_comment, "
+                "CASE WHEN feedback = 'down' OR ROW_NUMBER() OVER (ORDER BY created_at DESC, id DESC) <= ? "
+                "THEN messages END FROM answers ORDER BY created_at, id", (questions_of_latest,)).fetchall()
         return [{"created_at": at, "model": model, "latency_s": latency,
                  "retrieved": [hit["chunk_id"] for hit in json.loads(retrieved)], "cited": len(json.loads(citations)),
                  "feedback": feedback, "feedback_comment": comment,
-                 "question": question_of(json.loads(conversations[rowid])) if rowid in conversations else None}
-                for rowid, at, model, latency, retrieved, citations, feedback, comment in rows]
-
+                 "question": question_of(json.loads(messages)) if messages is not None else None}
+                for at, model, latency, retrieved, citations, feedback, comment, messages in rows]

@@ -7,7 +7,7 @@ from pathlib import Path
 from ragtune.arena.battles import ComparedAnswers
 from ragtune.arena.store import ArenaStore
 from ragtune.errors import RagtuneError
-from ragtune.knowledge.storage import LOCAL_STORE
+from ragtune.knowledge.storage import LOCAL_STORE, records_location
 from ragtune.serve.answer_log import AnswerLog
 from ragtune.serve.app import CHAT_REPETITION_PENALTY, ServerState
 from ragtune.serve.catalog import ModelCatalog, discover_models, read_comparison
@@ -39,9 +39,10 @@ def open_server_state(project_dir: Path, *, from_compare: Path | None = None, ap
     run_dirs = [path for path in runs_dir.iterdir() if path.is_dir()] if runs_dir.is_dir() else []
     models = discover_models(project.config.models.generator, run_dirs, comparison)
     project.retriever.search("warm-up", k=1)
-    log = AnswerLog(project.workspace.database_path) if record_answers else None
+    records = records_location(project.workspace)
+    log = AnswerLog(records) if record_answers else None
     battles_possible = comparison and len(comparison["strategies"]) > 1 and comparison.get("per_question")
     compared = ComparedAnswers(from_compare) if battles_possible else None  # else live battles only
     return ServerState(project, ModelCatalog(project, models, max_loaded=max_loaded), api_key, log, max_tokens_cap,
                        repetition_penalty, allowed_hosts, list(cors_origins),
-                       arena=ArenaStore(project.workspace.database_path), compared=compared)
+                       arena=ArenaStore(records), compared=compared)
