@@ -21,11 +21,21 @@ err_console = Console(stderr=True)
 
 
 @app.callback()
-def _configure_logging() -> None:
-    """Warnings logged by ragtune and its libraries go to stderr in one format, at WARNING and above. Set up
-    before any library does it for us (absl, under rouge-score, installs a bare root handler on first use,
-    which also printed other loggers' DEBUG records)."""
+def _configure(store: Optional[str] = typer.Option(
+        None, "--store", metavar="URL",
+        help="The knowledge base's database for this command, e.g. postgresql://user@host/db (as storage.url; "
+             "prefer RAGTUNE_STORE_URL or a password file for a password: a command line is visible to others)."),
+) -> None:
+    """Options for every command. Warnings logged by ragtune and its libraries go to stderr in one format, at WARNING
+    and above, set up before any library does it for us (absl, under rouge-score, installs a bare root handler on
+    first use, which also printed other loggers' DEBUG records)."""
     import logging
+    import os
+
+    from ragtune.knowledge.storage import STORE_URL_VARIABLE
+
+    if store:
+        os.environ[STORE_URL_VARIABLE] = store  # what this command and the processes it starts use
 
     from rich.logging import RichHandler
 

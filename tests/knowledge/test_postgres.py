@@ -174,6 +174,25 @@ def test_the_environment_picks_the_backend_unless_a_project_keeps_its_own_file(t
         Project(tmp_path / "other")
 
 
+def test_the_store_option_names_the_database_for_one_command(tmp_path, postgres_url, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    monkeypatch.setenv(STORE_URL_VARIABLE, "sqlite")  # restored after the test: the option sets it for the process
+    runner = CliRunner()
+    result = runner.invoke(app, ["--store", postgres_url, "status", "--project", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["store"] == {"backend": "postgresql",
+                                                  "url": postgres_url.replace(PASSWORD, "***")}
+    result = runner.invoke(app, ["--store", "postgresql://ragtune:secret@127.0.0.1:1/kb", "status", "--project",
+                                 str(tmp_path)])
+    assert result.exit_code == 1 and "cannot connect to PostgreSQL" in result.output
+    assert "secret" not in result.output
+
+
 def test_a_text_stored_meanwhile_by_another_ingest_is_noted_on_its_source(postgres_url):
     """Two ingests read the store before either writes: the second one's copy of the same text is not stored twice,
     and its source says so instead of claiming to be indexed."""
