@@ -13,7 +13,8 @@ from ragtune.knowledge.chunking import Chunker
 from ragtune.knowledge.cleaning import NearDuplicateIndex, content_hash, garbled_reason, normalize_text
 from ragtune.knowledge.embedder import Embedder
 from ragtune.knowledge.sources import discover_sources
-from ragtune.knowledge.store import KnowledgeStore, PreparedDocument, StoredSource
+from ragtune.knowledge.store import KnowledgeStore
+from ragtune.knowledge.store_base import PreparedDocument, StoredSource
 from ragtune.knowledge.types import SourceItem
 from ragtune.progress import ProgressReporter, SilentProgress
 

@@ -12,14 +12,13 @@ import json
 import time
 import uuid
 from contextlib import contextmanager
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from ragtune.errors import RagtuneError
 from ragtune.knowledge.postgres_connection import SCHEMA, WRITE_LOCK, PostgresConnection, masked
-from ragtune.knowledge.store import PreparedDocument, StoredSource
-from ragtune.knowledge.types import Hit
+from ragtune.knowledge.store_base import PreparedDocument, StoreBase
 
 SCHEMA_VERSION = 1  # of the PostgreSQL tables, apart from the SQLite file's (each migrates on its own)
 MIN_PGVECTOR = (0, 8)  # iterative index scans, which filtered searches need
@@ -76,10 +75,12 @@ def _array(vector) -> np.ndarray:
     return np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32)
 
 
-class PostgresKnowledgeStore:
+class PostgresKnowledgeStore(StoreBase):
     """Sources, documents, chunks and embeddings in PostgreSQL with pgvector; the KnowledgeStore interface."""
 
     backend = "postgresql"
+    PLACEHOLDER = "%s"
+    BYTE_ORDER = ' COLLATE "C"'  # SQLite's order, whatever the database's locale
 
     def __init__(self, url: str):
         try:
@@ -144,42 +145,16 @@ class PostgresKnowledgeStore:
                                f"connect once as a user allowed to create the schema {SCHEMA} and its tables (the "
                                "database owner); later a user who may read and write them is enough") from None
 
-    def close(self) -> None:
-        self.db.close()
-
     def describe(self) -> dict:
         return {"backend": self.backend, "url": masked(self.url)}
 
-    # -- metadata -------------------------------------------------------------------------------------
-    def get_meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
-        return row[0] if row else None
+    def _vector(self, value) -> np.ndarray:
+        return _array(value)
 
-    def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                        (key, value))
+    def _database_bytes(self) -> int:
+        return self.db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
 
-    @property
-    def identity(self) -> str:
-        """A random id given to the store when it was created (indexes derived from it carry it)."""
-        return self.get_meta("store_id")
-
-    @property
-    def generation(self) -> int:
-        """Incremented by every committed change; derived indexes compare it to know they are current."""
-        return int(self.get_meta("generation") or 0)
-
-    # -- sources --------------------------------------------------------------------------------------
-    def sources(self) -> dict[tuple[str, str], StoredSource]:
-        rows = self.db.execute("SELECT key, root, fingerprint, status FROM sources")
-        return {(root, key): StoredSource(key, root, fingerprint, status) for key, root, fingerprint, status in rows}
-
-    def document_signatures(self) -> Iterator[tuple[str, str, str, str, bytes]]:
-        rows = self.db.execute("SELECT s.root, s.key, d.part, d.content_hash, d.minhash FROM documents d "
-                               "JOIN sources s ON s.id = d.source_id").fetchall()
-        for root, key, part, digest, signature in rows:
-            yield root, key, part, digest, bytes(signature)
-
+    # -- writes ---------------------------------------------------------------------------------------
     def replace_sources(self, batch: list[tuple[dict, list[PreparedDocument]]]) -> None:
         """Atomically replace each source's documents and chunks (one transaction for the whole batch)."""
         with self._transaction():
@@ -194,18 +169,6 @@ class PostgresKnowledgeStore:
                 if dropped:
                     self._note_stored_elsewhere(source_id, dropped, everything=len(dropped) == len(documents))
             self._bump_generation()
-
-    def record_rejected(self, source: dict, *, keep_documents: bool) -> None:
-        """See KnowledgeStore.record_rejected."""
-        with self._transaction():
-            if keep_documents:
-                self.db.execute("UPDATE sources SET note = %s WHERE root = %s AND key = %s",
-                                (f"latest version rejected: {source['note']}", source["root"], source["key"]))
-            else:
-                self.db.execute("DELETE FROM sources WHERE root = %s AND key = %s", (source["root"], source["key"]))
-                self.db.execute("INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, "
-                                "ingested_at) VALUES (%(key)s, %(root)s, %(kind)s, '', %(size_bytes)s, 'rejected', "
-                                "%(note)s, %(now)s)", {**source, "now": time.time()})
 
     def _note_stored_elsewhere(self, source_id: int, dropped: list[PreparedDocument], everything: bool) -> None:
         """Say on the source which of its documents another ingest stored first (under another source)."""
@@ -250,14 +213,6 @@ class PostgresKnowledgeStore:
             raise RagtuneError(f"the knowledge base holds {stored}-dimensional embeddings, this embedder makes "
                                f"{dimension}", "use the embedder the knowledge base was built with")
 
-    def delete_sources(self, sources: Iterable[tuple[str, str]]) -> int:
-        with self._transaction():
-            removed = sum(self.db.execute("DELETE FROM sources WHERE root = %s AND key = %s", source).rowcount
-                          for source in sources)
-            if removed:
-                self._bump_generation()
-        return removed
-
     def _bump_generation(self) -> None:
         self.db.execute("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'generation'")
 
@@ -267,15 +222,6 @@ class PostgresKnowledgeStore:
             self.db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             yield
 
-    # -- ingest manifest ------------------------------------------------------------------------------
-    def start_run(self) -> int:
-        return self.db.execute("INSERT INTO ingest_runs (started_at) VALUES (%s) RETURNING id",
-                               (time.time(),)).fetchone()[0]
-
-    def finish_run(self, run_id: int, summary: dict) -> None:
-        self.db.execute("UPDATE ingest_runs SET finished_at = %s, summary = %s WHERE id = %s",
-                        (time.time(), json.dumps(summary), run_id))
-
     # -- reads ----------------------------------------------------------------------------------------
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         rows = self.db.execute("SELECT id, embedding FROM chunks ORDER BY id", binary=True).fetchall()
@@ -284,55 +230,11 @@ class PostgresKnowledgeStore:
         return (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
                 np.stack([_array(r[1]) for r in rows]))
 
-    def document_texts(self) -> Iterator[tuple[str, str, str]]:
-        yield from self.db.execute("SELECT s.key, d.part, d.text FROM documents d JOIN sources s "
-                                   "ON s.id = d.source_id ORDER BY d.id").fetchall()
-
-    def chunk_texts(self) -> tuple[np.ndarray, list[str]]:
-        rows = self.db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
-        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
-
-    def chunk_records(self) -> list[tuple[int, str, str, int, str]]:
-        return self.db.execute(
-            "SELECT c.id, s.root, s.key, d.id, c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
-            "JOIN sources s ON s.id = d.source_id ORDER BY c.id").fetchall()
-
     def chunk_ids_matching(self, source_glob: str) -> np.ndarray:
         rows = self.db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
                                "JOIN sources s ON s.id = d.source_id WHERE s.key LIKE %s ESCAPE '\\'",
                                (like_pattern(source_glob),))
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
-
-    def hits(self, scored: list[tuple[int, float]]) -> list[Hit]:
-        if not scored:
-            return []
-        rows = self.db.execute(
-            "SELECT c.id, s.key, c.text, d.id, d.title, c.heading FROM chunks c "
-            "JOIN documents d ON d.id = c.document_id JOIN sources s ON s.id = d.source_id "
-            "WHERE c.id = ANY(%s)", ([chunk_id for chunk_id, _ in scored],))
-        by_id = {row[0]: row for row in rows}
-        return [Hit(chunk_id=cid, source=by_id[cid][1], text=by_id[cid][2], score=score, document_id=by_id[cid][3],
-                    title=by_id[cid][4], heading=by_id[cid][5]) for cid, score in scored if cid in by_id]
-
-    def source_list(self) -> list[dict]:
-        rows = self.db.execute(
-            "SELECT s.key, s.root, s.kind, s.status, s.note, s.size_bytes, s.ingested_at, s.modified_at, "
-            "COUNT(DISTINCT d.id), COUNT(c.id) FROM sources s LEFT JOIN documents d ON d.source_id = s.id "
-            "LEFT JOIN chunks c ON c.document_id = d.id GROUP BY s.id ORDER BY s.key COLLATE \"C\", s.root COLLATE \"C\"")
-        names = ("source", "root", "kind", "status", "note", "size_bytes", "ingested_at", "modified_at", "documents",
-                 "chunks")
-        return [dict(zip(names, row)) for row in rows]
-
-    def source_documents(self, root: str, key: str) -> list[dict]:
-        rows = self.db.execute("SELECT d.part, d.title, d.text FROM documents d JOIN sources s ON s.id = d.source_id "
-                               "WHERE s.root = %s AND s.key = %s ORDER BY d.id", (root, key))
-        return [{"part": part, "title": title, "text": text} for part, title, text in rows]
-
-    def documents_by_id(self) -> dict[int, dict]:
-        rows = self.db.execute("SELECT d.id, s.key, s.root, d.part, d.title, s.modified_at, s.ingested_at "
-                               "FROM documents d JOIN sources s ON s.id = d.source_id")
-        names = ("source", "root", "part", "title", "modified_at", "ingested_at")
-        return {row[0]: dict(zip(names, row[1:])) for row in rows}
 
     def iter_documents(self) -> Iterator[tuple[int, str]]:
         with self.db.cursor() as cursor:
@@ -342,66 +244,9 @@ class PostgresKnowledgeStore:
         with self.db.cursor() as cursor:
             yield from cursor.stream("SELECT id, document_id, token_count, text FROM chunks ORDER BY id")
 
-    def chunk_sample(self, ids: Iterable[int]) -> list[tuple[int, int, int, str, np.ndarray]]:
-        rows = self.db.execute("SELECT id, document_id, token_count, text, embedding FROM chunks WHERE id = ANY(%s) "
-                               "ORDER BY id", ([int(i) for i in ids],), binary=True).fetchall()
-        return [(i, d, n, t, _array(e)) for i, d, n, t, e in rows]
-
-    def chunk_documents(self) -> dict[int, int]:
-        return dict(self.db.execute("SELECT id, document_id FROM chunks").fetchall())
-
-    def document_embeddings(self, document_ids: Iterable[int]) -> dict[int, np.ndarray]:
-        grouped: dict[int, list[np.ndarray]] = {}
-        for document_id, vector in self.db.execute(
-                "SELECT document_id, embedding FROM chunks WHERE document_id = ANY(%s) ORDER BY id",
-                ([int(i) for i in set(document_ids)],), binary=True):
-            grouped.setdefault(document_id, []).append(_array(vector))
-        return {document_id: np.stack(rows) for document_id, rows in grouped.items()}
-
-    def token_counts(self) -> np.ndarray:
-        return np.fromiter((r[0] for r in self.db.execute("SELECT token_count FROM chunks")), dtype=np.int64)
-
-    def chunk_ids(self) -> np.ndarray:
-        return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM chunks ORDER BY id")), dtype=np.int64)
-
     def integrity_problems(self) -> list[str]:
         """PostgreSQL enforces the foreign keys and checks its pages itself: nothing for ragtune to find."""
         return []
-
-    # -- health history -------------------------------------------------------------------------------
-    def add_snapshot(self, summary: dict, embeddings: np.ndarray, *, created_at: float | None = None,
-                     generation: int | None = None) -> None:
-        """Record what the knowledge base looks like now (see ragtune.health.snapshots); a copied snapshot keeps its
-        time and generation."""
-        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-        self.db.execute("INSERT INTO snapshots (created_at, generation, summary, embeddings, dimension) "
-                        "VALUES (%s, %s, %s, %s, %s)",
-                        (created_at or time.time(), self.generation if generation is None else generation,
-                         json.dumps(summary), embeddings.tobytes(), embeddings.shape[1] if embeddings.size else 0))
-
-    def latest_snapshot_generation(self) -> int | None:
-        row = self.db.execute("SELECT generation FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()
-        return row[0] if row else None
-
-    def snapshots(self, latest: int = 21) -> list[dict]:
-        rows = self.db.execute("SELECT id, created_at, generation, summary, embeddings, dimension FROM snapshots "
-                               "WHERE id = (SELECT MIN(id) FROM snapshots) OR id IN (SELECT id FROM snapshots "
-                               "ORDER BY id DESC LIMIT %s) ORDER BY id", (latest,))
-        return [{"id": i, "created_at": at, "generation": generation, "summary": json.loads(summary),
-                 "embeddings": np.frombuffer(bytes(blob), dtype=np.float32).reshape(-1, dimension) if dimension
-                 else np.zeros((0, 0), dtype=np.float32)}
-                for i, at, generation, summary, blob, dimension in rows]
-
-    def add_probe_run(self, probe_set: str, questions: int, k: int, recall: float) -> None:
-        self.db.execute("INSERT INTO probe_runs (created_at, generation, probe_set, questions, k, recall) "
-                        "VALUES (%s, %s, %s, %s, %s, %s)", (time.time(), self.generation, probe_set, questions, k,
-                                                            recall))
-
-    def probe_runs(self) -> list[dict]:
-        rows = self.db.execute("SELECT created_at, generation, probe_set, questions, k, recall FROM probe_runs "
-                               "ORDER BY id")
-        names = ("created_at", "generation", "probe_set", "questions", "k", "recall")
-        return [dict(zip(names, row)) for row in rows]
 
     def content_rows(self) -> Iterator[tuple]:
         """See KnowledgeStore.content_rows (the same rows in the same order, byte for byte)."""
@@ -412,16 +257,6 @@ class PostgresKnowledgeStore:
                     "c.document_id = d.id ORDER BY s.root COLLATE \"C\", s.key COLLATE \"C\", d.part COLLATE \"C\" "
                     "NULLS FIRST, c.ordinal NULLS FIRST"):
                 yield row[:7] + (_array(row[7]).tobytes() if row[7] is not None else b"",)
-
-    def counts(self) -> dict[str, int]:
-        count = lambda table: self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: E731
-        return {"sources": count("sources"), "documents": count("documents"), "chunks": count("chunks"),
-                "database_bytes": self.db.execute("SELECT pg_database_size(current_database())").fetchone()[0]}
-
-    def last_run(self) -> dict | None:
-        row = self.db.execute("SELECT started_at, finished_at, summary FROM ingest_runs "
-                              "WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
-        return {"started_at": row[0], "finished_at": row[1], **json.loads(row[2])} if row else None
 
     # -- vector search --------------------------------------------------------------------------------
     def nearest(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
