@@ -127,6 +127,7 @@ def test_store_migrate_copies_a_sqlite_knowledge_base_resumably_and_verifies_it(
     from ragtune.knowledge.migrate import content_checksum
 
     project.ingest([str(corpus)])
+    project.kb.store.add_probe_run("probe.jsonl", 4, 5, 0.75)
     root = str(project.workspace.root)
     monkeypatch.setattr(migrate_module, "BATCH_CHUNKS", 1)  # one source per transaction
     original = PostgresKnowledgeStore.replace_sources
@@ -152,12 +153,41 @@ def test_store_migrate_copies_a_sqlite_knowledge_base_resumably_and_verifies_it(
     target = PostgresKnowledgeStore(postgres_url)
     assert content_checksum(target) == content_checksum(project.kb.store)
     assert target.get_meta("embedder") == "minilm-l6" and len(target.snapshots()) == 1
+    assert target.probe_runs() == project.kb.store.probe_runs() and target.last_run() == project.kb.store.last_run()
     target.close()
     monkeypatch.setenv(STORE_URL_VARIABLE, postgres_url)  # the project now runs on PostgreSQL, same answers
     moved = Project(project.workspace.root)
     assert [h.chunk_id for h in moved.search("tallest volcano", mode="lexical")][:1] and \
         [h.source for h in moved.search("tallest volcano")] == [h.source for h in project.search("tallest volcano")]
     moved.close()
+
+
+@pytest.mark.parametrize("project", ["sqlite"], indirect=True)
+def test_store_migrate_refuses_a_database_holding_another_knowledge_base(project, corpus, tmp_path, postgres_url):
+    from ragtune.knowledge.migrate import migrate_store
+    from ragtune.knowledge.store import KnowledgeStore
+
+    project.ingest([str(corpus)])
+    other = tmp_path / "other.txt"
+    other.write_text("Another team's handbook: expenses are filed by the fifth of each month.")
+    foreign = PostgresKnowledgeStore(postgres_url)
+    migrate_store(KnowledgeStore(_single_source_project(tmp_path, other)), foreign)
+    before = foreign.counts()
+    with pytest.raises(RagtuneError, match=r"not a copy of this project's \(1 sources: other.txt") as refused:
+        migrate_store(project.kb.store, foreign)
+    assert "empty database" in refused.value.hint and foreign.counts() == before  # nothing was copied
+    foreign.close()
+
+
+def _single_source_project(tmp_path, document) -> object:
+    """The SQLite file of a project holding only `document`."""
+    from ragtune.knowledge.storage import LOCAL_STORE
+
+    other = Project(tmp_path / "other-project", LOCAL_STORE)
+    other.ingest([str(document)])
+    path = other.kb.store.path
+    other.close()
+    return path
 
 
 def test_the_environment_picks_the_backend_unless_a_project_keeps_its_own_file(tmp_path, monkeypatch):

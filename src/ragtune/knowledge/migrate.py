@@ -11,6 +11,7 @@ from ragtune.errors import RagtuneError
 from ragtune.progress import ProgressReporter, SilentProgress
 
 BATCH_CHUNKS = 2_000  # chunks copied per transaction
+MIGRATED_FROM = "migrated_from"  # meta key: the identity of the store a copy came from
 
 
 @dataclass
@@ -35,6 +36,8 @@ def migrate_store(source, target, progress: ProgressReporter | None = None) -> M
     """Copy every source of `source` into `target` that it does not hold yet (same fingerprint), with the embedder
     settings and the health history, then check both hold the same knowledge base."""
     progress = progress or SilentProgress()
+    _refuse_a_foreign_target(source, target)
+    target.set_meta(MIGRATED_FROM, source.identity)  # before the first copy, so a stopped copy resumes
     for key in ("embedder", "embedder_runtime"):
         wanted, present = source.get_meta(key), target.get_meta(key)
         if present and target.counts()["chunks"] and wanted != present:
@@ -58,10 +61,7 @@ def migrate_store(source, target, progress: ProgressReporter | None = None) -> M
     if batch:
         target.replace_sources(batch)
         task.advance(len(batch))
-    if not target.snapshots(latest=1) and (snapshots := source.snapshots(latest=10_000)):
-        for snapshot in snapshots:
-            target.add_snapshot(snapshot["summary"], snapshot["embeddings"], created_at=snapshot["created_at"],
-                                generation=snapshot["generation"])
+    _copy_history(source, target)
     counts = {name: (source.counts()[name], target.counts()[name]) for name in ("sources", "documents", "chunks")}
     if any(mine != theirs for mine, theirs in counts.values()):
         raise RagtuneError(f"after the copy the counts differ (source, target): {counts}",
@@ -72,3 +72,30 @@ def migrate_store(source, target, progress: ProgressReporter | None = None) -> M
                            "migrate into an empty database, and report this to the ragtune maintainers")
     return MigrationReport(copied=len(todo), skipped=len(source.sources()) - len(todo),
                            counts={name: pair[0] for name, pair in counts.items()}, checksum=checksum)
+
+
+def _refuse_a_foreign_target(source, target) -> None:
+    """Stop before writing anything when the target holds a knowledge base that is not a copy of this one."""
+    if not target.counts()["sources"] or target.get_meta(MIGRATED_FROM) == source.identity:
+        return
+    theirs = sorted(f"{key} ({root})" for root, key in set(target.sources()) - set(source.sources()))
+    shown = f": {', '.join(theirs[:3])}{' and more' if len(theirs) > 3 else ''}" if theirs else ""
+    raise RagtuneError(f"the target already holds a knowledge base that is not a copy of this project's "
+                       f"({target.counts()['sources']} sources{shown}); nothing was copied",
+                       "migrate into an empty database (createdb NAME), or point storage.url at the target to use "
+                       "what it holds")
+
+
+def _copy_history(source, target) -> None:
+    """The ingest runs, snapshots and probe recalls, once (a resumed copy finds them there)."""
+    if not target.ingest_runs():
+        for run in source.ingest_runs():
+            target.add_ingest_run(run)
+    if not target.snapshots(latest=1):
+        for snapshot in source.snapshots(latest=10_000):
+            target.add_snapshot(snapshot["summary"], snapshot["embeddings"], created_at=snapshot["created_at"],
+                                generation=snapshot["generation"])
+    if not target.probe_runs():
+        for run in source.probe_runs():
+            target.add_probe_run(run["probe_set"], run["questions"], run["k"], run["recall"],
+                                 created_at=run["created_at"], generation=run["generation"])
