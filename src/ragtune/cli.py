@@ -45,6 +45,28 @@ def _configure(store: Optional[str] = typer.Option(
 
 ProjectOption = typer.Option(Path("."), "--project", "-p", help="Project directory (config and stores).")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
+WhereOption = typer.Option([], "--where", metavar="KEY=VALUE",
+                           help="Only documents whose metadata has this value (repeat for several; true, false and "
+                                "numbers are compared as such).")
+
+
+def metadata_filter(conditions: list[str]) -> dict:
+    """`--where KEY=VALUE` options as a metadata filter (see ragtune.knowledge.types.ChunkFilter)."""
+    wanted = {}
+    for condition in conditions:
+        key, equals, text = condition.partition("=")
+        if not equals or not key.strip():
+            raise RagtuneError(f"--where {condition!r}: expected KEY=VALUE", "for example --where department=HR")
+        value: object = {"true": True, "false": False}.get(text.strip().lower(), text.strip())
+        if isinstance(value, str):
+            for number in (int, float):
+                try:
+                    value = number(value)
+                    break
+                except ValueError:
+                    pass
+        wanted[key.strip()] = value
+    return wanted
 
 
 def _user_errors(command):
@@ -118,24 +140,26 @@ def search(query: Optional[str] = typer.Argument(None, help="The query (or use -
            k: int = typer.Option(5, "--k", help="Number of hits."),
            mode: str = typer.Option("hybrid", help="dense | lexical | hybrid"),
            source: Optional[str] = typer.Option(None, help="Only sources whose path matches this glob."),
+           where: list[str] = WhereOption,
            queries: Optional[Path] = typer.Option(None, help='JSONL file of {"id", "query"} lines; writes one '
                                                              '{"id", "hits"} line per query.'),
            project: Path = ProjectOption, as_json: bool = JsonOption):
     """Retrieve the chunks most relevant to a query."""
     if mode not in ("dense", "lexical", "hybrid"):
         raise RagtuneError(f"unknown mode '{mode}'", "use dense, lexical or hybrid")
+    metadata = metadata_filter(where)
     proj = _project(project)
     if queries is not None:
         from ragtune.queries import read_queries
 
         rows = read_queries(queries)
-        for row, hits in zip(rows, proj.search_batch([r["query"] for r in rows], k, mode, source)):
+        for row, hits in zip(rows, proj.search_batch([r["query"] for r in rows], k, mode, source, metadata)):
             sys.stdout.write(json.dumps({"id": row["id"], "hits": [h.to_dict() for h in hits]}, ensure_ascii=False)
                              + "\n")
         return
     if query is None:
         raise RagtuneError("no query given", "pass a QUERY argument or --queries FILE")
-    hits = proj.search(query, k, mode, source)
+    hits = proj.search(query, k, mode, source, metadata)
     if as_json:
         _print_json([h.to_dict() for h in hits])
         return
@@ -152,13 +176,15 @@ def ask(question: str = typer.Argument(..., help="The question."),
         model: Optional[str] = typer.Option(None, help="Generator: a name from `ragtune models`, a .gguf file, "
                                                         "a model directory or openai:MODEL@BASE_URL."),
         source: Optional[str] = typer.Option(None, help="Only retrieve from sources matching this glob."),
+        where: list[str] = WhereOption,
         project: Path = ProjectOption, as_json: bool = JsonOption):
     """Answer a question from the knowledge base, with citations (streams in the terminal)."""
+    metadata = metadata_filter(where)
     proj = _project(project)
     if as_json:
-        _print_json(proj.ask(question, k=k, model=model, source_glob=source).to_dict())
+        _print_json(proj.ask(question, k=k, model=model, source_glob=source, metadata=metadata).to_dict())
         return
-    answer = proj.ask(question, k=k, model=model, source_glob=source,
+    answer = proj.ask(question, k=k, model=model, source_glob=source, metadata=metadata,
                       on_text=lambda piece: console.print(piece, end="", markup=False, highlight=False))
     console.print()
     _print_citations(answer)

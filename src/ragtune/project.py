@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ragtune.knowledge.ingest import IngestReport
 from ragtune.knowledge.knowledge_base import KnowledgeBase
 from ragtune.knowledge.retrieval import Mode, Retriever
-from ragtune.knowledge.types import Hit
+from ragtune.knowledge.types import ChunkFilter, Hit
 from ragtune.models.base import GenerationEngine
 from ragtune.models.loading import load_generator
 from ragtune.progress import ProgressReporter
@@ -42,14 +42,15 @@ class Project:
         return self.kb.ingest(paths, prune=prune, json_text_field=text_field, sql_query=sql, progress=progress)
 
     def search(self, query: str, k: int | None = None, mode: Mode | None = None,
-               source_glob: str | None = None) -> list[Hit]:
-        """Top-k chunks for a query."""
-        return self.retriever.search(query, k, mode, source_glob)
+               source_glob: str | None = None, metadata: dict | None = None) -> list[Hit]:
+        """Top-k chunks for a query, from sources matching `source_glob` and documents whose metadata holds
+        `metadata`'s values, when given."""
+        return self.retriever.search(query, k, mode, ChunkFilter(source_glob, metadata or {}))
 
     def search_batch(self, queries: list[str], k: int | None = None, mode: Mode | None = None,
-                     source_glob: str | None = None) -> list[list[Hit]]:
+                     source_glob: str | None = None, metadata: dict | None = None) -> list[list[Hit]]:
         """Top-k chunks for each of many queries, embedding them in batches."""
-        return self.retriever.search_many(queries, k, mode, source_glob)
+        return self.retriever.search_many(queries, k, mode, ChunkFilter(source_glob, metadata or {}))
 
     def pipeline(self, model: str | None = None, *, generator: GenerationEngine | None = None) -> RagPipeline:
         """A RAG pipeline over this knowledge base with the configured (or the named) generator; `generator`: that
@@ -65,10 +66,10 @@ class Project:
         return open_runtime(self, strategy, model=model, k=k, generator=generator)
 
     def ask(self, question: str, k: int | None = None, model: str | None = None, source_glob: str | None = None,
-            on_text: Callable[[str], None] | None = None) -> Answer:
+            on_text: Callable[[str], None] | None = None, metadata: dict | None = None) -> Answer:
         """Answer with citations; `k=0` answers closed book with the same prompt otherwise; `on_text` receives
-        the answer as it streams."""
-        pipeline, options = self.pipeline(model), AnswerOptions(k=k, source_glob=source_glob)
+        the answer as it streams; `source_glob` and `metadata` filter the passages as in `search`."""
+        pipeline, options = self.pipeline(model), AnswerOptions(k=k, source_glob=source_glob, metadata=metadata)
         if on_text is None:
             return pipeline.answer(question, options)
         for event in pipeline.stream(question, options):

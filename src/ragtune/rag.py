@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 from ragtune.config import GenerationSettings
 from ragtune.errors import RagtuneError
 from ragtune.knowledge.retrieval import RetrievalTimings, Retriever
-from ragtune.knowledge.types import Hit
+from ragtune.knowledge.types import ChunkFilter, Hit
 from ragtune.models.base import GenerationConfig, GenerationEngine, Message
 from ragtune.prompts import CITATION_MARKER, build_messages, fit_history, fit_passages
 
@@ -58,6 +58,7 @@ class AnswerOptions:
 
     k: int | None = None
     source_glob: str | None = None
+    metadata: dict | None = None  # only documents whose metadata holds these values (see ChunkFilter)
     max_new_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -176,7 +177,8 @@ class RagPipeline:
         question = messages[-1]["content"]
         query = self.condense_query(messages) if k > 0 else question
         (ranked,), retrieval = self.retriever.search_timed([query], k=max(k, rank_depth) if k > 0 else 0,
-                                                           source_glob=options.source_glob)
+                                                           where=ChunkFilter(options.source_glob,
+                                                                             options.metadata or {}))
         config = self.generation_config(options)
         budget = self.settings.context_tokens - config.max_new_tokens - _PROMPT_MARGIN_TOKENS
         history = fit_history(messages[:-1], budget // 2, self.generator.count_tokens)

@@ -58,3 +58,74 @@ def test_reranker_and_rewrite_hooks(project, corpus):
 def test_empty_knowledge_base_and_k_zero(project):
     assert project.search("anything", k=5) == []
     assert project.search("anything", k=0) == []
+
+
+POLICIES = [
+    {"id": "leave", "department": "HR", "year": 2024, "public": True,
+     "text": "Annual leave: every employee has 25 days of paid holiday a year, booked with their manager."},
+    {"id": "parental", "department": "HR", "year": 2023, "public": False,
+     "text": "Parental leave lasts 16 weeks at full pay for either parent."},
+    {"id": "laptops", "department": "IT", "year": 2024, "public": True,
+     "text": "Laptops are replaced every four years; request a new laptop through the IT portal."},
+    {"id": "passwords", "department": "IT", "year": 2023, "public": False,
+     "text": "Passwords must be 14 characters long and are never shared, not even with IT."},
+]
+
+
+def test_metadata_filters_are_executed_by_each_backend(project, tmp_path):
+    import json
+
+    import pytest
+
+    from ragtune.errors import RagtuneError
+    from ragtune.knowledge.types import ChunkFilter
+
+    policies = tmp_path / "policies.jsonl"
+    policies.write_text("".join(json.dumps(record) + "\n" for record in POLICIES))
+    project.ingest([str(policies)])
+    texts = {record["id"]: record["text"] for record in POLICIES}
+
+    def found(metadata, mode="hybrid", source_glob=None) -> set[str]:
+        hits = project.search("leave laptops passwords holiday", k=10, mode=mode, source_glob=source_glob,
+                              metadata=metadata)
+        return {name for name, text in texts.items() if any(hit.text == text for hit in hits)}
+
+    for mode in ("dense", "lexical", "hybrid"):
+        assert found({"department": "HR"}, mode) == {"leave", "parental"}
+        assert found({"year": 2024, "public": True}, mode) == {"leave", "laptops"}
+        assert found({"public": False, "department": "IT"}, mode) == {"passwords"}
+    assert found({"year": "2024"}) == set()  # compared as JSON values: the string is not the number
+    assert found({"year": 2024.0}) == {"leave", "laptops"}  # a number is a number
+    assert found({"department": "HR"}, source_glob="other*") == set()
+    assert found({"department": "HR"}, source_glob="polic*") == {"leave", "parental"}
+    assert found({"department": "Finance"}) == set()
+    assert project.kb.store.chunk_ids_matching(ChunkFilter(metadata={"department": "IT"})).size == 2
+    with pytest.raises(RagtuneError, match="not a metadata key"):
+        project.search("leave", metadata={"dept name'); DROP TABLE chunks; --": "HR"})
+    with pytest.raises(RagtuneError, match="not a string, number or boolean"):
+        project.search("leave", metadata={"department": ["HR", "IT"]})
+    if project.kb.store.backend == "postgresql":  # the database runs the filter inside its vector search
+        project.kb.store.chunk_ids_matching = None  # never asked for the ids: calling it would fail
+        assert found({"department": "HR"}, mode="dense") == {"leave", "parental"}
+
+
+def test_the_cli_reads_metadata_conditions(project, tmp_path):
+    import json
+
+    import pytest
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app, metadata_filter
+    from ragtune.errors import RagtuneError
+
+    assert metadata_filter(["department=HR", "year=2024", "public=true", "ratio=0.5"]) == \
+        {"department": "HR", "year": 2024, "public": True, "ratio": 0.5}
+    with pytest.raises(RagtuneError, match="expected KEY=VALUE"):
+        metadata_filter(["department"])
+    policies = tmp_path / "policies.jsonl"
+    policies.write_text("".join(json.dumps(record) + "\n" for record in POLICIES))
+    project.ingest([str(policies)])
+    result = CliRunner().invoke(app, ["search", "leave laptops passwords", "--where", "department=IT", "--where",
+                                      "public=false", "--json", "--project", str(project.workspace.root)])
+    assert result.exit_code == 0, result.output
+    assert [hit["text"] for hit in json.loads(result.output)] == [POLICIES[3]["text"]]

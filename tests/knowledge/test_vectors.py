@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ragtune.knowledge.store import KnowledgeStore, PreparedDocument
-from ragtune.knowledge.types import Chunk, RawDocument
+from ragtune.knowledge.types import Chunk, ChunkFilter, RawDocument
 from ragtune.knowledge.vectors import AutoVectorIndex, FlatVectorIndex, HnswVectorIndex, exact_search
 
 
@@ -135,7 +135,7 @@ def test_real_store_deletions_and_empty(tmp_path):
     index = AutoVectorIndex(tmp_path, threshold=100)
     index.sync(store)
     assert isinstance(index.active, HnswVectorIndex) and len(index) == 300
-    b_ids = set(store.chunk_ids_matching("b").tolist())
+    b_ids = set(store.chunk_ids_matching(ChunkFilter(source_glob="b")).tolist())
     assert b_ids & set(ids_of(index.search(vectors[150:], 5))[0])
     store.delete_sources([("r", "b")])
     index.sync(store)

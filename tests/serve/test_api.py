@@ -179,6 +179,25 @@ def test_search_and_embeddings(client, served_project):
     assert client.post("/v1/embeddings", json={"input": "x", "model": "ada-002"}).status_code == 404
 
 
+def test_search_and_chat_take_a_metadata_filter(client, served_project, tmp_path):
+    records = tmp_path / "policies.jsonl"
+    records.write_text('{"id": "leave", "department": "HR", "text": "Annual leave is 25 days a year."}\n'
+                       '{"id": "laptops", "department": "IT", "text": "Laptops are replaced every four years."}\n')
+    served_project.ingest([str(records)])
+    hits = client.post("/v1/search", json={"query": "leave laptops", "k": 5,
+                                           "metadata_filter": {"department": "IT"}}).json()["data"]
+    assert [hit["text"] for hit in hits] == ["Laptops are replaced every four years."]
+    for bad in ({"dept'; --": "IT"}, {"department": ["HR"]}, {f"k{n}": n for n in range(21)}):
+        response = client.post("/v1/search", json={"query": "leave", "metadata_filter": bad})
+        assert response.status_code == 400 and "metadata_filter" in response.json()["error"]["message"], bad
+    answer = client.post("/v1/chat/completions", json={
+        "model": "rag", "messages": [{"role": "user", "content": "How long is annual leave?"}],
+        "metadata_filter": {"department": "HR"}}).json()
+    assert answer["citations"][0]["source"] == "policies.jsonl"
+    retrieved = AnswerLog(served_project.workspace.database_path).get(answer["id"])["retrieved"]
+    assert len(retrieved) == 1 and retrieved[0]["source"] == "policies.jsonl"  # the HR record only
+
+
 def test_concurrent_streams_all_complete_without_mixing(served_project):
     base_url, server = start_live(create_app(make_state(served_project)))
     questions = [f"Question number {i}: what is on Mars?" for i in range(20)]

@@ -17,6 +17,7 @@ import Stemmer
 
 from ragtune.knowledge.stamps import read_stamp, saved_ids, write_stamp
 from ragtune.knowledge.store import KnowledgeStore
+from ragtune.knowledge.types import Selection, allowed_ids
 
 # bm25s sets its logger to DEBUG, which prints "Building index from tokens" wherever logging has a handler
 logging.getLogger("bm25s").setLevel(logging.WARNING)
@@ -78,13 +79,14 @@ class LexicalIndex:
             self.model.save(self.directory)
         np.save(self.directory / "ids.npy", ids)
 
-    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """The `k` best (chunk id, BM25 score) with a positive score, optionally among `allowed` ids."""
+    def search(self, query: str, k: int, allowed: np.ndarray | Selection | None = None) -> list[tuple[int, float]]:
+        """The `k` best (chunk id, BM25 score) with a positive score, optionally among `allowed` chunks."""
         if self.model is None or k <= 0:
             return []
         terms = [t for t in tokenize([query])[0] if t in self.model.vocab_dict]
         if not terms:
             return []
+        allowed = allowed_ids(allowed)
         mask = None if allowed is None else np.isin(self.ids, allowed).astype(np.float32)
         positions, scores = self.model.retrieve([terms], k=min(k, len(self.ids)), show_progress=False,
                                                 n_threads=1, weight_mask=mask)

@@ -18,7 +18,8 @@ import numpy as np
 
 from ragtune.errors import RagtuneError
 from ragtune.knowledge.postgres_connection import SCHEMA, WRITE_LOCK, PostgresConnection, masked
-from ragtune.knowledge.store_base import PreparedDocument, StoreBase
+from ragtune.knowledge.store_base import CHUNK_JOINS, PreparedDocument, StoreBase
+from ragtune.knowledge.types import ChunkFilter
 
 SCHEMA_VERSION = 1  # of the PostgreSQL tables, apart from the SQLite file's (each migrates on its own)
 MIN_PGVECTOR = (0, 8)  # iterative index scans, which filtered searches need
@@ -230,11 +231,17 @@ class PostgresKnowledgeStore(StoreBase):
         return (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
                 np.stack([_array(r[1]) for r in rows]))
 
-    def chunk_ids_matching(self, source_glob: str) -> np.ndarray:
-        rows = self.db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
-                               "JOIN sources s ON s.id = d.source_id WHERE s.key LIKE %s ESCAPE '\\'",
-                               (like_pattern(source_glob),))
-        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+    def _filter_sql(self, where: ChunkFilter) -> tuple[list[str], list]:
+        """LIKE for the source glob, jsonb containment for the metadata (served by no index: a filter narrows the
+        chunks a search scores, the HNSW index or the exact scan does the rest)."""
+        conditions, params = [], []
+        if where.source_glob:
+            conditions.append("s.key LIKE ? ESCAPE '\\'")
+            params.append(like_pattern(where.source_glob))
+        if where.metadata:
+            conditions.append("d.metadata @> ?::jsonb")
+            params.append(json.dumps(where.metadata))
+        return conditions, params
 
     def iter_documents(self) -> Iterator[tuple[int, str]]:
         with self.db.cursor() as cursor:
@@ -259,24 +266,35 @@ class PostgresKnowledgeStore(StoreBase):
                 yield row[:7] + (_array(row[7]).tobytes() if row[7] is not None else b"",)
 
     # -- vector search --------------------------------------------------------------------------------
-    def nearest(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """The `k` chunks of highest inner product with `query` (cosine for normalised vectors), best first: by
-        pgvector's HNSW index, or exactly among `allowed` ids when they are at most EXACT_LIMIT (an ordering the
-        index cannot serve, so the planner scans those rows); ties by id, as the SQLite store's search orders them."""
+    def nearest(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None,
+                where: ChunkFilter | None = None) -> list[tuple[int, float]]:
+        """The `k` chunks of highest inner product with `query` (cosine for normalised vectors), best first, among
+        `allowed` ids and those `where` allows: exactly when at most EXACT_LIMIT chunks qualify (an ordering the
+        index cannot serve, so the planner scans those rows), else by pgvector's HNSW index; ties by id, as the
+        SQLite store's search orders them."""
         vector = np.asarray(query, dtype=np.float32).ravel()
-        if allowed is not None and len(allowed) <= EXACT_LIMIT:
-            rows = self.db.execute("SELECT id, -(embedding <#> %s) AS score FROM chunks WHERE id = ANY(%s) "
-                                   "ORDER BY score DESC, id LIMIT %s",
-                                   (vector, [int(i) for i in allowed], k), binary=True).fetchall()
+        conditions, params = self._filter_sql(where) if where else ([], [])
+        if allowed is not None:
+            conditions.append("c.id = ANY(?)")
+            params.append([int(i) for i in allowed])
+        chosen = f"{CHUNK_JOINS} WHERE {' AND '.join(conditions)} " if conditions else "FROM chunks c "
+        if conditions and self._at_most(EXACT_LIMIT, chosen, params, allowed):
+            rows = self._execute(f"SELECT c.id, -(c.embedding <#> ?) AS score {chosen}ORDER BY score DESC, c.id "
+                                 "LIMIT ?", [vector, *params, k]).fetchall()
         else:
             # The planner prices a table scan by the table's own pages, not the TOAST pages its vectors live in
             # (each row with its text is over 2 kB), and chose a 26 ms scan over a 1 ms index search at 8,000
             # chunks: the HNSW index is asked for explicitly. Iterative scans keep filtering its candidates until k
             # pass, in roughly the right order.
-            where, params = ("", (vector, vector, k)) if allowed is None else \
-                ("WHERE id = ANY(%s) ", (vector, [int(i) for i in allowed], vector, k))
             with self.db.transaction():
                 self.db.execute("SET LOCAL enable_seqscan = off")
-                rows = self.db.execute(f"SELECT id, -(embedding <#> %s) FROM chunks {where}"
-                                       "ORDER BY embedding <#> %s LIMIT %s", params, binary=True).fetchall()
+                rows = self._execute(f"SELECT c.id, -(c.embedding <#> ?) {chosen}ORDER BY c.embedding <#> ? LIMIT ?",
+                                     [vector, *params, vector, k]).fetchall()
         return sorted(((int(chunk_id), float(score)) for chunk_id, score in rows), key=lambda hit: (-hit[1], hit[0]))
+
+    def _at_most(self, limit: int, chosen: str, params: list, allowed: np.ndarray | None) -> bool:
+        """Whether the chunks `chosen` (a FROM ... WHERE clause) number at most `limit`, counting no further."""
+        if allowed is not None and len(allowed) <= limit:
+            return True
+        return self._execute(f"SELECT COUNT(*) FROM (SELECT 1 {chosen}LIMIT ?) AS chosen",
+                             [*params, limit + 1]).fetchone()[0] <= limit

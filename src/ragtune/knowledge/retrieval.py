@@ -1,4 +1,5 @@
-"""Dense, lexical and hybrid (reciprocal rank fusion) retrieval with source filters and a reranking hook."""
+"""Dense, lexical and hybrid (reciprocal rank fusion) retrieval with filters (source glob, metadata) and a reranking
+hook."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ragtune.config import RetrievalConfig
 from ragtune.knowledge.embedder import Embedder
 from ragtune.knowledge.lexical import LexicalIndex
 from ragtune.knowledge.store import KnowledgeStore
-from ragtune.knowledge.types import Hit
+from ragtune.knowledge.types import ChunkFilter, Hit, Selection
 from ragtune.knowledge.vectors import VectorIndex
 
 Mode = Literal["dense", "lexical", "hybrid"]
@@ -59,31 +60,32 @@ class Retriever:
         self.lock = threading.RLock()
 
     def search(self, query: str, k: int | None = None, mode: Mode | None = None,
-               source_glob: str | None = None) -> list[Hit]:
-        """The top `k` hits for one query."""
-        return self.search_many([query], k, mode, source_glob)[0]
+               where: ChunkFilter | str | None = None) -> list[Hit]:
+        """The top `k` hits for one query, among the chunks `where` allows (a filter, or a source glob)."""
+        return self.search_many([query], k, mode, where)[0]
 
     def search_many(self, queries: list[str], k: int | None = None, mode: Mode | None = None,
-                    source_glob: str | None = None) -> list[list[Hit]]:
+                    where: ChunkFilter | str | None = None) -> list[list[Hit]]:
         """The top `k` hits for each query; dense queries are embedded in batches."""
-        return self.search_timed(queries, k, mode, source_glob)[0]
+        return self.search_timed(queries, k, mode, where)[0]
 
     def search_timed(self, queries: list[str], k: int | None = None, mode: Mode | None = None,
-                     source_glob: str | None = None) -> tuple[list[list[Hit]], RetrievalTimings]:
+                     where: ChunkFilter | str | None = None) -> tuple[list[list[Hit]], RetrievalTimings]:
         """`search_many` with the time it took (returned, never kept: one retriever serves concurrent requests)."""
+        where = ChunkFilter(source_glob=where) if isinstance(where, str) else where
         k = self.config.k if k is None else k
         mode = mode or self.config.mode
         timings = RetrievalTimings()
         if k <= 0 or not queries:
             return [[] for _ in queries], timings
         with self.lock:  # the indexes catch up with the store here, and the store's connection is shared
-            return self._search(queries, k, mode, source_glob, timings), timings
+            return self._search(queries, k, mode, where, timings), timings
 
-    def _search(self, queries: list[str], k: int, mode: Mode, source_glob: str | None,
+    def _search(self, queries: list[str], k: int, mode: Mode, where: ChunkFilter | None,
                 timings: RetrievalTimings) -> list[list[Hit]]:
         queries = [self._process(q) for q in queries]
         candidates = max(k, self.config.candidates) if mode == "hybrid" or self.reranker else k
-        allowed = self.store.chunk_ids_matching(source_glob) if source_glob else None
+        allowed = Selection(where, self.store) if where else None
         if mode in ("dense", "hybrid"):
             started = time.perf_counter()
             vectors = self.embedder.encode(queries)

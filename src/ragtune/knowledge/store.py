@@ -17,6 +17,7 @@ from filelock import FileLock
 
 from ragtune.errors import RagtuneError
 from ragtune.knowledge.store_base import PreparedDocument, StoreBase
+from ragtune.knowledge.types import ChunkFilter
 
 SCHEMA_VERSION = 2  # 2: sources.modified_at, snapshots, probe_runs
 
@@ -197,12 +198,23 @@ class KnowledgeStore(StoreBase):
         matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         return ids, matrix
 
-    def chunk_ids_matching(self, source_glob: str) -> np.ndarray:
-        """Ids of chunks whose source key matches a glob pattern (`*` also matches `/`)."""
-        rows = self.db.execute(
-            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
-            "JOIN sources s ON s.id = d.source_id WHERE s.key GLOB ?", (source_glob,))
-        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+    def _filter_sql(self, where: ChunkFilter) -> tuple[list[str], list]:
+        """GLOB for the source (`*` also matches `/`); json_extract and json_type for each metadata value, so that
+        1 matches neither true nor "1", as in PostgreSQL's jsonb."""
+        conditions, params = [], []
+        if where.source_glob:
+            conditions.append("s.key GLOB ?")
+            params.append(where.source_glob)
+        for key, value in where.metadata.items():
+            path = f'$."{key}"'
+            if isinstance(value, bool):
+                conditions.append("json_type(d.metadata, ?) = ?")
+                params += [path, "true" if value else "false"]
+            else:
+                types = "'integer', 'real'" if isinstance(value, (int, float)) else "'text'"
+                conditions.append(f"json_type(d.metadata, ?) IN ({types}) AND json_extract(d.metadata, ?) = ?")
+                params += [path, path, value]
+        return conditions, params
 
     def iter_documents(self) -> Iterator[tuple[int, str]]:
         """(document id, text) of every document, streamed in id order."""

@@ -12,8 +12,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ragtune.knowledge.types import Chunk, Hit, RawDocument
+from ragtune.knowledge.types import Chunk, ChunkFilter, Hit, RawDocument
 
+CHUNK_JOINS = "FROM chunks c JOIN documents d ON d.id = c.document_id JOIN sources s ON s.id = d.source_id"
 META_UPSERT = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 _IN_LIST_SIZE = 900  # ids bound per query (SQLite's bound-parameter limit is 999 on older builds)
 
@@ -158,6 +159,17 @@ class StoreBase:
         return self._execute(
             "SELECT c.id, s.root, s.key, d.id, c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
             "JOIN sources s ON s.id = d.source_id ORDER BY c.id").fetchall()
+
+    def chunk_ids_matching(self, where: ChunkFilter) -> np.ndarray:
+        """Ids of the chunks a filter allows, ascending."""
+        conditions, params = self._filter_sql(where)
+        rows = self._execute(f"SELECT c.id {CHUNK_JOINS} WHERE {' AND '.join(conditions) or 'TRUE'} ORDER BY c.id",
+                             params)
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def _filter_sql(self, where: ChunkFilter) -> tuple[list[str], list]:
+        """SQL conditions (on `CHUNK_JOINS`' aliases c, d, s) with their parameters, in this backend's dialect."""
+        raise NotImplementedError
 
     def hits(self, scored: list[tuple[int, float]]) -> list[Hit]:
         """Load the chunks behind (chunk id, score) pairs, keeping their order."""

@@ -11,6 +11,7 @@ import numpy as np
 
 from ragtune.knowledge.stamps import read_stamp, saved_ids, write_stamp
 from ragtune.knowledge.store import KnowledgeStore
+from ragtune.knowledge.types import Selection, allowed_ids
 
 Results = list[list[tuple[int, float]]]
 
@@ -22,8 +23,9 @@ class VectorIndex(Protocol):
         """Bring the index in line with the store's current generation."""
         ...
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
-        """For each query vector, the `k` best (chunk id, cosine similarity), optionally among `allowed` ids."""
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | Selection | None = None) -> Results:
+        """For each query vector, the `k` best (chunk id, cosine similarity), optionally among `allowed` chunks
+        (listed ids, or a filter's selection, which an index in the database executes itself)."""
         ...
 
     def __len__(self) -> int: ...
@@ -86,8 +88,8 @@ class FlatVectorIndex:
             write_stamp(stamp, store.identity, generation, size=len(self.ids))
         self.generation = generation
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
-        return exact_search(self.ids, self.matrix, queries, k, allowed)
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | Selection | None = None) -> Results:
+        return exact_search(self.ids, self.matrix, queries, k, allowed_ids(allowed))
 
     def saved(self, store) -> tuple[int | None, np.ndarray | None]:
         """(generation, chunk ids) as saved on disk from `store` (see stamps.saved_ids)."""
@@ -133,8 +135,8 @@ class HnswVectorIndex:
             self._update(*store.embeddings())
             self._save(store.identity, generation)
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
-        queries = np.asarray(queries, dtype=np.float32)
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | Selection | None = None) -> Results:
+        queries, allowed = np.asarray(queries, dtype=np.float32), allowed_ids(allowed)
         if self.graph is None or k <= 0 or (allowed is not None and len(allowed) <= self.exact_limit):
             return exact_search(self.ids, self.matrix, queries, k, allowed)
         # Under a filter, oversample so that about 2 * k candidates pass it; too few passing means exact search.
@@ -235,7 +237,7 @@ class AutoVectorIndex:
             self.active = HnswVectorIndex(self.directory, self.threshold) if large else FlatVectorIndex(self.directory)
         self.active.sync(store)
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | Selection | None = None) -> Results:
         return self.active.search(queries, k, allowed)
 
     def saved(self, store) -> tuple[int | None, np.ndarray | None]:
@@ -260,10 +262,13 @@ class PgVectorIndex:
     def sync(self, store) -> None:
         """Nothing to do: the database maintains its index with every write."""
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Results:
-        if k <= 0 or (allowed is not None and len(allowed) == 0):
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | Selection | None = None) -> Results:
+        """Searched in the database, with a selection's filter in the same query (its ids are never listed)."""
+        where = allowed.where if isinstance(allowed, Selection) else None
+        ids = None if isinstance(allowed, Selection) else allowed
+        if k <= 0 or (ids is not None and len(ids) == 0):
             return [[] for _ in range(len(queries))]
-        return [self.store.nearest(query, k, allowed) for query in np.asarray(queries, dtype=np.float32)]
+        return [self.store.nearest(query, k, ids, where) for query in np.asarray(queries, dtype=np.float32)]
 
     def saved(self, store) -> tuple[int | None, np.ndarray | None]:
         """(generation, chunk ids): the database's index always holds the store's chunks."""

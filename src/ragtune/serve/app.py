@@ -148,8 +148,8 @@ def _api_router(state: ServerState) -> APIRouter:
         except ValueError as error:
             raise ApiError(400, str(error), "invalid_stop") from None
         wanted = request.max_completion_tokens or request.max_tokens
-        options = AnswerOptions(k=request.k, source_glob=request.source_glob, temperature=request.temperature,
-                                top_p=request.top_p, stop=stop, seed=request.seed,
+        options = AnswerOptions(k=request.k, source_glob=request.source_glob, metadata=request.metadata_filter,
+                                temperature=request.temperature, top_p=request.top_p, stop=stop, seed=request.seed,
                                 max_new_tokens=min(wanted, state.max_tokens_cap) if wanted else None,
                                 repetition_penalty=request.repetition_penalty or state.repetition_penalty,
                                 frequency_penalty=request.frequency_penalty, presence_penalty=request.presence_penalty)
@@ -190,7 +190,8 @@ def _api_router(state: ServerState) -> APIRouter:
 
     @router.post("/search")
     def search(request: SearchRequest) -> dict:
-        hits = state.project.search(request.query, k=request.k, mode=request.mode, source_glob=request.source_glob)
+        hits = state.project.search(request.query, k=request.k, mode=request.mode, source_glob=request.source_glob,
+                                    metadata=request.metadata_filter)
         return {"object": "list", "data": [hit.to_dict() for hit in hits]}
 
     @router.post("/render")

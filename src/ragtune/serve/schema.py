@@ -4,16 +4,23 @@ implement are refused with a message naming them, never silently ignored."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints,
+                      field_validator)
 
 from ragtune.arena.store import RATER_PATTERN
+from ragtune.knowledge.types import METADATA_KEY
 
 MAX_MESSAGES = 200
 MAX_MESSAGE_CHARS = 32_000
 MAX_STOP_SEQUENCES = 4
 MAX_EMBEDDING_INPUTS = 256
+MAX_METADATA_FILTERS = 20
+
+MetadataFilter = Annotated[dict[Annotated[str, StringConstraints(pattern=METADATA_KEY.pattern)],
+                                StrictBool | StrictInt | StrictFloat | Annotated[str, StringConstraints(max_length=500)]],
+                           Field(max_length=MAX_METADATA_FILTERS)] | None
 
 
 class ChatMessage(BaseModel):
@@ -66,6 +73,8 @@ class ChatCompletionRequest(BaseModel):
                                              "server's chat default otherwise")
     k: int | None = Field(None, ge=0, le=50, description="ragtune: passages to retrieve (strategies that retrieve)")
     source_glob: str | None = Field(None, max_length=500, description="ragtune: only sources matching this glob")
+    metadata_filter: MetadataFilter = Field(None, description="ragtune: only documents whose metadata holds these "
+                                            "values, e.g. {\"department\": \"HR\"}")
 
     def unsupported(self) -> list[str]:
         """The fields of this request ragtune cannot honour, with their values."""
@@ -112,6 +121,7 @@ class SearchRequest(BaseModel):
     k: int = Field(5, ge=1, le=100)
     mode: Literal["dense", "lexical", "hybrid"] | None = None
     source_glob: str | None = Field(None, max_length=500)
+    metadata_filter: MetadataFilter = None
 
 
 class RenderRequest(BaseModel):
