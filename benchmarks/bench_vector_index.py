@@ -49,6 +49,9 @@ class ArrayStore:
     def counts(self) -> dict:
         return {"chunks": len(self.ids)}
 
+    def chunk_changes(self, since: int, until: int) -> None:
+        return None  # no change log: an index reads every embedding
+
 
 def timed(action) -> float:
     started = time.perf_counter()

@@ -72,6 +72,21 @@ def test_a_newer_schema_is_refused(postgres_url):
         PostgresKnowledgeStore(postgres_url)
 
 
+def test_an_older_schema_is_migrated_forward_at_open(postgres_url):
+    from ragtune.knowledge.postgres_store import SCHEMA_VERSION
+
+    PostgresKnowledgeStore(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as admin:  # as version 1 left it: no change log
+        admin.execute("DROP TABLE ragtune.chunk_changes")
+        admin.execute("DELETE FROM ragtune.meta WHERE key = 'changes_from'")
+        admin.execute("UPDATE ragtune.meta SET value = '7' WHERE key = 'generation'")
+        admin.execute("UPDATE ragtune.meta SET value = '1' WHERE key = 'schema_version'")
+    store = PostgresKnowledgeStore(postgres_url)
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION) and store.get_meta("changes_from") == "7"
+    assert store.chunk_changes(6, 7) is None and store.chunk_changes(7, 7)[0].size == 0  # the log starts now
+    store.close()
+
+
 INGEST = "import sys; from ragtune.project import Project; Project(sys.argv[1]).ingest([sys.argv[2]])"
 
 

@@ -38,6 +38,9 @@ class FakeStore:
     def counts(self) -> dict:
         return {"chunks": len(self.ids)}
 
+    def chunk_changes(self, since: int, until: int) -> None:
+        return None  # no change log: an index reads every embedding
+
 
 def ids_of(results):
     return [[chunk_id for chunk_id, _ in row] for row in results]

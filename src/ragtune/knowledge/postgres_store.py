@@ -21,7 +21,7 @@ from ragtune.knowledge.postgres_connection import SCHEMA, WRITE_LOCK, PostgresCo
 from ragtune.knowledge.store_base import CHUNK_JOINS, PreparedDocument, StoreBase
 from ragtune.knowledge.types import ChunkFilter
 
-SCHEMA_VERSION = 1  # of the PostgreSQL tables, apart from the SQLite file's (each migrates on its own)
+SCHEMA_VERSION = 2  # of the PostgreSQL tables, apart from the SQLite file's (each migrates on its own); 2: chunk_changes
 MIN_PGVECTOR = (0, 8)  # iterative index scans, which filtered searches need
 # pgvector's graph defaults with a deeper search (BENCHMARKS.md, at 5,000 vectors): ef_search 40 gave recall@10 0.83
 # against usearch's 0.97, ef_search 256 gives 0.96; building like usearch (m 32, ef_construction 128) gave 0.99 but
@@ -29,6 +29,15 @@ MIN_PGVECTOR = (0, 8)  # iterative index scans, which filtered searches need
 HNSW_OPTIONS = "m = 16, ef_construction = 64"
 EF_SEARCH = 256
 EXACT_LIMIT = 20_000  # filters allowing at most this many chunks are searched exactly (as the usearch index does)
+
+_CHUNK_CHANGES = [
+    """CREATE TABLE IF NOT EXISTS chunk_changes (id BIGSERIAL PRIMARY KEY, generation BIGINT NOT NULL,
+        chunk_id BIGINT NOT NULL, added BOOLEAN NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS chunk_changes_generation ON chunk_changes(generation)",
+]
+_START_CHANGE_LOG = "INSERT INTO meta SELECT 'changes_from', value FROM meta WHERE key = 'generation' ON CONFLICT DO NOTHING"
+# Forward migrations: what takes the tables from version N - 1 to N (run in one transaction with the version stamp)
+_MIGRATIONS = {2: [*_CHUNK_CHANGES, _START_CHANGE_LOG]}
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -53,6 +62,7 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS probe_runs (id BIGSERIAL PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL,
         generation BIGINT NOT NULL, probe_set TEXT NOT NULL, questions INTEGER NOT NULL, k INTEGER NOT NULL,
         recall DOUBLE PRECISION NOT NULL)""",
+    *_CHUNK_CHANGES,
 ]
 
 
@@ -108,8 +118,8 @@ class PostgresKnowledgeStore(StoreBase):
         connection.execute("SET hnsw.iterative_scan = relaxed_order")  # filtered searches: more candidates
 
     def _create_schema(self, where: str) -> None:
-        """The extension and tables in one transaction (nothing half-made) unless they exist at this version; a
-        database of a newer version is refused. (Schema 2 is PostgreSQL's first: migrations start with the next.)"""
+        """The extension and tables in one transaction (nothing half-made) unless they exist at this version; an
+        older version is migrated forward step by step in that transaction, a newer one refused."""
         import psycopg
 
         try:
@@ -123,18 +133,14 @@ class PostgresKnowledgeStore(StoreBase):
                                        "upgrade ragtune (pip install -U ragtune) to open it")
                 if version is not None and int(version) == SCHEMA_VERSION:
                     return  # nothing to create: a user allowed to read and write the tables is enough
-                self.db.execute("CREATE EXTENSION IF NOT EXISTS vector")
-                installed = self.db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-                if tuple(int(n) for n in installed[0].split(".")[:2]) < MIN_PGVECTOR:
-                    raise RagtuneError(f"the database at {where} has pgvector {installed[0]}; ragtune needs "
-                                       f"{'.'.join(map(str, MIN_PGVECTOR))} or newer (iterative index scans)",
-                                       "upgrade pgvector on the server, then ALTER EXTENSION vector UPDATE")
-                self.db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-                for statement in _SCHEMA:
-                    self.db.execute(statement)
+                if version is not None:
+                    for step in range(int(version) + 1, SCHEMA_VERSION + 1):
+                        for statement in _MIGRATIONS[step]:
+                            self.db.execute(statement)
+                else:
+                    self._create_tables(where)
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE "
                                 "SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
-                self.db.execute("INSERT INTO meta VALUES ('generation', '0') ON CONFLICT DO NOTHING")
         except psycopg.Error as error:
             self.db.close()
             reason = str(error).strip().splitlines()[0]
@@ -145,6 +151,20 @@ class PostgresKnowledgeStore(StoreBase):
             raise RagtuneError(f"cannot create ragtune's tables in {where}: {reason}",
                                f"connect once as a user allowed to create the schema {SCHEMA} and its tables (the "
                                "database owner); later a user who may read and write them is enough") from None
+
+    def _create_tables(self, where: str) -> None:
+        """pgvector (checked new enough), the schema and its tables, in the caller's transaction."""
+        self.db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        installed = self.db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        if tuple(int(n) for n in installed[0].split(".")[:2]) < MIN_PGVECTOR:
+            raise RagtuneError(f"the database at {where} has pgvector {installed[0]}; ragtune needs "
+                               f"{'.'.join(map(str, MIN_PGVECTOR))} or newer (iterative index scans)",
+                               "upgrade pgvector on the server, then ALTER EXTENSION vector UPDATE")
+        self.db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        for statement in _SCHEMA:
+            self.db.execute(statement)
+        self.db.execute("INSERT INTO meta VALUES ('generation', '0') ON CONFLICT DO NOTHING")
+        self.db.execute(_START_CHANGE_LOG)
 
     def describe(self) -> dict:
         return {"backend": self.backend, "url": masked(self.url)}
@@ -159,7 +179,9 @@ class PostgresKnowledgeStore(StoreBase):
     def replace_sources(self, batch: list[tuple[dict, list[PreparedDocument]]]) -> None:
         """Atomically replace each source's documents and chunks (one transaction for the whole batch)."""
         with self._transaction():
+            generation = self.generation + 1
             for source, documents in batch:
+                self._log_source_chunks(generation, source["root"], source["key"], added=False)
                 self.db.execute("DELETE FROM sources WHERE root = %s AND key = %s", (source["root"], source["key"]))
                 source_id = self.db.execute(
                     "INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, ingested_at, "
@@ -169,7 +191,8 @@ class PostgresKnowledgeStore(StoreBase):
                 dropped = [d for d in documents if not self._insert_document(source_id, d)]
                 if dropped:
                     self._note_stored_elsewhere(source_id, dropped, everything=len(dropped) == len(documents))
-            self._bump_generation()
+                self._log_source_chunks(generation, source["root"], source["key"], added=True)
+            self._end_change(generation)
 
     def _note_stored_elsewhere(self, source_id: int, dropped: list[PreparedDocument], everything: bool) -> None:
         """Say on the source which of its documents another ingest stored first (under another source)."""

@@ -19,7 +19,7 @@ from ragtune.errors import RagtuneError
 from ragtune.knowledge.store_base import PreparedDocument, StoreBase
 from ragtune.knowledge.types import ChunkFilter
 
-SCHEMA_VERSION = 2  # 2: sources.modified_at, snapshots, probe_runs
+SCHEMA_VERSION = 3  # 2: sources.modified_at, snapshots, probe_runs; 3: chunk_changes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,6 +74,13 @@ CREATE TABLE IF NOT EXISTS snapshots (  -- what the knowledge base looked like a
     embeddings BLOB NOT NULL,        -- float32 embeddings of a random sample of chunks
     dimension INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS chunk_changes (  -- each chunk added or removed, by generation (see StoreBase.chunk_changes)
+    id INTEGER PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    chunk_id INTEGER NOT NULL,
+    added INTEGER NOT NULL           -- 1 added, 0 removed
+);
+CREATE INDEX IF NOT EXISTS chunk_changes_generation ON chunk_changes(generation);
 CREATE TABLE IF NOT EXISTS probe_runs (  -- retrieval recall@k on a fixed probe set at each health run
     id INTEGER PRIMARY KEY,
     created_at REAL NOT NULL,
@@ -94,7 +101,8 @@ def _add_column(table: str, column: str, declaration: str):
 
 
 # Forward migrations: what takes a database from version N - 1 to N
-_MIGRATIONS = {2: [_add_column("sources", "modified_at", "REAL")]}
+_MIGRATIONS = {2: [_add_column("sources", "modified_at", "REAL")],
+               3: []}  # chunk_changes: made by the schema, its log starting at the generation of the migration
 
 class KnowledgeStore(StoreBase):
     """SQLite-backed sources, documents, chunks and embeddings."""
@@ -111,6 +119,7 @@ class KnowledgeStore(StoreBase):
             self.db.execute("PRAGMA journal_mode = WAL")
             self._open_schema()
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+            self.db.execute("INSERT OR IGNORE INTO meta SELECT 'changes_from', value FROM meta WHERE key = 'generation'")
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
         self.db.execute("PRAGMA synchronous = NORMAL")
 
@@ -150,7 +159,9 @@ class KnowledgeStore(StoreBase):
         ingested_at (now by default); documents).
         """
         with self._transaction():
+            generation = self.generation + 1
             for source, documents in batch:
+                self._log_source_chunks(generation, source["root"], source["key"], added=False)
                 self.db.execute("DELETE FROM sources WHERE root = ? AND key = ?", (source["root"], source["key"]))
                 source_id = self.db.execute(
                     "INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, ingested_at, "
@@ -159,7 +170,8 @@ class KnowledgeStore(StoreBase):
                     {"modified_at": None, "ingested_at": time.time(), **source}).lastrowid
                 for document in documents:
                     self._insert_document(source_id, document)
-            self._bump_generation()
+                self._log_source_chunks(generation, source["root"], source["key"], added=True)
+            self._end_change(generation)
 
     def _insert_document(self, source_id: int, document: PreparedDocument) -> None:
         raw = document.raw

@@ -16,6 +16,7 @@ from ragtune.knowledge.types import Chunk, ChunkFilter, Hit, RawDocument
 
 CHUNK_JOINS = "FROM chunks c JOIN documents d ON d.id = c.document_id JOIN sources s ON s.id = d.source_id"
 META_UPSERT = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+CHANGE_LOG_GENERATIONS = 1_000  # generations of chunk changes kept; an index further behind is rebuilt
 _IN_LIST_SIZE = 900  # ids bound per query (SQLite's bound-parameter limit is 999 on older builds)
 
 
@@ -111,11 +112,50 @@ class StoreBase:
     def delete_sources(self, sources: Iterable[tuple[str, str]]) -> int:
         """Remove sources, given as (root, key), with their documents and chunks; returns how many went."""
         with self._transaction():
-            removed = sum(self._execute("DELETE FROM sources WHERE root = ? AND key = ?", source).rowcount
-                          for source in sources)
+            generation = self.generation + 1
+            removed = 0
+            for root, key in sources:
+                self._log_source_chunks(generation, root, key, added=False)
+                removed += self._execute("DELETE FROM sources WHERE root = ? AND key = ?", (root, key)).rowcount
             if removed:
-                self._bump_generation()
+                self._end_change(generation)
         return removed
+
+    # -- the change log: what derived indexes kept beside the store apply instead of reading it all -----------
+    def _log_source_chunks(self, generation: int, root: str, key: str, *, added: bool) -> None:
+        """Log every chunk of a source as added (after it is written) or removed (before it is deleted)."""
+        self._execute(f"INSERT INTO chunk_changes (generation, chunk_id, added) SELECT ?, c.id, ? {CHUNK_JOINS} "
+                      "WHERE s.root = ? AND s.key = ?", (generation, added, root, key))
+
+    def _end_change(self, generation: int) -> None:
+        """Close a writing transaction: forget the log's oldest generations, then publish the new one."""
+        oldest = generation - CHANGE_LOG_GENERATIONS
+        if oldest > int(self.get_meta("changes_from") or 0):
+            self._execute("DELETE FROM chunk_changes WHERE generation <= ?", (oldest,))
+            self.set_meta("changes_from", str(oldest))
+        self._bump_generation()
+
+    def chunk_changes(self, since: int, until: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The chunks changed after generation `since` up to `until`: (touched, added) ids, ascending. Every touched
+        chunk leaves an index; the added ones (whose last change added them) come back with their stored
+        embedding. None when the log no longer reaches back to `since`: rebuild from the store."""
+        if since < int(self.get_meta("changes_from") or 0) or since > until:
+            return None
+        state: dict[int, bool] = {}
+        for chunk_id, added in self._execute("SELECT chunk_id, added FROM chunk_changes WHERE generation > ? AND "
+                                             "generation <= ? ORDER BY id", (since, until)):
+            state[chunk_id] = bool(added)
+        touched = np.array(sorted(state), dtype=np.int64)
+        return touched, np.array([chunk_id for chunk_id in touched.tolist() if state[chunk_id]], dtype=np.int64)
+
+    def embeddings_of(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, embedding matrix) of the given chunks that exist, in id order."""
+        rows = sorted(self._in_lists("SELECT id, embedding FROM chunks WHERE id IN ({ids})", list(ids)),
+                      key=lambda row: row[0])
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return (np.array([row[0] for row in rows], dtype=np.int64),
+                np.stack([self._vector(row[1]) for row in rows]).astype(np.float32, copy=False))
 
     # -- ingest manifest ------------------------------------------------------------------------------
     def start_run(self) -> int:

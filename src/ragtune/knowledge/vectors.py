@@ -1,5 +1,6 @@
-"""Vector indexes over chunk embeddings. The store holds the embeddings; an index is derived from it and can be
-rebuilt at any time, which is what lets a server vector database replace the in-process one later."""
+"""Vector indexes over chunk embeddings. The store holds the embeddings; an index kept beside it is derived from it,
+follows its change log (only changed chunks are read), and can be rebuilt at any time. On PostgreSQL the index is
+pgvector's, inside the database."""
 
 from __future__ import annotations
 
@@ -53,6 +54,26 @@ def exact_search(ids: np.ndarray, matrix: np.ndarray, queries: np.ndarray, k: in
     return results
 
 
+def caught_up(ids: np.ndarray, matrix: np.ndarray, store, since: int, generation: int
+              ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ids, matrix) of an index at generation `since` brought to `generation` by the store's change log: the chunks
+    changed meanwhile leave, the ones added come back with their stored embedding, and only those are read. None when
+    the index has nothing to start from or the log does not reach back that far."""
+    changes = store.chunk_changes(since, generation) if since >= 0 and len(ids) == len(matrix) else None
+    if changes is None:
+        return None
+    touched, added = changes
+    kept = ~np.isin(ids, touched)
+    new_ids, new_vectors = store.embeddings_of(added)
+    if not len(new_ids):
+        return ids[kept], np.asarray(matrix[kept])
+    if not kept.any():
+        return new_ids, new_vectors
+    merged_ids = np.concatenate([ids[kept], new_ids])
+    order = np.argsort(merged_ids, kind="stable")
+    return merged_ids[order], np.concatenate([np.asarray(matrix[kept]), new_vectors])[order]
+
+
 class FlatVectorIndex:
     """Exact inner-product search over normalised embeddings in memory, saved as .npy files.
 
@@ -78,11 +99,14 @@ class FlatVectorIndex:
         if self.generation == generation:
             return
         stamp = self.directory / "flat.json"
-        if read_stamp(stamp, store.identity).get("generation") == generation:
+        saved = read_stamp(stamp, store.identity).get("generation")
+        if self.generation < 0 and saved is not None:  # what the last process saved: current, or a start
             self.ids = np.load(self.directory / "flat_ids.npy")
             self.matrix = np.load(self.directory / "flat_vectors.npy")
-        else:
-            self.ids, self.matrix = store.embeddings()
+            self.generation = saved
+        if self.generation != generation:
+            self.ids, self.matrix = caught_up(self.ids, self.matrix, store, self.generation, generation) or \
+                store.embeddings()
             np.save(self.directory / "flat_ids.npy", self.ids)
             np.save(self.directory / "flat_vectors.npy", self.matrix)
             write_stamp(stamp, store.identity, generation, size=len(self.ids))
@@ -132,7 +156,7 @@ class HnswVectorIndex:
         if self.generation < 0 and read_stamp(self.directory / "hnsw.json", store.identity):
             self._load(store.identity)
         if self.generation != generation:
-            self._update(*store.embeddings())
+            self._update(*(caught_up(self.ids, self.matrix, store, self.generation, generation) or store.embeddings()))
             self._save(store.identity, generation)
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | Selection | None = None) -> Results:

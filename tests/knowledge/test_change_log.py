@@ -1,0 +1,79 @@
+"""The store's change log, on both backends: every write logs the chunks it adds and removes, and the vector indexes
+kept beside the store catch up from it, reading only the changed chunks, to the state a full rebuild gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ragtune.knowledge import store_base
+from ragtune.knowledge.vectors import FlatVectorIndex, HnswVectorIndex
+
+
+def test_writes_log_the_chunks_they_add_and_remove(project, corpus):
+    store = project.kb.store
+    start = store.generation
+    project.ingest([str(corpus)])
+    first = store.generation
+    touched, added = store.chunk_changes(start, first)
+    assert np.array_equal(added, store.chunk_ids()) and np.array_equal(touched, added)
+
+    mars = corpus / "space" / "mars.txt"
+    old_mars = {h.chunk_id for h in project.search("Olympus Mons", k=20) if h.source == "space/mars.txt"}
+    mars.write_text("Mars has two small moons, Phobos and Deimos, named after the sons of Ares.")
+    (corpus / "animals" / "cats.md").unlink()
+    before = set(store.chunk_ids().tolist())
+    project.ingest([str(corpus)], prune=True)
+    touched, added = store.chunk_changes(first, store.generation)
+    after = set(store.chunk_ids().tolist())
+    assert set(added.tolist()) == after - before  # the new Mars chunks
+    assert old_mars <= set(touched.tolist()) and (before - after) <= set(touched.tolist())
+    assert store.chunk_changes(store.generation, store.generation)[0].size == 0
+    assert store.chunk_changes(store.generation + 1, store.generation) is None
+
+
+def test_the_log_keeps_a_bounded_number_of_generations(project, corpus, monkeypatch):
+    monkeypatch.setattr(store_base, "CHANGE_LOG_GENERATIONS", 2)
+    store = project.kb.store
+    start = store.generation
+    project.ingest([str(corpus)])
+    for text in ("one", "two", "three"):
+        (corpus / "note.txt").write_text(f"A note that changes: {text}.")
+        project.ingest([str(corpus)])
+    assert store.chunk_changes(start, store.generation) is None  # too far back: rebuild from the store
+    assert store.chunk_changes(store.generation - 2, store.generation) is not None
+
+
+@pytest.mark.parametrize("project", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("index_kind", [FlatVectorIndex, HnswVectorIndex])
+def test_an_index_catches_up_from_the_log_to_what_a_rebuild_gives(project, corpus, tmp_path, monkeypatch,
+                                                                   index_kind):
+    store = project.kb.store
+    project.ingest([str(corpus)])
+    (tmp_path / "following").mkdir()
+    following = index_kind(tmp_path / "following")
+    following.sync(store)
+    (corpus / "space" / "mars.txt").write_text("Mars has two small moons, Phobos and Deimos.")
+    (corpus / "space" / "comets.txt").write_text("Halley's comet returns every 76 years.")
+    (corpus / "animals" / "cats.md").unlink()
+    project.ingest([str(corpus)], prune=True)
+
+    read = []
+    monkeypatch.setattr(type(store), "embeddings", lambda self: read.append("all") or pytest.fail("read all"))
+    following.sync(store)  # a server's index after another process's ingest
+    monkeypatch.undo()
+    (tmp_path / "rebuilt").mkdir()
+    rebuilt = index_kind(tmp_path / "rebuilt")
+    rebuilt.sync(store)
+    assert not read and np.array_equal(following.ids, rebuilt.ids) and np.array_equal(following.ids, store.chunk_ids())
+    assert np.allclose(np.asarray(following.matrix), np.asarray(rebuilt.matrix))
+    queries = project.kb.embedder.encode(["Phobos and Deimos", "Halley's comet", "cats"])
+    assert following.search(queries, 3) == rebuilt.search(queries, 3)
+
+    restarted = index_kind(tmp_path / "following")  # a new process: the saved index, then the log
+    (corpus / "space" / "comets.txt").unlink()
+    project.ingest([str(corpus)], prune=True)
+    monkeypatch.setattr(type(store), "embeddings", lambda self: pytest.fail("read all"))
+    restarted.sync(store)
+    monkeypatch.undo()
+    assert np.array_equal(restarted.ids, store.chunk_ids())
