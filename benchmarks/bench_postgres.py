@@ -68,7 +68,8 @@ def load_vectors(store: PostgresKnowledgeStore, matrix: np.ndarray, batch: int =
     for start in range(0, len(matrix), batch):
         rows = matrix[start:start + batch]
         document = PreparedDocument(RawDocument(source=f"v{start}", text=f"vectors {start}"), f"vectors {start}",
-                                    f"hash-{start}", b"", [Chunk(f"v{start + i}", i, 0, 1, 1) for i in range(len(rows))],
+                                    f"hash-{start}", b"",
+                                    [Chunk(f"v{start + i}", i, 0, 1, 1) for i in range(len(rows))],
                                     rows)
         store.replace_sources([({"key": f"v{start}", "root": "bench", "kind": "text", "fingerprint": "-",
                                  "size_bytes": 0, "status": "indexed", "note": None}, [document])])

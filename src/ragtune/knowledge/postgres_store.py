@@ -21,7 +21,8 @@ from ragtune.knowledge.postgres_connection import SCHEMA, WRITE_LOCK, PostgresCo
 from ragtune.knowledge.store_base import CHUNK_JOINS, PreparedDocument, StoreBase
 from ragtune.knowledge.types import ChunkFilter
 
-SCHEMA_VERSION = 2  # of the PostgreSQL tables, apart from the SQLite file's (each migrates on its own); 2: chunk_changes
+# of the PostgreSQL tables, apart from the SQLite file's (each migrates on its own); 2: chunk_changes
+SCHEMA_VERSION = 2
 MIN_PGVECTOR = (0, 8)  # iterative index scans, which filtered searches need
 # pgvector's graph defaults with a deeper search (BENCHMARKS.md, at 5,000 vectors): ef_search 40 gave recall@10 0.83
 # against usearch's 0.97, ef_search 256 gives 0.96; building like usearch (m 32, ef_construction 128) gave 0.99 but
@@ -35,7 +36,8 @@ _CHUNK_CHANGES = [
         chunk_id BIGINT NOT NULL, added BOOLEAN NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS chunk_changes_generation ON chunk_changes(generation)",
 ]
-_START_CHANGE_LOG = "INSERT INTO meta SELECT 'changes_from', value FROM meta WHERE key = 'generation' ON CONFLICT DO NOTHING"
+_START_CHANGE_LOG = ("INSERT INTO meta SELECT 'changes_from', value FROM meta WHERE key = 'generation' "
+                     "ON CONFLICT DO NOTHING")
 # Forward migrations: what takes the tables from version N - 1 to N (run in one transaction with the version stamp)
 _MIGRATIONS = {2: [*_CHUNK_CHANGES, _START_CHANGE_LOG]}
 

@@ -119,7 +119,8 @@ class KnowledgeStore(StoreBase):
             self.db.execute("PRAGMA journal_mode = WAL")
             self._open_schema()
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
-            self.db.execute("INSERT OR IGNORE INTO meta SELECT 'changes_from', value FROM meta WHERE key = 'generation'")
+            self.db.execute("INSERT OR IGNORE INTO meta SELECT 'changes_from', value FROM meta "
+                            "WHERE key = 'generation'")
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
         self.db.execute("PRAGMA synchronous = NORMAL")
 

@@ -267,8 +267,9 @@ class StoreBase:
     def document_embeddings(self, document_ids: Iterable[int]) -> dict[int, np.ndarray]:
         """The chunk embeddings of each given document (rows in chunk order), by document id."""
         grouped: dict[int, list[tuple[int, np.ndarray]]] = {}
-        for chunk_id, document_id, vector in self._in_lists(
-                "SELECT id, document_id, embedding FROM chunks WHERE document_id IN ({ids})", sorted(set(document_ids))):
+        rows = self._in_lists("SELECT id, document_id, embedding FROM chunks WHERE document_id IN ({ids})",
+                              sorted(set(document_ids)))
+        for chunk_id, document_id, vector in rows:
             grouped.setdefault(document_id, []).append((chunk_id, self._vector(vector)))
         return {document_id: np.stack([vector for _, vector in sorted(rows, key=lambda row: row[0])])
                 for document_id, rows in grouped.items()}
@@ -288,7 +289,8 @@ class StoreBase:
             documents.append(PreparedDocument(
                 RawDocument(source=key, text=text, title=title, part=part, metadata=json.loads(metadata)), text,
                 digest, bytes(minhash),
-                [Chunk(t, ordinal, start, end, tokens, heading) for ordinal, t, heading, start, end, tokens, _ in chunks],
+                [Chunk(t, ordinal, start, end, tokens, heading)
+                 for ordinal, t, heading, start, end, tokens, _ in chunks],
                 np.stack([self._vector(c[6]) for c in chunks]) if chunks
                 else np.zeros((0, 0), dtype=np.float32)))
         return dict(zip(names, row[1:])), documents

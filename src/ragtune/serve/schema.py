@@ -18,8 +18,9 @@ MAX_STOP_SEQUENCES = 4
 MAX_EMBEDDING_INPUTS = 256
 MAX_METADATA_FILTERS = 20
 
+MetadataText = Annotated[str, StringConstraints(max_length=500)]
 MetadataFilter = Annotated[dict[Annotated[str, StringConstraints(pattern=METADATA_KEY.pattern)],
-                                StrictBool | StrictInt | StrictFloat | Annotated[str, StringConstraints(max_length=500)]],
+                                StrictBool | StrictInt | StrictFloat | MetadataText],
                            Field(max_length=MAX_METADATA_FILTERS)] | None
 
 
