@@ -10,9 +10,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 
 class _SqliteRecords:
@@ -31,15 +29,10 @@ class _SqliteRecords:
     def is_duplicate(error: Exception) -> bool:
         return isinstance(error, sqlite3.IntegrityError) and ("UNIQUE" in str(error) or "PRIMARY KEY" in str(error))
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        self.raw.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.raw.execute("ROLLBACK")
-            raise
-        self.raw.execute("COMMIT")
+    def transaction(self):
+        from ragtune.knowledge.store import immediate_transaction
+
+        return immediate_transaction(self.raw)
 
     def close(self) -> None:
         self.raw.close()

@@ -104,6 +104,18 @@ def _add_column(table: str, column: str, declaration: str):
 _MIGRATIONS = {2: [_add_column("sources", "modified_at", "REAL")],
                3: []}  # chunk_changes: made by the schema, its log starting at the generation of the migration
 
+@contextmanager
+def immediate_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on a connection in autocommit mode, taking the write lock at its start."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class KnowledgeStore(StoreBase):
     """SQLite-backed sources, documents, chunks and embeddings."""
 
@@ -191,15 +203,8 @@ class KnowledgeStore(StoreBase):
     def _bump_generation(self) -> None:
         self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    def _transaction(self):
+        return immediate_transaction(self.db)
 
     # -- reads ----------------------------------------------------------------------------------------
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
