@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -45,26 +46,29 @@ def _configure(store: Optional[str] = typer.Option(
 
 ProjectOption = typer.Option(Path("."), "--project", "-p", help="Project directory (config and stores).")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
+JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 WhereOption = typer.Option([], "--where", metavar="KEY=VALUE",
                            help="Only documents whose metadata has this value (repeat for several; true, false and "
-                                "numbers are compared as such).")
+                                'numbers are compared as such, "quoted" values as text).')
 
 
 def metadata_filter(conditions: list[str]) -> dict:
-    """`--where KEY=VALUE` options as a metadata filter (see ragtune.knowledge.types.ChunkFilter)."""
+    """`--where KEY=VALUE` options as a metadata filter (see ragtune.knowledge.types.ChunkFilter): true, false and
+    JSON numbers are compared as such, anything else (or a value in double quotes) as text."""
     wanted = {}
     for condition in conditions:
         key, equals, text = condition.partition("=")
         if not equals or not key.strip():
             raise RagtuneError(f"--where {condition!r}: expected KEY=VALUE", "for example --where department=HR")
-        value: object = {"true": True, "false": False}.get(text.strip().lower(), text.strip())
-        if isinstance(value, str):
-            for number in (int, float):
-                try:
-                    value = number(value)
-                    break
-                except ValueError:
-                    pass
+        text = text.strip()
+        if len(text) >= 2 and text[0] == text[-1] == '"':
+            value: object = text[1:-1]
+        elif text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        elif JSON_NUMBER.fullmatch(text):
+            value = json.loads(text)
+        else:
+            value = text
         wanted[key.strip()] = value
     return wanted
 

@@ -51,15 +51,15 @@ class _PostgresRecords:
     def create(self, schema: str) -> None:
         """The schema's tables unless they all exist (then a user who may only read and write them is enough),
         created once however many replicas start together."""
-        from ragtune.knowledge.postgres_connection import SCHEMA, WRITE_LOCK
+        from ragtune.knowledge.postgres_connection import SCHEMA_NAME, WRITE_LOCK
 
         tables = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", schema)
         with self.connection.transaction():
             self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-            if all(self.connection.execute(f"SELECT to_regclass('{SCHEMA}.{table}') IS NOT NULL").fetchone()[0]
+            if all(self.connection.execute(f"SELECT to_regclass('{SCHEMA_NAME}.{table}') IS NOT NULL").fetchone()[0]
                    for table in tables):
                 return
-            self.connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+            self.connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA_NAME}")
             self.connection.execute(schema)
 
     def execute(self, sql: str, params=()):

@@ -77,3 +77,18 @@ def test_an_index_catches_up_from_the_log_to_what_a_rebuild_gives(project, corpu
     restarted.sync(store)
     monkeypatch.undo()
     assert np.array_equal(restarted.ids, store.chunk_ids())
+
+
+def test_a_generation_published_without_its_log_sends_indexes_to_the_store(project, corpus):
+    """As a ragtune from before the log, still running during an upgrade, writes: nobody trusts the log across it."""
+    store = project.kb.store
+    project.ingest([str(corpus)])
+    before = store.generation
+    store.db.execute("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'")
+    assert store.chunk_changes(before, store.generation) is None
+    unlogged = store.generation
+    (corpus / "note.txt").write_text("A new note about dogs and their owners, who walk them twice a day.")
+    project.ingest([str(corpus)])
+    assert store.chunk_changes(before, store.generation) is None
+    touched, added = store.chunk_changes(unlogged, store.generation)
+    assert len(added) == 1 and np.array_equal(touched, added)

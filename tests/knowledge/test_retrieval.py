@@ -104,6 +104,9 @@ def test_metadata_filters_are_executed_by_each_backend(project, tmp_path):
         project.search("leave", metadata={"dept name'); DROP TABLE chunks; --": "HR"})
     with pytest.raises(RagtuneError, match="not a string, number or boolean"):
         project.search("leave", metadata={"department": ["HR", "IT"]})
+    for number in (float("nan"), float("inf"), 2**70):
+        with pytest.raises(RagtuneError, match="not a number a document can hold"):
+            project.search("leave", metadata={"year": number})
     if project.kb.store.backend == "postgresql":  # the database runs the filter inside its vector search
         project.kb.store.chunk_ids_matching = None  # never asked for the ids: calling it would fail
         assert found({"department": "HR"}, mode="dense") == {"leave", "parental"}
@@ -120,6 +123,8 @@ def test_the_cli_reads_metadata_conditions(project, tmp_path):
 
     assert metadata_filter(["department=HR", "year=2024", "public=true", "ratio=0.5"]) == \
         {"department": "HR", "year": 2024, "public": True, "ratio": 0.5}
+    assert metadata_filter(['year="2024"', "zip=02134", "count=1_000", "x=nan"]) == \
+        {"year": "2024", "zip": "02134", "count": "1_000", "x": "nan"}
     with pytest.raises(RagtuneError, match="expected KEY=VALUE"):
         metadata_filter(["department"])
     policies = tmp_path / "policies.jsonl"

@@ -16,7 +16,7 @@ import numpy as np
 import Stemmer
 
 from ragtune.knowledge.stamps import read_stamp, saved_ids, write_stamp
-from ragtune.knowledge.store import KnowledgeStore
+from ragtune.knowledge.store_base import StoreBase
 from ragtune.knowledge.types import Selection, allowed_ids
 
 # bm25s sets its logger to DEBUG, which prints "Building index from tokens" wherever logging has a handler
@@ -49,7 +49,7 @@ class LexicalIndex:
         vocabulary = len(self.model.vocab_dict) if self.model is not None else 0
         return {"kind": "BM25 (bm25s, Lucene)", "chunks": len(self.ids), "terms": vocabulary}
 
-    def sync(self, store: KnowledgeStore) -> None:
+    def sync(self, store: StoreBase) -> None:
         """Load the saved index if it matches the store's generation, else rebuild and save it. The generation is
         read once, before the texts: a write committed meanwhile (another ingest, another machine) leaves the index
         one generation behind, to be caught up at the next search, never labelled newer than what it holds."""
@@ -69,7 +69,7 @@ class LexicalIndex:
         """(generation, chunk ids) as saved on disk from `store` (see stamps.saved_ids)."""
         return saved_ids(self.directory / "stamp.json", self.directory / "ids.npy", store.identity)
 
-    def _rebuild(self, store: KnowledgeStore) -> None:
+    def _rebuild(self, store: StoreBase) -> None:
         ids, texts = store.chunk_texts()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.ids, self.model = ids, None

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 from urllib.parse import urlsplit
 
 from ragtune.errors import RagtuneError
 
-SCHEMA = "ragtune"  # ragtune's tables live in a schema of their own: another application's `documents` is never ours
+T = TypeVar("T")
+# ragtune's tables live in a schema of their own: another application's `documents` is never ours
+SCHEMA_NAME = "ragtune"
 CONNECT_TIMEOUT_S = 10
 WRITE_LOCK = 7_460_271  # pg_advisory_xact_lock key held by every transaction that writes ragtune's tables
 
@@ -34,12 +36,18 @@ def _psycopg():
     try:
         import psycopg
     except ImportError:
-        raise RagtuneError("storage.url names PostgreSQL, but its client libraries are not installed",
-                           "pip install 'ragtune[postgres]' (psycopg and pgvector)") from None
+        raise client_libraries_missing() from None
     return psycopg
 
 
+def client_libraries_missing() -> RagtuneError:
+    return RagtuneError("storage.url names PostgreSQL, but its client libraries are not installed",
+                        "pip install 'ragtune[postgres]' (psycopg and pgvector)")
+
+
 def _is_read(sql: str) -> bool:
+    """Whether a statement only reads, by its first word: ragtune's statements starting with SELECT or WITH do
+    (none is a data-modifying WITH or calls a function that writes)."""
     return sql.lstrip().upper().startswith(("SELECT", "WITH"))
 
 
@@ -58,7 +66,7 @@ class PostgresConnection:
         psycopg = _psycopg()
         try:
             raw = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                  options=f"-c search_path={SCHEMA},public")
+                                  options=f"-c search_path={SCHEMA_NAME},public")
         except psycopg.Error as error:
             reason = masked(str(error).strip().splitlines()[-1])
             if "password authentication failed" in reason or "role" in reason and "does not exist" in reason:
@@ -92,6 +100,18 @@ class PostgresConnection:
                 raise
             self._reconnect_if_dropped()
             return self.raw.execute(sql, params, **options)
+
+    def read(self, query: Callable[[], T]) -> T:
+        """Run `query` (reads only, of several statements, say in a transaction), and once more on a new connection
+        when the connection dropped under it."""
+        self._reconnect_if_dropped()
+        try:
+            return query()
+        except _psycopg().OperationalError:
+            if self._transactions or not self.raw.broken:
+                raise
+            self._reconnect_if_dropped()
+            return query()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

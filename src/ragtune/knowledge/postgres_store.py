@@ -17,7 +17,8 @@ from typing import Iterator
 import numpy as np
 
 from ragtune.errors import RagtuneError
-from ragtune.knowledge.postgres_connection import SCHEMA, WRITE_LOCK, PostgresConnection, masked
+from ragtune.knowledge.postgres_connection import (SCHEMA_NAME, WRITE_LOCK, PostgresConnection,
+                                                   client_libraries_missing, masked)
 from ragtune.knowledge.store_base import CHUNK_JOINS, PreparedDocument, StoreBase
 from ragtune.knowledge.types import ChunkFilter
 
@@ -36,8 +37,8 @@ _CHUNK_CHANGES = [
         chunk_id BIGINT NOT NULL, added BOOLEAN NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS chunk_changes_generation ON chunk_changes(generation)",
 ]
-_START_CHANGE_LOG = ("INSERT INTO meta SELECT 'changes_from', value FROM meta WHERE key = 'generation' "
-                     "ON CONFLICT DO NOTHING")
+_START_CHANGE_LOG = ("INSERT INTO meta SELECT key, value FROM (VALUES ('changes_from'), ('logged_until')) "
+                     "AS log(key), (SELECT value FROM meta WHERE key = 'generation') AS now ON CONFLICT DO NOTHING")
 # Forward migrations: what takes the tables from version N - 1 to N (run in one transaction with the version stamp)
 _MIGRATIONS = {2: [*_CHUNK_CHANGES, _START_CHANGE_LOG]}
 
@@ -69,11 +70,12 @@ _SCHEMA = [
 
 
 def like_pattern(glob: str) -> str:
-    """A source glob (`*` any text, `?` one character) as a LIKE pattern with `\\` as the escape character."""
+    """A source glob (`*` any text, `?` one character) as a LIKE pattern with `!` as the escape character (a
+    backslash would depend on the server's standard_conforming_strings)."""
     if "[" in glob:
         raise RagtuneError(f"source filter {glob!r}: character classes ([...]) are not supported on PostgreSQL",
                            "use * and ? only")
-    escaped = glob.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = glob.replace("!", "!!").replace("%", "!%").replace("_", "!_")
     return escaped.replace("*", "%").replace("?", "_")
 
 
@@ -99,8 +101,7 @@ class PostgresKnowledgeStore(StoreBase):
         try:
             from pgvector.psycopg import register_vector
         except ImportError:
-            raise RagtuneError("storage.url names PostgreSQL, but its client libraries are not installed",
-                               "pip install 'ragtune[postgres]' (psycopg and pgvector)") from None
+            raise client_libraries_missing() from None
         self.url = url
         self.path = None  # no local file
         self.db = PostgresConnection(url, configure=self._configure_session)
@@ -128,7 +129,7 @@ class PostgresKnowledgeStore(StoreBase):
             with self.db.transaction():
                 self.db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 version = self.get_meta("schema_version") if self.db.execute(
-                    f"SELECT to_regclass('{SCHEMA}.meta') IS NOT NULL").fetchone()[0] else None
+                    f"SELECT to_regclass('{SCHEMA_NAME}.meta') IS NOT NULL").fetchone()[0] else None
                 if version is not None and int(version) > SCHEMA_VERSION:
                     raise RagtuneError(f"the knowledge base at {where} was written by a newer ragtune (store "
                                        f"schema {version}; this one reads up to {SCHEMA_VERSION})",
@@ -151,7 +152,7 @@ class PostgresKnowledgeStore(StoreBase):
                                    "install pgvector on the server and run CREATE EXTENSION vector as a superuser "
                                    "(or the database owner on PostgreSQL 13+ with pgvector trusted)") from None
             raise RagtuneError(f"cannot create ragtune's tables in {where}: {reason}",
-                               f"connect once as a user allowed to create the schema {SCHEMA} and its tables (the "
+                               f"connect once as a user allowed to create the schema {SCHEMA_NAME} and its tables (the "
                                "database owner); later a user who may read and write them is enough") from None
 
     def _create_tables(self, where: str) -> None:
@@ -162,7 +163,7 @@ class PostgresKnowledgeStore(StoreBase):
             raise RagtuneError(f"the database at {where} has pgvector {installed[0]}; ragtune needs "
                                f"{'.'.join(map(str, MIN_PGVECTOR))} or newer (iterative index scans)",
                                "upgrade pgvector on the server, then ALTER EXTENSION vector UPDATE")
-        self.db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        self.db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA_NAME}")
         for statement in _SCHEMA:
             self.db.execute(statement)
         self.db.execute("INSERT INTO meta VALUES ('generation', '0') ON CONFLICT DO NOTHING")
@@ -261,7 +262,7 @@ class PostgresKnowledgeStore(StoreBase):
         chunks a search scores, the HNSW index or the exact scan does the rest)."""
         conditions, params = [], []
         if where.source_glob:
-            conditions.append("s.key LIKE ? ESCAPE '\\'")
+            conditions.append("s.key LIKE ? ESCAPE '!'")
             params.append(like_pattern(where.source_glob))
         if where.metadata:
             conditions.append("d.metadata @> ?::jsonb")
@@ -307,15 +308,18 @@ class PostgresKnowledgeStore(StoreBase):
             rows = self._execute(f"SELECT c.id, -(c.embedding <#> ?) AS score {chosen}ORDER BY score DESC, c.id "
                                  "LIMIT ?", [vector, *params, k]).fetchall()
         else:
-            # The planner prices a table scan by the table's own pages, not the TOAST pages its vectors live in
-            # (each row with its text is over 2 kB), and chose a 26 ms scan over a 1 ms index search at 8,000
-            # chunks: the HNSW index is asked for explicitly. Iterative scans keep filtering its candidates until k
-            # pass, in roughly the right order.
-            with self.db.transaction():
-                self.db.execute("SET LOCAL enable_seqscan = off")
-                rows = self._execute(f"SELECT c.id, -(c.embedding <#> ?) {chosen}ORDER BY c.embedding <#> ? LIMIT ?",
-                                     [vector, *params, vector, k]).fetchall()
+            rows = self.db.read(lambda: self._index_search(chosen, [vector, *params, vector, k]))
         return sorted(((int(chunk_id), float(score)) for chunk_id, score in rows), key=lambda hit: (-hit[1], hit[0]))
+
+    def _index_search(self, chosen: str, params: list) -> list[tuple]:
+        """The HNSW index's nearest among the chunks `chosen` (a FROM ... WHERE clause). The planner prices a table
+        scan by the table's own pages, not the TOAST pages its vectors live in (each row with its text is over
+        2 kB), and chose a 26 ms scan over a 1 ms index search at 8,000 chunks: the index is asked for explicitly.
+        Iterative scans keep filtering its candidates until k pass, in roughly the right order."""
+        with self.db.transaction():
+            self.db.execute("SET LOCAL enable_seqscan = off")
+            return self._execute(f"SELECT c.id, -(c.embedding <#> ?) {chosen}ORDER BY c.embedding <#> ? LIMIT ?",
+                                 params).fetchall()
 
     def _at_most(self, limit: int, chosen: str, params: list, allowed: np.ndarray | None) -> bool:
         """Whether the chunks `chosen` (a FROM ... WHERE clause) number at most `limit`, counting no further."""

@@ -12,7 +12,7 @@ from typing import Callable, Literal, Protocol
 from ragtune.config import RetrievalConfig
 from ragtune.knowledge.embedder import Embedder
 from ragtune.knowledge.lexical import LexicalIndex
-from ragtune.knowledge.store import KnowledgeStore
+from ragtune.knowledge.store_base import StoreBase
 from ragtune.knowledge.types import ChunkFilter, Hit, Selection
 from ragtune.knowledge.vectors import VectorIndex
 
@@ -50,7 +50,7 @@ def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int, rrf_
 class Retriever:
     """Finds the chunks most relevant to queries."""
 
-    def __init__(self, store: KnowledgeStore, index: VectorIndex, lexical: LexicalIndex, embedder: Embedder,
+    def __init__(self, store: StoreBase, index: VectorIndex, lexical: LexicalIndex, embedder: Embedder,
                  config: RetrievalConfig, reranker: Reranker | None = None,
                  rewrite_query: Callable[[str], str] | None = None):
         self.store, self.index, self.lexical, self.embedder, self.config = store, index, lexical, embedder, config

@@ -110,10 +110,11 @@ def immediate_transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
 
 
 class KnowledgeStore(StoreBase):
@@ -131,8 +132,9 @@ class KnowledgeStore(StoreBase):
             self.db.execute("PRAGMA journal_mode = WAL")
             self._open_schema()
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
-            self.db.execute("INSERT OR IGNORE INTO meta SELECT 'changes_from', value FROM meta "
-                            "WHERE key = 'generation'")
+            for key in ("changes_from", "logged_until"):  # the change log starts at the current generation
+                self.db.execute("INSERT OR IGNORE INTO meta SELECT ?, value FROM meta WHERE key = 'generation'",
+                                (key,))
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
         self.db.execute("PRAGMA synchronous = NORMAL")
 
@@ -205,6 +207,10 @@ class KnowledgeStore(StoreBase):
 
     def _transaction(self):
         return immediate_transaction(self.db)
+
+    def start_run(self) -> int:
+        """As StoreBase's, without INSERT ... RETURNING (SQLite 3.35; Python builds of older systems have less)."""
+        return self.db.execute("INSERT INTO ingest_runs (started_at) VALUES (?)", (time.time(),)).lastrowid
 
     # -- reads ----------------------------------------------------------------------------------------
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:

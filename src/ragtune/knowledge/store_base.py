@@ -42,8 +42,13 @@ class PreparedDocument:
 
 class StoreBase:
     """Subclasses set `backend`, `db` (an object with `execute(sql, params)` returning a DB-API cursor),
-    `PLACEHOLDER` and `BYTE_ORDER` (the collation clause ordering text by bytes), and implement `_vector(value)`
-    (a stored embedding as float32) and `_database_bytes()`."""
+    `PLACEHOLDER` and `BYTE_ORDER` (the collation clause ordering text by bytes), and implement the writes
+    (`replace_sources`, `_transaction()` holding the write lock, `_bump_generation()`), `embeddings()`,
+    `_filter_sql(where)`, `_vector(value)` (a stored embedding as float32) and `_database_bytes()`.
+
+    Every write logs the chunks it adds and removes (`chunk_changes`): the vector indexes kept beside a SQLite store
+    follow it; on PostgreSQL the vector index is the database's own and the log awaits the BM25 index (which bm25s
+    cannot update in place) or a further backend's."""
 
     backend = ""
     PLACEHOLDER = "?"
@@ -102,8 +107,12 @@ class StoreBase:
             if keep_documents:
                 self._execute("UPDATE sources SET note = ? WHERE root = ? AND key = ?",
                               (f"latest version rejected: {source['note']}", source["root"], source["key"]))
-            else:
+            else:  # a version another ingest stored meanwhile goes, chunks and all, as any removal
+                generation = self.generation + 1
+                removed = self._log_source_chunks(generation, source["root"], source["key"], added=False)
                 self._execute("DELETE FROM sources WHERE root = ? AND key = ?", (source["root"], source["key"]))
+                if removed:
+                    self._end_change(generation)
                 self._execute("INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, "
                               "ingested_at) VALUES (?, ?, ?, '', ?, 'rejected', ?, ?)",
                               (source["key"], source["root"], source["kind"], source["size_bytes"], source["note"],
@@ -122,29 +131,40 @@ class StoreBase:
         return removed
 
     # -- the change log: what derived indexes kept beside the store apply instead of reading it all -----------
-    def _log_source_chunks(self, generation: int, root: str, key: str, *, added: bool) -> None:
-        """Log every chunk of a source as added (after it is written) or removed (before it is deleted)."""
-        self._execute(f"INSERT INTO chunk_changes (generation, chunk_id, added) SELECT ?, c.id, ? {CHUNK_JOINS} "
-                      "WHERE s.root = ? AND s.key = ?", (generation, added, root, key))
+    def _log_source_chunks(self, generation: int, root: str, key: str, *, added: bool) -> int:
+        """Log every chunk of a source as added (after it is written) or removed (before it is deleted); returns how
+        many."""
+        return self._execute(f"INSERT INTO chunk_changes (generation, chunk_id, added) SELECT ?, c.id, ? "
+                             f"{CHUNK_JOINS} WHERE s.root = ? AND s.key = ?", (generation, added, root, key)).rowcount
 
     def _end_change(self, generation: int) -> None:
-        """Close a writing transaction: forget the log's oldest generations, then publish the new one."""
+        """Finish a write, in its transaction: publish `generation`, whose chunks are logged, and forget the log's
+        oldest generations. A generation published without its log (by a ragtune from before the log, still running
+        during an upgrade) restarts the log after it."""
+        if int(self.get_meta("logged_until") or 0) != generation - 1:
+            self.set_meta("changes_from", str(generation - 1))
         oldest = generation - CHANGE_LOG_GENERATIONS
         if oldest > int(self.get_meta("changes_from") or 0):
             self._execute("DELETE FROM chunk_changes WHERE generation <= ?", (oldest,))
             self.set_meta("changes_from", str(oldest))
+        self.set_meta("logged_until", str(generation))
         self._bump_generation()
+
+    def _log_reaches(self, since: int, until: int) -> bool:
+        return int(self.get_meta("changes_from") or 0) <= since <= until <= int(self.get_meta("logged_until") or 0)
 
     def chunk_changes(self, since: int, until: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The chunks changed after generation `since` up to `until`: (touched, added) ids, ascending. Every touched
         chunk leaves an index; the added ones (whose last change added them) come back with their stored
-        embedding. None when the log no longer reaches back to `since`: rebuild from the store."""
-        if since < int(self.get_meta("changes_from") or 0) or since > until:
+        embedding. None when the log does not cover those generations (pruned meanwhile, or written by an older
+        ragtune): rebuild from the store."""
+        if not self._log_reaches(since, until):
             return None
-        state: dict[int, bool] = {}
-        for chunk_id, added in self._execute("SELECT chunk_id, added FROM chunk_changes WHERE generation > ? AND "
-                                             "generation <= ? ORDER BY id", (since, until)):
-            state[chunk_id] = bool(added)
+        rows = self._execute("SELECT chunk_id, added FROM chunk_changes WHERE generation > ? AND generation <= ? "
+                             "ORDER BY id", (since, until)).fetchall()
+        if not self._log_reaches(since, until):  # pruned while it was read
+            return None
+        state = {chunk_id: bool(added) for chunk_id, added in rows}  # the last change of each chunk wins
         touched = np.array(sorted(state), dtype=np.int64)
         return touched, np.array([chunk_id for chunk_id in touched.tolist() if state[chunk_id]], dtype=np.int64)
 
@@ -196,9 +216,7 @@ class StoreBase:
 
     def chunk_records(self) -> list[tuple[int, str, str, int, str]]:
         """(chunk id, source root, source key, document id, text) of every chunk, in id order."""
-        return self._execute(
-            "SELECT c.id, s.root, s.key, d.id, c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
-            "JOIN sources s ON s.id = d.source_id ORDER BY c.id").fetchall()
+        return self._execute(f"SELECT c.id, s.root, s.key, d.id, c.text {CHUNK_JOINS} ORDER BY c.id").fetchall()
 
     def chunk_ids_matching(self, where: ChunkFilter) -> np.ndarray:
         """Ids of the chunks a filter allows, ascending."""
@@ -215,8 +233,7 @@ class StoreBase:
         """Load the chunks behind (chunk id, score) pairs, keeping their order."""
         if not scored:
             return []
-        rows = self._in_lists("SELECT c.id, s.key, c.text, d.id, d.title, c.heading FROM chunks c "
-                              "JOIN documents d ON d.id = c.document_id JOIN sources s ON s.id = d.source_id "
+        rows = self._in_lists(f"SELECT c.id, s.key, c.text, d.id, d.title, c.heading {CHUNK_JOINS} "
                               "WHERE c.id IN ({ids})", [chunk_id for chunk_id, _ in scored])
         by_id = {row[0]: row for row in rows}
         return [Hit(chunk_id=cid, source=by_id[cid][1], text=by_id[cid][2], score=score, document_id=by_id[cid][3],

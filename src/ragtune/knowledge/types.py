@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -102,6 +103,10 @@ class ChunkFilter:
             if not isinstance(value, (str, int, float, bool)):
                 raise RagtuneError(f"metadata filter {key}: {value!r} is not a string, number or boolean",
                                    "filter on one scalar value per key, e.g. department=HR or year=2024")
+            if isinstance(value, float) and not math.isfinite(value) or \
+                    isinstance(value, int) and not -2**63 <= value < 2**63:
+                raise RagtuneError(f"metadata filter {key}: {value!r} is not a number a document can hold",
+                                   "use a finite number within 64 bits")
 
     def __bool__(self) -> bool:
         return bool(self.source_glob or self.metadata)

@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from ragtune.knowledge.stamps import read_stamp, saved_ids, write_stamp
-from ragtune.knowledge.store import KnowledgeStore
+from ragtune.knowledge.store_base import StoreBase
 from ragtune.knowledge.types import Selection, allowed_ids
 
 Results = list[list[tuple[int, float]]]
@@ -20,7 +20,7 @@ Results = list[list[tuple[int, float]]]
 class VectorIndex(Protocol):
     """What retrieval needs from a vector index."""
 
-    def sync(self, store: KnowledgeStore) -> None:
+    def sync(self, store: StoreBase) -> None:
         """Bring the index in line with the store's current generation."""
         ...
 
@@ -54,13 +54,14 @@ def exact_search(ids: np.ndarray, matrix: np.ndarray, queries: np.ndarray, k: in
     return results
 
 
-def caught_up(ids: np.ndarray, matrix: np.ndarray, store, since: int, generation: int
-              ) -> tuple[np.ndarray, np.ndarray] | None:
+def apply_change_log(ids: np.ndarray, matrix: np.ndarray, store, since: int, generation: int
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
     """(ids, matrix) of an index at generation `since` brought to `generation` by the store's change log: the chunks
     changed meanwhile leave, the ones added come back with their stored embedding, and only those are read. None when
-    the index has nothing to start from or the log does not reach back that far."""
+    reading everything is the way: the index has nothing to start from, the log does not reach back that far, or
+    most of the index would be read anyway."""
     changes = store.chunk_changes(since, generation) if since >= 0 and len(ids) == len(matrix) else None
-    if changes is None:
+    if changes is None or len(changes[1]) > max(len(ids), 1_000) // 2:
         return None
     touched, added = changes
     kept = ~np.isin(ids, touched)
@@ -94,7 +95,7 @@ class FlatVectorIndex:
         return {"kind": "flat (exact inner product, numpy)", "vectors": len(self.ids),
                 "bytes": int(self.matrix.nbytes + self.ids.nbytes)}
 
-    def sync(self, store: KnowledgeStore) -> None:
+    def sync(self, store: StoreBase) -> None:
         generation = store.generation  # read before the data (see LexicalIndex.sync)
         if self.generation == generation:
             return
@@ -105,10 +106,12 @@ class FlatVectorIndex:
             self.matrix = np.load(self.directory / "flat_vectors.npy")
             self.generation = saved
         if self.generation != generation:
-            self.ids, self.matrix = caught_up(self.ids, self.matrix, store, self.generation, generation) or \
+            self.ids, self.matrix = apply_change_log(self.ids, self.matrix, store, self.generation, generation) or \
                 store.embeddings()
-            np.save(self.directory / "flat_ids.npy", self.ids)
-            np.save(self.directory / "flat_vectors.npy", self.matrix)
+            stamp.unlink(missing_ok=True)  # another process never pairs these ids with other vectors
+            for name, array in {"flat_ids.npy": self.ids, "flat_vectors.npy": self.matrix}.items():
+                np.save(self.directory / f"{name}.tmp.npy", array)
+                os.replace(self.directory / f"{name}.tmp.npy", self.directory / name)
             write_stamp(stamp, store.identity, generation, size=len(self.ids))
         self.generation = generation
 
@@ -149,14 +152,15 @@ class HnswVectorIndex:
         return {"kind": "hnsw (usearch)", "vectors": len(self.ids),
                 "bytes": int(graph_bytes + self.matrix.nbytes + self.ids.nbytes)}
 
-    def sync(self, store: KnowledgeStore) -> None:
+    def sync(self, store: StoreBase) -> None:
         generation = store.generation  # read before the data (see LexicalIndex.sync)
         if self.generation == generation:
             return
         if self.generation < 0 and read_stamp(self.directory / "hnsw.json", store.identity):
             self._load(store.identity)
         if self.generation != generation:
-            self._update(*(caught_up(self.ids, self.matrix, store, self.generation, generation) or store.embeddings()))
+            self._update(*(apply_change_log(self.ids, self.matrix, store, self.generation, generation)
+                           or store.embeddings()))
             self._save(store.identity, generation)
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | Selection | None = None) -> Results:
@@ -253,7 +257,7 @@ class AutoVectorIndex:
     def describe(self) -> dict:
         return self.active.describe()
 
-    def sync(self, store: KnowledgeStore) -> None:
+    def sync(self, store: StoreBase) -> None:
         if self.active.generation == store.generation:
             return
         large = store.counts()["chunks"] >= self.threshold
