@@ -92,14 +92,13 @@ class PostgresConnection:
     def execute(self, sql: str, params=None, **options):
         """psycopg's Connection.execute; a dropped connection is made again, and a read outside a transaction
         that it broke is retried once."""
+        def run():
+            return self.raw.execute(sql, params, **options)
+
+        if _is_read(sql):
+            return self.read(run)
         self._reconnect_if_dropped()
-        try:
-            return self.raw.execute(sql, params, **options)
-        except _psycopg().OperationalError:
-            if self._transactions or not self.raw.broken or not _is_read(sql):
-                raise
-            self._reconnect_if_dropped()
-            return self.raw.execute(sql, params, **options)
+        return run()
 
     def read(self, query: Callable[[], T]) -> T:
         """Run `query` (reads only, of several statements, say in a transaction), and once more on a new connection
