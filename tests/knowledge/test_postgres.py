@@ -162,9 +162,26 @@ def test_store_migrate_copies_a_sqlite_knowledge_base_resumably_and_verifies_it(
     assert partial.counts()["sources"] == 2  # two batches committed, the third rolled back
     partial.close()
 
+    from test_records_database import answer, battle
+
+    from ragtune.arena.store import ArenaStore, Vote
+    from ragtune.serve.answer_log import AnswerLog
+
+    log, arena = AnswerLog(project.workspace.database_path), ArenaStore(project.workspace.database_path)
+    log.record("r1", "smollm2", "rag", [{"role": "user", "content": "Which volcano?"}], answer("Olympus Mons"))
+    log.add_feedback("r1", "down", "too short")
+    arena.add_battle(battle(1))
+    arena.vote("b1", Vote("a"))
+    log.close()
+    arena.close()
     result = CliRunner().invoke(app, ["store", "migrate", "--to", postgres_url, "--project", root])
     assert result.exit_code == 0, result.output
     assert "copied 2 sources (2 already there)" in result.stdout and PASSWORD not in result.stdout
+    assert "recorded answers, battles and votes there: 1, 1 and 1" in result.stdout
+    moved_log, moved_arena = AnswerLog(postgres_url), ArenaStore(postgres_url)
+    assert moved_log.get("r1")["feedback_comment"] == "too short" and len(moved_arena.judgements()) == 1
+    moved_log.close()
+    moved_arena.close()
     target = PostgresKnowledgeStore(postgres_url)
     assert content_checksum(target) == content_checksum(project.kb.store)
     assert target.get_meta("embedder") == "minilm-l6" and len(target.snapshots()) == 1

@@ -1,11 +1,14 @@
 """Copying a knowledge store to another backend (`ragtune store migrate --to URL`): source by source, in batches of
 one transaction each, skipping what the target already holds (so a stopped copy resumes), then verified by counts
-and a checksum over every source, chunk text and embedding."""
+and a checksum over every source, chunk text and embedding; then what the servers recorded (answers, feedback,
+arena votes)."""
 
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 from ragtune.errors import RagtuneError
 from ragtune.progress import ProgressReporter, SilentProgress
@@ -99,3 +102,32 @@ def _copy_history(source, target) -> None:
         for run in source.probe_runs():
             target.add_probe_run(run["probe_set"], run["questions"], run["k"], run["recall"],
                                  created_at=run["created_at"], generation=run["generation"])
+
+
+RECORD_TABLES = ("answers", "arena_battles", "arena_votes")  # what servers record, in foreign-key order
+
+
+def migrate_records(database: Path, url: str) -> dict[str, int]:
+    """Copy the answers, feedback and arena votes recorded in a project's SQLite file to the database at `url`
+    (rows it holds already are kept); returns how many rows each table holds there."""
+    from ragtune.arena.store import ArenaStore
+    from ragtune.knowledge.postgres_connection import PostgresConnection
+    from ragtune.serve.answer_log import AnswerLog
+
+    for records in (AnswerLog(url), ArenaStore(url)):  # their tables, as a server would make them
+        records.close()
+    source, target = sqlite3.connect(database), PostgresConnection(url)
+    try:
+        held = {}
+        for table in RECORD_TABLES:
+            if source.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone():
+                cursor = source.execute(f"SELECT * FROM {table}")
+                names = [column[0] for column in cursor.description]
+                with target.transaction(), target.cursor() as writer:
+                    writer.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES "
+                                       f"({', '.join(['%s'] * len(names))}) ON CONFLICT DO NOTHING", cursor.fetchall())
+            held[table] = target.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        return held
+    finally:
+        source.close()
+        target.close()

@@ -16,8 +16,9 @@ store_app = typer.Typer(help="The knowledge base's store: move it to PostgreSQL.
 def migrate(to: str = typer.Option(..., "--to", help="The target database, e.g. postgresql://user:pass@host/db."),
             project: Path = ProjectOption):
     """Copy the project's SQLite knowledge base into the database at --to (resumable: run it again after a stop),
-    verify it by counts and checksum, then point storage.url (or RAGTUNE_STORE_URL) at it."""
-    from ragtune.knowledge.migrate import migrate_store
+    verify it by counts and checksum, copy the answers, feedback and arena votes servers recorded, then point
+    storage.url (or RAGTUNE_STORE_URL) at it."""
+    from ragtune.knowledge.migrate import migrate_records, migrate_store
     from ragtune.knowledge.postgres_connection import masked
     from ragtune.knowledge.storage import BACKENDS, open_url
     from ragtune.knowledge.store import KnowledgeStore
@@ -40,5 +41,8 @@ def migrate(to: str = typer.Option(..., "--to", help="The target database, e.g. 
     console.print(f"copied {report.copied} sources ({report.skipped} already there); the target holds "
                   f"{report.counts['sources']} sources, {report.counts['documents']} documents and "
                   f"{report.counts['chunks']} chunks, checksum {report.checksum[:16]}… equal to the project's")
+    records = migrate_records(workspace.database_path, to)
+    console.print(f"recorded answers, battles and votes there: {records['answers']}, {records['arena_battles']} and "
+                  f"{records['arena_votes']}")
     console.print(f"use it: set storage.url: {masked(to)} in {workspace.root / 'ragtune.yaml'} "
                   "(with the password) or export RAGTUNE_STORE_URL")
