@@ -4,6 +4,7 @@ large batches, and write each batch of sources in one transaction; optionally pr
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,20 @@ class Ingestor:
 
         sources_task = progress.task("reading sources", len(items))
         chunks_task = progress.task("embedding chunks")
+        with _Committer(self.store, report) as committer:
+            self._read_and_embed(items, stored, report, sources_task, chunks_task, committer)
+
+        if prune:
+            report.removed = self._prune(paths, items, stored)
+        report.seconds = time.perf_counter() - started
+        self.store.finish_run(run_id, {k: v if isinstance(v, (int, float)) else len(v)
+                                       for k, v in report.to_dict().items()})
+        return report
+
+    def _read_and_embed(self, items: list[SourceItem], stored: dict, report: IngestReport, sources_task,
+                        chunks_task, committer: "_Committer") -> None:
+        """Prepare the changed sources and embed them batch by batch; each batch is committed by `committer` while
+        the next one is read and embedded."""
         pending: list[_PendingSource] = []
         pending_chunks = 0
         for item in items:
@@ -93,24 +108,18 @@ class Ingestor:
             else:
                 if previous and previous.status == "rejected":
                     previous = None  # nothing of it was stored: reading it now adds it
-                prepared = self._prepare(item, report, previous)
+                prepared = self._prepare(item, report, previous, committer)
                 if prepared is not None:
                     pending.append(_PendingSource(item, previous is None, *prepared))
                     chunks = sum(len(d.chunks) for d in prepared[0])
                     chunks_task.add_total(chunks)
                     pending_chunks += chunks
                 if pending_chunks >= EMBED_BATCH_CHUNKS:
-                    self._write(pending, report, chunks_task)
+                    committer.commit(*self._embed(pending, report, chunks_task))
                     pending, pending_chunks = [], 0
             sources_task.advance()
-        self._write(pending, report, chunks_task)
-
-        if prune:
-            report.removed = self._prune(paths, items, stored)
-        report.seconds = time.perf_counter() - started
-        self.store.finish_run(run_id, {k: v if isinstance(v, (int, float)) else len(v)
-                                       for k, v in report.to_dict().items()})
-        return report
+        if pending:
+            committer.commit(*self._embed(pending, report, chunks_task))
 
     def _load_signatures(self) -> None:
         self.hash_owner: dict[str, tuple[str, str]] = {}
@@ -130,8 +139,8 @@ class Ingestor:
             self.near_duplicates.remove(label)
             self.hash_owner.pop(digest, None)
 
-    def _prepare(self, item: SourceItem, report: IngestReport,
-                 previous: StoredSource | None) -> tuple[list[PreparedDocument], list[str]] | None:
+    def _prepare(self, item: SourceItem, report: IngestReport, previous: StoredSource | None,
+                 committer: "_Committer") -> tuple[list[PreparedDocument], list[str]] | None:
         """Load, clean, deduplicate and chunk one source: (documents to store, why the others were left out); None
         when it cannot be read (recorded as rejected; a stored earlier version is kept)."""
         try:
@@ -145,9 +154,9 @@ class Ingestor:
             rejection = None
         if rejection:
             report.rejected.append(rejection)
-            self.store.record_rejected({"key": item.key, "root": item.root, "kind": item.kind,
-                                        "size_bytes": item.size_bytes, "note": rejection["reason"]},
-                                       keep_documents=previous is not None)
+            committer.write(self.store.record_rejected, {"key": item.key, "root": item.root, "kind": item.kind,
+                                                         "size_bytes": item.size_bytes, "note": rejection["reason"]},
+                            keep_documents=previous is not None)
             return None
         report.warnings.extend({"source": item.key, "message": w} for w in loaded.warnings)
         source = (item.root, item.key)
@@ -172,10 +181,9 @@ class Ingestor:
             prepared.append(PreparedDocument(raw, text, digest, signature, self.chunker.chunk(text)))
         return prepared, skipped
 
-    def _write(self, pending: list[_PendingSource], report: IngestReport, chunks_task) -> None:
-        """Embed the pending sources' chunks in one batch and commit them in one transaction."""
-        if not pending:
-            return
+    def _embed(self, pending: list[_PendingSource], report: IngestReport, chunks_task
+               ) -> tuple[list[_PendingSource], list[tuple[dict, list[PreparedDocument]]]]:
+        """Embed the pending sources' chunks in one batch: (the sources, their rows as replace_sources takes them)."""
         documents = [d for p in pending for d in p.documents]
         texts = [c.text for d in documents for c in d.chunks]
         embed_started = time.perf_counter()
@@ -191,14 +199,7 @@ class Ingestor:
             batch.append(({"key": p.item.key, "root": p.item.root, "kind": p.item.kind,
                            "fingerprint": p.item.fingerprint, "size_bytes": p.item.size_bytes,
                            "status": status, "note": note, "modified_at": p.item.modified_at}, p.documents))
-        self.store.replace_sources(batch)
-        for (source, _), p in zip(batch, pending):
-            if p.documents:
-                (report.added if p.is_new else report.updated).append(p.item.key)
-            else:
-                report.skipped.append({"source": p.item.key, "status": source["status"], "reason": source["note"]})
-        report.documents += len(documents)
-        report.chunks += len(texts)
+        return pending, batch
 
     def _prune(self, paths: list[str], items: list[SourceItem], stored: dict) -> list[str]:
         """Delete stored sources under the given directories that no longer exist there."""
@@ -207,6 +208,52 @@ class Ingestor:
         gone = [source for source in stored if source[0] in roots and source not in present]
         self.store.delete_sources(gone)
         return [key for _, key in gone]
+
+
+class _Committer:
+    """Commits embedded batches in order, one transaction each, on a thread of its own, so that the store's work
+    (a database server's index maintenance above all) overlaps the embedding of the next batch. At most one batch
+    is in flight: its commit is awaited (and its error raised) before the next starts, and at the end."""
+
+    def __init__(self, store, report: IngestReport):
+        self.store, self.report = store, report
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragtune-ingest-commit")
+        self.in_flight = None
+
+    def __enter__(self) -> "_Committer":
+        return self
+
+    def commit(self, pending: list[_PendingSource], batch: list[tuple[dict, list[PreparedDocument]]]) -> None:
+        self.wait()
+        self.in_flight = self.thread.submit(self._commit, pending, batch)
+
+    def write(self, action, *args, **kwargs) -> None:
+        """Another write to the store, after the batch in flight (one connection, one writer at a time)."""
+        self.wait()
+        action(*args, **kwargs)
+
+    def wait(self) -> None:
+        if self.in_flight is not None:
+            in_flight, self.in_flight = self.in_flight, None
+            in_flight.result()
+
+    def _commit(self, pending: list[_PendingSource], batch: list[tuple[dict, list[PreparedDocument]]]) -> None:
+        self.store.replace_sources(batch)
+        report = self.report
+        for (source, documents), p in zip(batch, pending):
+            if p.documents:
+                (report.added if p.is_new else report.updated).append(p.item.key)
+            else:
+                report.skipped.append({"source": p.item.key, "status": source["status"], "reason": source["note"]})
+            report.documents += len(documents)
+            report.chunks += sum(len(d.chunks) for d in documents)
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            if kind is None:
+                self.wait()
+        finally:
+            self.thread.shutdown(wait=True)  # a batch being committed when the run stops completes (or not) whole
 
 
 def _rejection(error: SourceError) -> dict:
