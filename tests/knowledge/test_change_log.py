@@ -92,3 +92,31 @@ def test_a_generation_published_without_its_log_sends_indexes_to_the_store(proje
     assert store.chunk_changes(before, store.generation) is None
     touched, added = store.chunk_changes(unlogged, store.generation)
     assert len(added) == 1 and np.array_equal(touched, added)
+
+
+def test_the_bm25_index_tokenizes_only_changed_chunks_and_ranks_as_a_rebuild(project, corpus, tmp_path, monkeypatch):
+    from ragtune.knowledge.lexical import LexicalIndex
+
+    store = project.kb.store
+    project.ingest([str(corpus)])
+    following = LexicalIndex(tmp_path / "following")
+    following.sync(store)
+    (corpus / "space" / "mars.txt").write_text("Mars has two small moons, Phobos and Deimos, and a tall volcano.")
+    (corpus / "space" / "comets.txt").write_text("Halley's comet returns every 76 years; comets are icy bodies.")
+    (corpus / "animals" / "cats.md").unlink()
+    project.ingest([str(corpus)], prune=True)
+
+    monkeypatch.setattr(type(store), "chunk_texts", lambda self: pytest.fail("read every chunk"))
+    following.sync(store)
+    restarted = LexicalIndex(tmp_path / "following")  # a new process: the saved terms, then the log
+    (corpus / "space" / "comets.txt").write_text("Comets: Halley's returns every 76 years, Hale-Bopp rarely.")
+    project.ingest([str(corpus)])
+    restarted.sync(store)
+    following.sync(store)
+    monkeypatch.undo()
+    rebuilt = LexicalIndex(tmp_path / "rebuilt")
+    rebuilt.sync(store)
+    assert np.array_equal(following.ids, store.chunk_ids()) and np.array_equal(restarted.ids, store.chunk_ids())
+    for query in ("Phobos Deimos moons", "Halley comet years", "cats sleep", "tallest volcano", "wolves"):
+        expected = rebuilt.search(query, 5)
+        assert following.search(query, 5) == expected and restarted.search(query, 5) == expected, query

@@ -1,12 +1,13 @@
 """The lexical index: BM25 (bm25s, Lucene variant) over chunk texts with English stemming and stopwords.
 
-Like the vector index it is derived from the store and rebuilt when the store's generation changes. bm25s was
+Like the vector index it is derived from the store and follows the store's generation (see LexicalIndex). bm25s was
 chosen over SQLite FTS5 by measurement: at 100,000 chunks FTS5's ranked OR-queries took 20 ms (p50), bm25s's
 precomputed sparse scores about 4 ms (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -34,11 +35,17 @@ def tokenize(texts: list[str]) -> list[list[str]]:
 
 
 class LexicalIndex:
-    """BM25 search over the store's chunks, persisted under `directory`."""
+    """BM25 search over the store's chunks, persisted under `directory`.
+
+    Beside the BM25 model it keeps every chunk's stemmed terms (as ids into one growing vocabulary): after a write
+    it reads and tokenizes only the chunks the store's change log names, then builds the scores again from the kept
+    terms (bm25s cannot update them in place, and every document changes the others' IDF and average length)."""
 
     def __init__(self, directory: Path):
         self.directory = directory / "bm25"
         self.ids = np.zeros(0, dtype=np.int64)
+        self.terms: list[np.ndarray] = []  # each chunk's term ids, in `ids` order
+        self.vocabulary: dict[str, int] = {}
         self.model: bm25s.BM25 | None = None
         self.generation = -1
 
@@ -50,18 +57,26 @@ class LexicalIndex:
         return {"kind": "BM25 (bm25s, Lucene)", "chunks": len(self.ids), "terms": vocabulary}
 
     def sync(self, store: StoreBase) -> None:
-        """Load the saved index if it matches the store's generation, else rebuild and save it. The generation is
-        read once, before the texts: a write committed meanwhile (another ingest, another machine) leaves the index
-        one generation behind, to be caught up at the next search, never labelled newer than what it holds."""
+        """Load the saved index, bring it to the store's generation (from the change log when it reaches back, else
+        from every chunk) and save it. The generation is read once, before the texts: a write committed meanwhile
+        (another ingest, another machine) leaves the index one generation behind, to be caught up at the next
+        search, never labelled newer than what it holds."""
         generation = store.generation
         if self.generation == generation:
             return
         stamp = self.directory / "stamp.json"
-        if read_stamp(stamp, store.identity).get("generation") == generation:
-            self.ids = np.load(self.directory / "ids.npy")
-            self.model = bm25s.BM25.load(self.directory) if len(self.ids) else None
-        else:
-            self._rebuild(store)
+        saved = read_stamp(stamp, store.identity).get("generation")
+        if self.generation < 0 and saved is not None and (self.directory / "terms.npz").exists():
+            self._load(current=saved == generation)
+            self.generation = saved
+        if self.generation != generation:
+            changes = store.chunk_changes(self.generation, generation) if self.generation >= 0 else None
+            if changes is None:
+                self._read_all(store)
+            else:
+                self._apply(store, *changes)
+            stamp.unlink(missing_ok=True)
+            self._index_and_save()
             write_stamp(stamp, store.identity, generation, chunks=len(self.ids))
         self.generation = generation
 
@@ -69,15 +84,47 @@ class LexicalIndex:
         """(generation, chunk ids) as saved on disk from `store` (see stamps.saved_ids)."""
         return saved_ids(self.directory / "stamp.json", self.directory / "ids.npy", store.identity)
 
-    def _rebuild(self, store: StoreBase) -> None:
+    def _read_all(self, store: StoreBase) -> None:
         ids, texts = store.chunk_texts()
+        tokenized = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=True, show_progress=False)
+        self.ids, self.vocabulary = ids, dict(tokenized.vocab)
+        self.terms = [np.asarray(terms, dtype=np.int32) for terms in tokenized.ids]
+
+    def _apply(self, store: StoreBase, touched: np.ndarray, added: np.ndarray) -> None:
+        """Drop the touched chunks' terms, tokenize the added ones (new terms join the vocabulary)."""
+        kept = np.flatnonzero(~np.isin(self.ids, touched))
+        new_ids, texts = store.chunk_texts_of(added)
+        new_terms = [np.fromiter((self.vocabulary.setdefault(term, len(self.vocabulary)) for term in terms),
+                                 dtype=np.int32) for terms in tokenize(texts)]
+        ids = np.concatenate([self.ids[kept], new_ids])
+        terms = [self.terms[i] for i in kept] + new_terms
+        order = np.argsort(ids, kind="stable")
+        self.ids, self.terms = ids[order], [terms[i] for i in order]
+
+    def _index_and_save(self) -> None:
+        """Build the BM25 scores from the kept terms; save them with the terms, the stamp going last."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.ids, self.model = ids, None
-        if len(ids):
+        self.model = None
+        if len(self.ids):
             self.model = bm25s.BM25()
-            self.model.index(tokenize(texts), show_progress=False)
+            self.model.index(bm25s.tokenization.Tokenized(ids=[terms.tolist() for terms in self.terms],
+                                                          vocab=dict(self.vocabulary)), show_progress=False)
             self.model.save(self.directory)
-        np.save(self.directory / "ids.npy", ids)
+        lengths = np.array([len(terms) for terms in self.terms], dtype=np.int64)
+        np.savez(self.directory / "terms.npz", offsets=np.concatenate([[0], np.cumsum(lengths)]),
+                 terms=np.concatenate(self.terms) if self.terms else np.zeros(0, dtype=np.int32))
+        (self.directory / "vocabulary.json").write_text(json.dumps(list(self.vocabulary)))
+        np.save(self.directory / "ids.npy", self.ids)
+
+    def _load(self, *, current: bool) -> None:
+        """The saved terms (and, when `current`, the saved model)."""
+        self.ids = np.load(self.directory / "ids.npy")
+        saved = np.load(self.directory / "terms.npz")
+        offsets, flat = saved["offsets"], saved["terms"]
+        self.terms = [flat[offsets[i]:offsets[i + 1]] for i in range(len(self.ids))]
+        self.vocabulary = {term: i for i, term in enumerate(json.loads((self.directory / "vocabulary.json")
+                                                                        .read_text()))}
+        self.model = bm25s.BM25.load(self.directory) if current and len(self.ids) else None
 
     def search(self, query: str, k: int, allowed: np.ndarray | Selection | None = None) -> list[tuple[int, float]]:
         """The `k` best (chunk id, BM25 score) with a positive score, optionally among `allowed` chunks."""

@@ -214,6 +214,11 @@ class StoreBase:
         rows = self._execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
 
+    def chunk_texts_of(self, ids: Iterable[int]) -> tuple[np.ndarray, list[str]]:
+        """(chunk ids, chunk texts) of the given chunks that exist, in id order."""
+        rows = sorted(self._in_lists("SELECT id, text FROM chunks WHERE id IN ({ids})", list(ids)))
+        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+
     def chunk_records(self) -> list[tuple[int, str, str, int, str]]:
         """(chunk id, source root, source key, document id, text) of every chunk, in id order."""
         return self._execute(f"SELECT c.id, s.root, s.key, d.id, c.text {CHUNK_JOINS} ORDER BY c.id").fetchall()
