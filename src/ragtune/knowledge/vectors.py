@@ -5,6 +5,7 @@ pgvector's, inside the database."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -54,9 +55,20 @@ def exact_search(ids: np.ndarray, matrix: np.ndarray, queries: np.ndarray, k: in
     return results
 
 
-def apply_change_log(ids: np.ndarray, matrix: np.ndarray, store, since: int, generation: int
-                     ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(ids, matrix) of an index at generation `since` brought to `generation` by the store's change log: the chunks
+@dataclass
+class CaughtUp:
+    """An index's chunks brought to a new generation by the store's change log: all of them (`ids`, `matrix`, in id
+    order) and what changed (`gone` left, `added_ids` with `added_vectors` came)."""
+
+    ids: np.ndarray
+    matrix: np.ndarray
+    gone: np.ndarray
+    added_ids: np.ndarray
+    added_vectors: np.ndarray
+
+
+def apply_change_log(ids: np.ndarray, matrix: np.ndarray, store, since: int, generation: int) -> CaughtUp | None:
+    """The chunks of an index at generation `since` brought to `generation` by the store's change log: the chunks
     changed meanwhile leave, the ones added come back with their stored embedding, and only those are read. None when
     reading everything is the way: the index has nothing to start from, the log does not reach back that far, or
     most of the index would be read anyway."""
@@ -64,15 +76,20 @@ def apply_change_log(ids: np.ndarray, matrix: np.ndarray, store, since: int, gen
     if changes is None or len(changes[1]) > max(len(ids), 1_000) // 2:
         return None
     touched, added = changes
-    kept = ~np.isin(ids, touched)
+    leaving = np.isin(ids, touched)
     new_ids, new_vectors = store.embeddings_of(added)
+    kept_ids = ids[~leaving]
+    kept = np.asarray(matrix[~leaving]) if leaving.any() else np.asarray(matrix)
     if not len(new_ids):
-        return ids[kept], np.asarray(matrix[kept])
-    if not kept.any():
-        return new_ids, new_vectors
-    merged_ids = np.concatenate([ids[kept], new_ids])
-    order = np.argsort(merged_ids, kind="stable")
-    return merged_ids[order], np.concatenate([np.asarray(matrix[kept]), new_vectors])[order]
+        merged_ids, merged = kept_ids, kept
+    elif not len(kept_ids):
+        merged_ids, merged = new_ids, new_vectors
+    else:
+        merged_ids, merged = np.concatenate([kept_ids, new_ids]), np.concatenate([kept, new_vectors])
+        if new_ids[0] < kept_ids[-1]:  # an id SQLite gave again: back into id order
+            order = np.argsort(merged_ids, kind="stable")
+            merged_ids, merged = merged_ids[order], merged[order]
+    return CaughtUp(merged_ids, merged, ids[leaving], new_ids, new_vectors)
 
 
 class FlatVectorIndex:
@@ -106,8 +123,8 @@ class FlatVectorIndex:
             self.matrix = np.load(self.directory / "flat_vectors.npy")
             self.generation = saved
         if self.generation != generation:
-            self.ids, self.matrix = apply_change_log(self.ids, self.matrix, store, self.generation, generation) or \
-                store.embeddings()
+            caught = apply_change_log(self.ids, self.matrix, store, self.generation, generation)
+            self.ids, self.matrix = (caught.ids, caught.matrix) if caught else store.embeddings()
             stamp.unlink(missing_ok=True)  # another process never pairs these ids with other vectors
             for name, array in {"flat_ids.npy": self.ids, "flat_vectors.npy": self.matrix}.items():
                 np.save(self.directory / f"{name}.tmp.npy", array)
@@ -159,8 +176,11 @@ class HnswVectorIndex:
         if self.generation < 0 and read_stamp(self.directory / "hnsw.json", store.identity):
             self._load(store.identity)
         if self.generation != generation:
-            self._update(*(apply_change_log(self.ids, self.matrix, store, self.generation, generation)
-                           or store.embeddings()))
+            caught = apply_change_log(self.ids, self.matrix, store, self.generation, generation)
+            if caught:
+                self._apply(caught)
+            else:
+                self._update(*store.embeddings())
             self._save(store.identity, generation)
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | Selection | None = None) -> Results:
@@ -184,6 +204,19 @@ class HnswVectorIndex:
     def saved(self, store) -> tuple[int | None, np.ndarray | None]:
         """(generation, chunk ids) as saved on disk from `store` (see stamps.saved_ids)."""
         return saved_ids(self.directory / "hnsw.json", self.directory / "hnsw_ids.npy", store.identity)
+
+    def _apply(self, caught: CaughtUp) -> None:
+        """Take the change log's changes into the graph (no diff needed: the log says what changed)."""
+        self.changes += len(caught.gone) + len(caught.added_ids)
+        if len(caught.ids) == 0 or self.graph is None or self.changes * 2 >= len(caught.ids):
+            self.graph, self.changes = None, 0
+            self._update(caught.ids, caught.matrix)
+            return
+        if len(caught.gone):
+            self.graph.remove(caught.gone)
+        if len(caught.added_ids):
+            self.graph.add(caught.added_ids, caught.added_vectors)
+        self.ids, self.matrix = caught.ids, caught.matrix
 
     def _update(self, ids: np.ndarray, matrix: np.ndarray) -> None:
         """Make the graph hold exactly (ids, matrix)."""
