@@ -9,7 +9,6 @@ version of a source. Readers never wait for it."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -179,23 +178,14 @@ class PostgresKnowledgeStore(StoreBase):
         return self.db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
 
     # -- writes ---------------------------------------------------------------------------------------
-    def replace_sources(self, batch: list[tuple[dict, list[PreparedDocument]]]) -> None:
-        """Atomically replace each source's documents and chunks (one transaction for the whole batch)."""
-        with self._transaction():
-            generation = self.generation + 1
-            for source, documents in batch:
-                self._log_source_chunks(generation, source["root"], source["key"], added=False)
-                self.db.execute("DELETE FROM sources WHERE root = %s AND key = %s", (source["root"], source["key"]))
-                source_id = self.db.execute(
-                    "INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, ingested_at, "
-                    "modified_at) VALUES (%(key)s, %(root)s, %(kind)s, %(fingerprint)s, %(size_bytes)s, %(status)s, "
-                    "%(note)s, %(ingested_at)s, %(modified_at)s) RETURNING id",
-                    {"modified_at": None, "ingested_at": time.time(), **source}).fetchone()[0]
-                dropped = [d for d in documents if not self._insert_document(source_id, d)]
-                if dropped:
-                    self._note_stored_elsewhere(source_id, dropped, everything=len(dropped) == len(documents))
-                self._log_source_chunks(generation, source["root"], source["key"], added=True)
-            self._end_change(generation)
+    def _insert_returning_id(self, sql: str, params) -> int:
+        return self._execute(f"{sql} RETURNING id", params).fetchone()[0]
+
+    def _insert_documents(self, source_id: int, documents: list[PreparedDocument]) -> None:
+        """Each document unless another ingest stored its text meanwhile, which the source's note then says."""
+        dropped = [d for d in documents if not self._insert_document(source_id, d)]
+        if dropped:
+            self._note_stored_elsewhere(source_id, dropped, everything=len(dropped) == len(documents))
 
     def _note_stored_elsewhere(self, source_id: int, dropped: list[PreparedDocument], everything: bool) -> None:
         """Say on the source which of its documents another ingest stored first (under another source)."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -167,26 +166,13 @@ class KnowledgeStore(StoreBase):
         return self.path.stat().st_size if self.path.exists() else 0
 
     # -- writes ---------------------------------------------------------------------------------------
-    def replace_sources(self, batch: list[tuple[dict, list[PreparedDocument]]]) -> None:
-        """Atomically replace each source's documents and chunks (one transaction for the whole batch).
+    def _insert_returning_id(self, sql: str, params) -> int:
+        # lastrowid, not INSERT ... RETURNING, which needs SQLite 3.35 (Python builds of older systems have less)
+        return self.db.execute(sql, params).lastrowid
 
-        Each entry is (source row: key, root, kind, fingerprint, size_bytes, status, note, optionally modified_at and
-        ingested_at (now by default); documents).
-        """
-        with self._transaction():
-            generation = self.generation + 1
-            for source, documents in batch:
-                self._log_source_chunks(generation, source["root"], source["key"], added=False)
-                self.db.execute("DELETE FROM sources WHERE root = ? AND key = ?", (source["root"], source["key"]))
-                source_id = self.db.execute(
-                    "INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, ingested_at, "
-                    "modified_at) VALUES (:key, :root, :kind, :fingerprint, :size_bytes, :status, :note, "
-                    ":ingested_at, :modified_at)",
-                    {"modified_at": None, "ingested_at": time.time(), **source}).lastrowid
-                for document in documents:
-                    self._insert_document(source_id, document)
-                self._log_source_chunks(generation, source["root"], source["key"], added=True)
-            self._end_change(generation)
+    def _insert_documents(self, source_id: int, documents: list[PreparedDocument]) -> None:
+        for document in documents:
+            self._insert_document(source_id, document)
 
     def _insert_document(self, source_id: int, document: PreparedDocument) -> None:
         raw = document.raw
@@ -207,10 +193,6 @@ class KnowledgeStore(StoreBase):
 
     def _transaction(self):
         return immediate_transaction(self.db)
-
-    def start_run(self) -> int:
-        """As StoreBase's, without INSERT ... RETURNING (SQLite 3.35; Python builds of older systems have less)."""
-        return self.db.execute("INSERT INTO ingest_runs (started_at) VALUES (?)", (time.time(),)).lastrowid
 
     # -- reads ----------------------------------------------------------------------------------------
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:

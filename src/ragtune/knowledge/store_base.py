@@ -43,7 +43,8 @@ class PreparedDocument:
 class StoreBase:
     """Subclasses set `backend`, `db` (an object with `execute(sql, params)` returning a DB-API cursor),
     `PLACEHOLDER` and `BYTE_ORDER` (the collation clause ordering text by bytes), and implement the writes
-    (`replace_sources`, `_transaction()` holding the write lock, `_bump_generation()`), `embeddings()`,
+    (`_insert_returning_id`, `_insert_documents`, `_transaction()` holding the write lock, `_bump_generation()`),
+    `embeddings()`,
     `_filter_sql(where)`, `_vector(value)` (a stored embedding as float32) and `_database_bytes()`.
 
     Every write logs the chunks it adds and removes (`chunk_changes`): the vector indexes kept beside a SQLite store
@@ -53,6 +54,14 @@ class StoreBase:
     backend = ""
     PLACEHOLDER = "?"
     BYTE_ORDER = ""
+
+    def _insert_returning_id(self, sql: str, params) -> int:
+        """Run an INSERT of one row and return the id it was given."""
+        raise NotImplementedError
+
+    def _insert_documents(self, source_id: int, documents: list[PreparedDocument]) -> None:
+        """Store a source's documents with their chunks and embeddings, in the caller's transaction."""
+        raise NotImplementedError
 
     def _execute(self, sql: str, params=()):
         if self.PLACEHOLDER != "?":
@@ -98,6 +107,27 @@ class StoreBase:
                 "SELECT s.root, s.key, d.part, d.content_hash, d.minhash FROM documents d "
                 "JOIN sources s ON s.id = d.source_id").fetchall():
             yield root, key, part, digest, bytes(signature)
+
+    def replace_sources(self, batch: list[tuple[dict, list[PreparedDocument]]]) -> None:
+        """Atomically replace each source's documents and chunks (one transaction for the whole batch).
+
+        Each entry is (source row: key, root, kind, fingerprint, size_bytes, status, note, optionally modified_at and
+        ingested_at (now by default); documents).
+        """
+        with self._transaction():
+            generation = self.generation + 1
+            for source, documents in batch:
+                self._log_source_chunks(generation, source["root"], source["key"], added=False)
+                self._execute("DELETE FROM sources WHERE root = ? AND key = ?", (source["root"], source["key"]))
+                row = {"modified_at": None, "ingested_at": time.time(), **source}
+                source_id = self._insert_returning_id(
+                    "INSERT INTO sources (key, root, kind, fingerprint, size_bytes, status, note, ingested_at, "
+                    "modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    tuple(row[name] for name in ("key", "root", "kind", "fingerprint", "size_bytes", "status", "note",
+                                                 "ingested_at", "modified_at")))
+                self._insert_documents(source_id, documents)
+                self._log_source_chunks(generation, source["root"], source["key"], added=True)
+            self._end_change(generation)
 
     def record_rejected(self, source: dict, *, keep_documents: bool) -> None:
         """Record that a source could not be read (key, root, kind, size_bytes, note): a stored earlier version
@@ -179,8 +209,7 @@ class StoreBase:
 
     # -- ingest manifest ------------------------------------------------------------------------------
     def start_run(self) -> int:
-        return self._execute("INSERT INTO ingest_runs (started_at) VALUES (?) RETURNING id",
-                             (time.time(),)).fetchone()[0]
+        return self._insert_returning_id("INSERT INTO ingest_runs (started_at) VALUES (?)", (time.time(),))
 
     def finish_run(self, run_id: int, summary: dict) -> None:
         self._execute("UPDATE ingest_runs SET finished_at = ?, summary = ? WHERE id = ?",
