@@ -29,9 +29,10 @@ def _stemmer() -> Stemmer.Stemmer:
     return Stemmer.Stemmer("english")
 
 
-def tokenize(texts: list[str]) -> list[list[str]]:
-    """Lower-cased, stopword-free, stemmed terms of each text."""
-    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
+def tokenize(texts: list[str], *, as_ids: bool = False):
+    """Lower-cased, stopword-free, stemmed terms of each text: as strings, or with `as_ids` as bm25s's Tokenized
+    (term ids and their vocabulary)."""
+    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=as_ids, show_progress=False)
 
 
 class LexicalIndex:
@@ -86,7 +87,7 @@ class LexicalIndex:
 
     def _read_all(self, store: StoreBase) -> None:
         ids, texts = store.chunk_texts()
-        tokenized = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=True, show_progress=False)
+        tokenized = tokenize(texts, as_ids=True)
         self.ids, self.vocabulary = ids, dict(tokenized.vocab)
         self.terms = [np.asarray(terms, dtype=np.int32) for terms in tokenized.ids]
 

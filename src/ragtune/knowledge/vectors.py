@@ -55,6 +55,13 @@ def exact_search(ids: np.ndarray, matrix: np.ndarray, queries: np.ndarray, k: in
     return results
 
 
+def save_arrays(directory: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Each array to its .npy file under a temporary name, then renamed: a reader finds the old file or the new."""
+    for name, array in arrays.items():
+        np.save(directory / f"{name}.tmp.npy", array)
+        os.replace(directory / f"{name}.tmp.npy", directory / name)
+
+
 @dataclass
 class CaughtUp:
     """An index's chunks brought to a new generation by the store's change log: all of them (`ids`, `matrix`, in id
@@ -126,9 +133,7 @@ class FlatVectorIndex:
             caught = apply_change_log(self.ids, self.matrix, store, self.generation, generation)
             self.ids, self.matrix = (caught.ids, caught.matrix) if caught else store.embeddings()
             stamp.unlink(missing_ok=True)  # another process never pairs these ids with other vectors
-            for name, array in {"flat_ids.npy": self.ids, "flat_vectors.npy": self.matrix}.items():
-                np.save(self.directory / f"{name}.tmp.npy", array)
-                os.replace(self.directory / f"{name}.tmp.npy", self.directory / name)
+            save_arrays(self.directory, {"flat_ids.npy": self.ids, "flat_vectors.npy": self.matrix})
             write_stamp(stamp, store.identity, generation, size=len(self.ids))
         self.generation = generation
 
@@ -250,9 +255,7 @@ class HnswVectorIndex:
         """Write the graph and vectors under temporary names, then rename them; the stamp goes last."""
         stamp = self.directory / "hnsw.json"
         stamp.unlink(missing_ok=True)
-        for name, array in {"hnsw_ids.npy": self.ids, "hnsw_vectors.npy": self.matrix}.items():
-            np.save(self.directory / f"{name}.tmp.npy", array)
-            os.replace(self.directory / f"{name}.tmp.npy", self.directory / name)
+        save_arrays(self.directory, {"hnsw_ids.npy": self.ids, "hnsw_vectors.npy": self.matrix})
         self.matrix = np.load(self.directory / "hnsw_vectors.npy", mmap_mode="r")  # as after a load
         if self.graph is not None:
             self.graph.save(self.directory / "hnsw.usearch.tmp")
