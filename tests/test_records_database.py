@@ -97,3 +97,29 @@ def test_battles_and_votes_one_vote_each_and_an_import_all_or_nothing(records, t
     assert store.import_jsonl(exported) == (1, 2)
     assert [(j.item, j.outcome) for j in store.judgements()] == [("q0", "a"), ("q1", "tie"), ("q5", "b")]
     store.close()
+
+
+def test_records_written_by_a_newer_ragtune_are_refused_at_open(records):
+    AnswerLog(records).close()
+    ArenaStore(records).close()
+    newer = AnswerLog(records)
+    with newer._lock:
+        newer._db.execute("UPDATE record_schemas SET version = ? WHERE name = 'answers'",
+                          (AnswerLog.SCHEMA_VERSION + 1,))
+    newer.close()
+    with pytest.raises(RagtuneError, match="answers records .* schema version 2, written by a newer ragtune"):
+        AnswerLog(records)
+    ArenaStore(records).close()  # each kind of records has its own version
+
+
+def test_records_from_before_schema_versions_open_as_version_one(records):
+    log = AnswerLog(records)
+    log.record("r1", "smollm2", "rag", [{"role": "user", "content": "question?"}], answer("kept"))
+    with log._lock:
+        log._db.execute("DROP TABLE record_schemas")  # as an earlier ragtune left the database
+    log.close()
+    reopened = AnswerLog(records)
+    assert reopened.get("r1")["answer"] == "kept"
+    with reopened._lock:
+        assert reopened._db.execute("SELECT name, version FROM record_schemas").fetchall() == [("answers", 1)]
+    reopened.close()

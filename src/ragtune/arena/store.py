@@ -113,6 +113,7 @@ class ArenaStore(LockedDatabase):
     """The arena tables of the records database at `location` (a SQLite file or a PostgreSQL URL), safe to use from a
     server's threads."""
 
+    RECORDS = "arena"
     SCHEMA = _SCHEMA
 
     def add_battle(self, battle: Battle) -> None:

@@ -44,6 +44,7 @@ class AnswerLog(LockedDatabase):
     """The `answers` table of the project's records database (see LockedDatabase), safe to use from the server's
     threads."""
 
+    RECORDS = "answers"
     SCHEMA = _SCHEMA
 
     def record(self, response_id: str, model: str, strategy: str, messages: list[dict], answer: Answer) -> None:
