@@ -29,6 +29,7 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -75,24 +76,35 @@ def load_vectors(store: PostgresKnowledgeStore, matrix: np.ndarray, batch: int =
                                  "size_bytes": 0, "status": "indexed", "note": None}, [document])])
 
 
-def bulk_load_vectors(store: PostgresKnowledgeStore, matrix: np.ndarray) -> dict:
-    """A first load as pgvector advises for large tables: the rows by COPY without the HNSW index, then the index
-    built once in memory. Seconds of each step."""
-    load_vectors(store, matrix[:1])  # the source and document rows, the column's dimension and the index
-    started = time.perf_counter()
+@contextmanager
+def index_built_after(store: PostgresKnowledgeStore):
+    """Rows written inside this block go in without the HNSW index, which is built once afterwards, in memory
+    (pgvector's advice for a large first load). Yields a dict that receives the seconds of the index build."""
     store.db.execute("DROP INDEX chunks_embedding_hnsw")
-    document_id = store.db.execute("SELECT MIN(id) FROM documents").fetchone()[0]
-    with store.db.cursor() as cursor, cursor.copy("COPY chunks (document_id, ordinal, text, start_char, end_char, "
-                                                  "token_count, embedding) FROM STDIN") as copy:
-        for position in range(1, len(matrix)):
-            copy.write_row((document_id, position, f"v{position}", 0, 1, 1, matrix[position]))
-    copied = time.perf_counter()
+    timing: dict = {}
+    yield timing
+    started = time.perf_counter()
     store.db.execute("SET maintenance_work_mem = '4GB'")  # the graph built in memory: minutes, not hours
     store.db.execute("SET max_parallel_maintenance_workers = 1")  # with the leader: both cores
     store.db.execute(f"CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_ip_ops) "
                      f"WITH ({HNSW_OPTIONS})")
     store.db.execute("ANALYZE chunks")
-    return {"copy_seconds": round(copied - started, 1), "index_seconds": round(time.perf_counter() - copied, 1)}
+    timing["index_seconds"] = round(time.perf_counter() - started, 1)
+
+
+def bulk_load_vectors(store: PostgresKnowledgeStore, matrix: np.ndarray) -> dict:
+    """A first load as pgvector advises for large tables: the rows by COPY without the HNSW index, then the index
+    built once. Seconds of each step."""
+    load_vectors(store, matrix[:1])  # the source and document rows, the column's dimension and the index
+    started = time.perf_counter()
+    with index_built_after(store) as timing:
+        document_id = store.db.execute("SELECT MIN(id) FROM documents").fetchone()[0]
+        with store.db.cursor() as cursor, cursor.copy("COPY chunks (document_id, ordinal, text, start_char, "
+                                                      "end_char, token_count, embedding) FROM STDIN") as copy:
+            for position in range(1, len(matrix)):
+                copy.write_row((document_id, position, f"v{position}", 0, 1, 1, matrix[position]))
+        timing["copy_seconds"] = round(time.perf_counter() - started, 1)
+    return timing
 
 
 def dense(url: str, chunks: int, queries: int, bulk: bool = False) -> dict:
@@ -136,8 +148,8 @@ def _replica(url: str, probes: np.ndarray, seconds: float, counts) -> None:
     store.close()
 
 
-def replicas(url: str, queries: int, seconds: float = 10.0) -> dict:
-    probes = embedding_like(queries, seed=2)
+def replicas(url: str, probes: np.ndarray, seconds: float = 10.0) -> dict:
+    """Dense queries per second of two processes, each with its own connection, against one process."""
     context = multiprocessing.get_context("fork")
     throughput = {}
     for processes in (1, 2):
@@ -198,54 +210,98 @@ def lexical(project: Project, url: str, questions: list[dict]) -> dict:
             "bm25s": {**bm25_latency, "recall_at_5": hit_rate(bm25_results)}}
 
 
-def hybrid(projects: dict[str, Project], questions: list[dict], chunks: int, queries: int) -> dict:
-    """Hybrid and dense search latency of each backend's project grown to `chunks` chunks."""
-    texts = [q["question"] for q in questions[:queries]]
-    results = {}
-    for backend, project in projects.items():
-        started = time.perf_counter()
+def grow(project: Project, chunks: int, bulk: bool) -> dict:
+    """Replicate the project's chunks to `chunks` and bring its indexes in line, as an ingest leaves them; on
+    PostgreSQL with `bulk`, the HNSW index is built once after the rows. Seconds of each step."""
+    started = time.perf_counter()
+    store = project.kb.store
+    if bulk and isinstance(store, PostgresKnowledgeStore):
+        with index_built_after(store) as timing:
+            replicate(project, chunks)
+    else:
+        timing = {}
         replicate(project, chunks)
-        project.kb.sync_indexes()  # as an ingest leaves them
-        grown = time.perf_counter() - started
-        project.search_batch(texts[:5], k=5)  # warm caches
-        results[backend] = {"chunks": project.kb.store.counts()["chunks"], "grow_seconds": round(grown, 1),
-                            "hybrid": latency(project.retriever, texts, "hybrid"),
-                            "dense": latency(project.retriever, texts, "dense")}
-    results["hybrid_p50_ratio_postgresql_to_sqlite"] = round(results["postgresql"]["hybrid"]["p50_ms"]
-                                                             / results["sqlite"]["hybrid"]["p50_ms"], 2)
-    return results
+    project.kb.sync_indexes()
+    return {"chunks": store.counts()["chunks"], "grow_seconds": round(time.perf_counter() - started, 1), **timing}
+
+
+def hybrid(project: Project, questions: list[dict], queries: int) -> dict:
+    """Hybrid and dense search latency (query embedding excluded)."""
+    texts = [q["question"] for q in questions[:queries]]
+    project.search_batch(texts[:5], k=5)  # warm caches
+    return {"hybrid": latency(project.retriever, texts, "hybrid"), "dense": latency(project.retriever, texts, "dense")}
+
+
+def new_knowledge(project: Project, docs: Path, texts: list[str]) -> dict:
+    """Ingest of real documents into a store that already holds the grown corpus: COVID-QA's articles are taken out
+    and ingested again (read, chunked, embedded, stored, the indexes caught up), against the raw embedder on the
+    same chunk texts (`texts`, the articles' chunks as first ingested) in the same run (the baseline)."""
+    store = project.kb.store
+    store.delete_sources([source for source in store.sources() if source[0] != "replica"])
+    project.kb.sync_indexes()
+    started = time.perf_counter()
+    project.kb.embedder.encode(texts)
+    raw_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    report = project.ingest([str(docs)])
+    whole_seconds = time.perf_counter() - started
+    return {"store_chunks": store.counts()["chunks"], "chunks": report.chunks,
+            "raw_embedder_seconds": round(raw_seconds, 1), "ingest_seconds": round(whole_seconds, 1),
+            "batches_seconds": round(report.seconds, 1), "embedding_seconds": round(report.embed_seconds, 1),
+            "catch_up_seconds": round(whole_seconds - report.seconds, 1),
+            "ingest_to_raw_embedder": round(raw_seconds / whole_seconds, 3),
+            "batches_to_raw_embedder": round(raw_seconds / report.seconds, 3)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--dense-only", action="store_true", help="dense search and replicas only (for 1,000,000)")
+    parser.add_argument("--dense-only", action="store_true", help="synthetic dense search and replicas only")
+    parser.add_argument("--real-only", action="store_true", help="leave out the synthetic dense search (measured "
+                        "apart at 1,000,000: its exact baseline holds the matrix three times)")
     parser.add_argument("--bulk", action="store_true", help="load by COPY and build the index after (pgvector's "
                         "advice for a large first load) instead of through the store's writes")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     server = start_postgres(Path(tempfile.mkdtemp(prefix="ragtune-bench-postgres-")))
+    results = {}
     try:
-        results = {"dense": dense(server.create_database("dense"), args.chunks, args.queries, args.bulk)}
-        results["replicas"] = replicas(server.url("dense"), args.queries)
+        if not args.real_only:
+            results["dense"] = dense(server.create_database("dense"), args.chunks, args.queries, args.bulk)
         if args.dense_only:
+            results["replicas"] = replicas(server.url("dense"), embedding_like(args.queries, seed=2))
             emit(results, args.out)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            docs, questions = materialise(Path(tmp))
-            covid_url = server.create_database("covid")
-            project, pg_ingest = covid_project(Path(tmp) / "pg", docs, covid_url)
-            results["lexical"] = lexical(project, covid_url, questions)
-            sqlite_project, sqlite_ingest = covid_project(Path(tmp) / "sqlite", docs, None)
-            results["ingest"] = {"postgresql": pg_ingest, "sqlite": sqlite_ingest}
-            results["hybrid"] = hybrid({"postgresql": project, "sqlite": sqlite_project}, questions, args.chunks,
-                                       args.queries)
-            project.close()
-            sqlite_project.close()
+            real_corpus(server, Path(tmp), args, results)
     finally:
         server.stop()
     emit(results, args.out)
+
+
+def real_corpus(server, tmp: Path, args, results: dict) -> None:
+    """The measurements on COVID-QA's real chunks: lexical retrieval and ingest at its own size, then hybrid search,
+    two replicas and ingest of new knowledge with the corpus grown to `args.chunks`."""
+    docs, questions = materialise(tmp)
+    covid_url = server.create_database("covid")
+    projects, ingest = {}, {}
+    projects["postgresql"], ingest["postgresql"] = covid_project(tmp / "pg", docs, covid_url)
+    results["lexical"] = lexical(projects["postgresql"], covid_url, questions)
+    projects["sqlite"], ingest["sqlite"] = covid_project(tmp / "sqlite", docs, None)
+    results["ingest"] = ingest
+    article_chunks = [text for *_, text in projects["sqlite"].kb.store.chunk_records()]
+    results["grown"], results["hybrid"], results["new_knowledge"] = {}, {}, {}
+    for backend, project in projects.items():
+        results["grown"][backend] = grow(project, args.chunks, args.bulk)
+        results["hybrid"][backend] = hybrid(project, questions, args.queries)
+    results["hybrid"]["hybrid_p50_ratio_postgresql_to_sqlite"] = round(
+        results["hybrid"]["postgresql"]["hybrid"]["p50_ms"] / results["hybrid"]["sqlite"]["hybrid"]["p50_ms"], 2)
+    probes = projects["postgresql"].kb.embedder.encode([q["question"] for q in questions[:args.queries]])
+    results["replicas"] = replicas(covid_url, probes)
+    for backend, project in projects.items():
+        results["new_knowledge"][backend] = new_knowledge(project, docs, article_chunks)
+        project.close()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from covidqa import materialise
 
+from ragtune.knowledge.cleaning import NearDuplicateIndex
 from ragtune.knowledge.store import PreparedDocument
 from ragtune.knowledge.types import Chunk, RawDocument
 from ragtune.knowledge.vectors import FlatVectorIndex
@@ -35,6 +36,7 @@ def replicate(project: Project, target_chunks: int, seed: int = 0) -> None:
     by_document: dict[int, list] = {}
     for chunk_id, _, _, document_id, chunk_text in store.chunk_records():
         by_document.setdefault(document_id, []).append((document_texts[document_id], chunk_text, vector_of[chunk_id]))
+    signatures = NearDuplicateIndex()  # each copy stands for a distinct document: a signature near no other's
     copy = 0
     while store.counts()["chunks"] < target_chunks:
         copy += 1
@@ -44,7 +46,8 @@ def replicate(project: Project, target_chunks: int, seed: int = 0) -> None:
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             text = f"copy {copy} {chunks[0][0]}"
             prepared = PreparedDocument(
-                RawDocument(source=f"copy{copy}/{document_id}", text=text), text, f"{copy}-{document_id}", b"",
+                RawDocument(source=f"copy{copy}/{document_id}", text=text), text, f"{copy}-{document_id}",
+                signatures.signature(f"replica {copy} of document {document_id}"),
                 [Chunk(t, i, 0, len(t), 0) for i, (_, t, _) in enumerate(chunks)], vectors.astype(np.float32))
             batch.append(({"key": f"copy{copy}/{document_id}.txt", "root": "replica", "kind": "file",
                            "fingerprint": "-", "size_bytes": 0, "status": "indexed", "note": None}, [prepared]))
