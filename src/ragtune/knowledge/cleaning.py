@@ -92,6 +92,7 @@ class NearDuplicateIndex:
         # LSH only proposes candidates; a lower LSH threshold favours recall, `find` checks the estimate.
         self._lsh = MinHashLSH(threshold=min(max(threshold * 0.8, 0.1), 0.9), num_perm=num_perm)
         self._minhashes: dict[str, MinHash] = {}
+        self._template = self._new_minhash()
 
     def signature(self, text: str) -> bytes:
         """The MinHash signature of a text (num_perm little-endian uint64 values)."""
@@ -136,6 +137,6 @@ class NearDuplicateIndex:
         values = np.frombuffer(signature, dtype="<u8")
         if values.size != self.num_perm:
             raise ValueError(f"signature has {values.size} values, this index uses num_perm={self.num_perm}")
-        minhash = self._new_minhash()
-        minhash.hashvalues = values.astype(minhash.hashvalues.dtype)
-        return minhash
+        # the seed's permutations drawn once: drawing them per MinHash was 90% of loading a stored corpus's signatures
+        return MinHash(num_perm=self.num_perm, seed=self._SEED, hashvalues=values.astype(np.uint64),
+                       permutations=self._template.permutations, scheme=self._template.scheme)
