@@ -15,6 +15,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 import Stemmer
+from scipy import sparse
 
 from ragtune.knowledge.stamps import read_stamp, saved_ids, write_stamp
 from ragtune.knowledge.store_base import StoreBase
@@ -33,6 +34,31 @@ def tokenize(texts: list[str], *, as_ids: bool = False):
     """Lower-cased, stopword-free, stemmed terms of each text: as strings, or with `as_ids` as bm25s's Tokenized
     (term ids and their vocabulary)."""
     return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=as_ids, show_progress=False)
+
+
+class FastBuildBM25(bm25s.BM25):
+    """bm25s's BM25 (its default Lucene variant, ragtune's setting) with the index built by scipy's sparse operations
+    instead of bm25s's Python loop over documents; bm25s names `build_index_from_ids` as the method to override.
+    The same scores (tested against bm25s's own build), several times faster (BENCHMARKS.md): at 1,000,000 chunks the
+    build is what every write costs each replica."""
+
+    def build_index_from_ids(self, unique_token_ids, corpus_token_ids, show_progress=True, leave_progress=False):
+        if self.method != "lucene" or self.idf_method not in (None, "lucene"):
+            return super().build_index_from_ids(unique_token_ids, corpus_token_ids, show_progress, leave_progress)
+        self.nonoccurrence_array = None  # used by the BM25L and BM25+ variants only
+        documents, vocabulary = len(corpus_token_ids), len(unique_token_ids)
+        lengths = np.fromiter(map(len, corpus_token_ids), dtype=np.int64, count=documents)
+        terms = np.concatenate([np.asarray(t, dtype=np.int32) for t in corpus_token_ids])
+        counts = sparse.csr_matrix((np.ones(len(terms), dtype=np.float32), terms,
+                                    np.concatenate([[0], np.cumsum(lengths)])), shape=(documents, vocabulary))
+        counts.sum_duplicates()  # each document's term frequencies
+        frequency = np.bincount(counts.indices, minlength=vocabulary)
+        idf = np.log(1 + (documents - frequency + 0.5) / (frequency + 0.5)).astype(self.dtype)
+        tf = counts.data
+        length_norm = (1 - self.b) + self.b * np.repeat(lengths, np.diff(counts.indptr)) / lengths.mean()
+        counts.data = (idf[counts.indices] * (tf / (self.k1 * length_norm + tf))).astype(self.dtype)
+        scores = counts.tocsc()
+        return {"data": scores.data, "indices": scores.indices, "indptr": scores.indptr, "num_docs": documents}
 
 
 class LexicalIndex:
@@ -107,9 +133,9 @@ class LexicalIndex:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.model = None
         if len(self.ids):
-            self.model = bm25s.BM25()
-            self.model.index(bm25s.tokenization.Tokenized(ids=[terms.tolist() for terms in self.terms],
-                                                          vocab=dict(self.vocabulary)), show_progress=False)
+            self.model = FastBuildBM25()
+            self.model.index(bm25s.tokenization.Tokenized(ids=self.terms, vocab=dict(self.vocabulary)),
+                             show_progress=False)
             self.model.save(self.directory)
         lengths = np.array([len(terms) for terms in self.terms], dtype=np.int64)
         np.savez(self.directory / "terms.npz", offsets=np.concatenate([[0], np.cumsum(lengths)]),
