@@ -39,7 +39,7 @@ def tokenize(texts: list[str], *, as_ids: bool = False):
 class FastBuildBM25(bm25s.BM25):
     """bm25s's BM25 (its default Lucene variant, ragtune's setting) with the index built by scipy's sparse operations
     instead of bm25s's Python loop over documents; bm25s names `build_index_from_ids` as the method to override.
-    The same scores (tested against bm25s's own build), several times faster (BENCHMARKS.md): at 1,000,000 chunks the
+    The same scores (tested against bm25s's own build), 5x faster at 1,000,000 chunks (BENCHMARKS.md), where the
     build is what every write costs each replica."""
 
     def build_index_from_ids(self, unique_token_ids, corpus_token_ids, show_progress=True, leave_progress=False):
