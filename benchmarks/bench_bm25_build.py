@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import bm25s
@@ -21,7 +20,7 @@ import numpy as np
 from covidqa import materialise
 
 from ragtune.knowledge.lexical import FastBuildBM25, tokenize
-from reporting import emit
+from reporting import emit, timed
 
 
 def windows(docs: Path, words: int = 200) -> list[str]:
@@ -30,12 +29,6 @@ def windows(docs: Path, words: int = 200) -> list[str]:
         tokens = path.read_text(encoding="utf-8").split()
         texts.extend(" ".join(tokens[start:start + words]) for start in range(0, len(tokens), words))
     return texts
-
-
-def timed_build(model: bm25s.BM25, corpus) -> float:
-    started = time.perf_counter()
-    model.index(corpus, show_progress=False)
-    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -52,8 +45,8 @@ def main() -> None:
     corpus = bm25s.tokenization.Tokenized(ids=terms, vocab=dict(tokenized.vocab))
     baseline_corpus = bm25s.tokenization.Tokenized(ids=[t.tolist() for t in terms], vocab=dict(tokenized.vocab))
     fast, reference = FastBuildBM25(), bm25s.BM25()
-    fast_seconds = timed_build(fast, corpus)
-    reference_seconds = timed_build(reference, baseline_corpus)
+    _, fast_seconds = timed(fast.index, corpus, show_progress=False)
+    _, reference_seconds = timed(reference.index, baseline_corpus, show_progress=False)
     queries = [[t for t in q if t in reference.vocab_dict] for q in tokenize([q["question"] for q in questions[:50]])]
     worst = max(float(np.max(np.abs(fast.get_scores(q) - reference.get_scores(q)))) for q in queries if q)
     emit({"chunks": args.chunks, "terms": int(sum(len(t) for t in terms)),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 from bench_retrieval_latency import replicate
@@ -22,7 +21,7 @@ from covidqa import materialise
 from ragtune.knowledge.lexical import LexicalIndex
 from ragtune.knowledge.vectors import HnswVectorIndex
 from ragtune.project import Project
-from reporting import emit
+from reporting import emit, timed
 
 
 class WithoutLog:
@@ -36,12 +35,6 @@ class WithoutLog:
 
     def chunk_changes(self, since: int, until: int) -> None:
         return None
-
-
-def timed_sync(index, store) -> float:
-    started = time.perf_counter()
-    index.sync(store)
-    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -67,8 +60,8 @@ def main() -> None:
         store.replace_sources([({**row, "fingerprint": "changed"}, documents)])
         results = {"chunks": store.counts()["chunks"], "changed_sources": 1}
         for name in indexes:
-            log = timed_sync(copies[name, "log"], store)
-            full = timed_sync(copies[name, "full"], WithoutLog(store))
+            _, log = timed(copies[name, "log"].sync, store)
+            _, full = timed(copies[name, "full"].sync, WithoutLog(store))
             results[name] = {"change_log_seconds": round(log, 3), "read_everything_seconds": round(full, 3),
                              "speedup": round(full / log, 1)}
         project.close()

@@ -47,7 +47,7 @@ from ragtune.knowledge.store import PreparedDocument
 from ragtune.knowledge.types import Chunk, RawDocument
 from ragtune.knowledge.vectors import HnswVectorIndex, PgVectorIndex, exact_search
 from ragtune.project import Project
-from reporting import emit, percentiles
+from reporting import emit, percentiles, timed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from postgres_server import start_postgres  # noqa: E402  (the tests' server starter)
@@ -252,12 +252,8 @@ def new_knowledge(project: Project, docs: Path, texts: list[str]) -> dict:
     store = project.kb.store
     store.delete_sources([source for source in store.sources() if source[0] != "replica"])
     project.kb.sync_indexes()
-    started = time.perf_counter()
-    project.kb.embedder.encode(texts)
-    raw_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    report = project.ingest([str(docs)])
-    whole_seconds = time.perf_counter() - started
+    _, raw_seconds = timed(project.kb.embedder.encode, texts)
+    report, whole_seconds = timed(project.ingest, [str(docs)])
     return {"store_chunks": store.counts()["chunks"], "chunks": report.chunks,
             "raw_embedder_seconds": round(raw_seconds, 1), "ingest_seconds": round(whole_seconds, 1),
             "batches_seconds": round(report.seconds, 1), "embedding_seconds": round(report.embed_seconds, 1),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,3 +22,10 @@ def percentiles(seconds, digits: int = 2) -> dict:
     milliseconds = np.asarray(seconds) * 1000
     return {"p50_ms": round(float(np.percentile(milliseconds, 50)), digits),
             "p95_ms": round(float(np.percentile(milliseconds, 95)), digits)}
+
+
+def timed(call, *args, **kwargs) -> tuple[object, float]:
+    """(what `call(*args, **kwargs)` returns, the seconds it took)."""
+    started = time.perf_counter()
+    result = call(*args, **kwargs)
+    return result, time.perf_counter() - started
