@@ -119,3 +119,18 @@ def test_the_bm25_index_tokenizes_only_changed_chunks_and_ranks_as_a_rebuild(pro
     for query in ("Phobos Deimos moons", "Halley comet years", "cats sleep", "tallest volcano", "wolves"):
         expected = rebuilt.search(query, 5)
         assert following.search(query, 5) == expected and restarted.search(query, 5) == expected, query
+
+
+def test_a_write_updates_the_indexes_beside_sqlite_and_leaves_a_servers_to_their_readers(project, corpus):
+    """On SQLite the indexes beside the store are the store's own files: ingest and deletion bring them up to date.
+    On PostgreSQL each reading process keeps its own copy: the writer leaves it, and a search catches it up."""
+    store, lexical = project.kb.store, project.kb.lexical
+    project.ingest([str(corpus)])
+    first = store.generation
+    assert lexical.generation == (first if store.backend == "sqlite" else -1)
+    assert project.search("Olympus Mons", k=3, mode="lexical")[0].source == "space/mars.txt"
+    assert lexical.generation == first  # caught up by the search, from the store
+    project.kb.delete_source(str(corpus.resolve()), "space/mars.txt")
+    assert lexical.generation == (store.generation if store.backend == "sqlite" else first)
+    assert all(hit.source != "space/mars.txt" for hit in project.search("Olympus Mons", k=3, mode="lexical"))
+    assert lexical.generation == store.generation

@@ -26,6 +26,7 @@ def consistency(store) -> dict:
 
 def test_first_ingest_then_unchanged_is_skipped(project, corpus):
     first = project.ingest([str(corpus)])
+    project.kb.sync_indexes()  # as a reader's search does (on SQLite the ingest did it: test_change_log)
     assert len(project.kb.lexical) == len(project.kb.index) == first.chunks
     assert sorted(first.added) == ["animals/cats.md", "animals/dogs.txt", "space/mars.txt", "space/moon.html"]
     assert first.chunks >= 4 and first.rejected == []

@@ -62,7 +62,7 @@ class KnowledgeBase:
         self.store.set_meta("embedder_runtime", self.embedder.runtime)
         report = ingestor.run(paths, prune=prune, json_text_field=json_text_field, sql_query=sql_query,
                               progress=progress)
-        self.sync_indexes()
+        self._after_write()
         take_snapshot(self.store)
         release_freed_memory()  # parsed pages and embedding batches: a long-lived process need not keep their heap
         return report
@@ -72,8 +72,14 @@ class KnowledgeBase:
         chunks = sum(entry["chunks"] for entry in self.store.source_list()
                      if (entry["root"], entry["source"]) == (root, key))
         if self.store.delete_sources([(root, key)]):
-            self.sync_indexes()
+            self._after_write()
         return chunks
+
+    def _after_write(self) -> None:
+        """The indexes beside the store brought up to date where the writer keeps them
+        (StoreBase.writer_updates_indexes); elsewhere each reader catches up at its next search."""
+        if self.store.writer_updates_indexes:
+            self.sync_indexes()
 
     def retriever(self, **hooks) -> Retriever:
         """A retriever over this knowledge base (`reranker=`, `rewrite_query=` hooks optional)."""

@@ -93,6 +93,7 @@ class PostgresKnowledgeStore(StoreBase):
     """Sources, documents, chunks and embeddings in PostgreSQL with pgvector; the KnowledgeStore interface."""
 
     backend = "postgresql"
+    writer_updates_indexes = False
     PLACEHOLDER = "%s"
     BYTE_ORDER = ' COLLATE "C"'  # SQLite's order, whatever the database's locale
 

@@ -52,6 +52,10 @@ class StoreBase:
     cannot update in place) or a further backend's."""
 
     backend = ""
+    # Whether a write brings the indexes kept beside the store up to date. On SQLite they are the store's own files,
+    # which every later process loads. On a database server each reading process keeps its own and catches up from
+    # the change log at its next search: an ingest job (on any machine) would build a copy nobody reads.
+    writer_updates_indexes = True
     PLACEHOLDER = "?"
     BYTE_ORDER = ""
 
