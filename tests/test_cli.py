@@ -27,6 +27,41 @@ def test_ingest_json_report(ingested, corpus):
     assert again.exit_code == 0 and "unchanged 4" in again.stdout
 
 
+def test_ingest_fails_for_a_script_when_a_path_given_cannot_be_read_and_keeps_what_it_could(project, corpus,
+                                                                                           tmp_path):
+    root, typo = str(project.workspace.root), str(tmp_path / "typo")
+    result = runner.invoke(app, ["ingest", str(corpus), typo, "--project", root, "--json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and report["unreadable_paths"] == [typo] and len(report["added"]) == 4
+    assert project.kb.store.counts()["sources"] == 4
+    broken = tmp_path / "papers"
+    broken.mkdir()
+    (broken / "broken.pdf").write_bytes(b"not a pdf")
+    only_rejected = runner.invoke(app, ["ingest", str(broken), "--project", root])
+    assert only_rejected.exit_code == 1 and "rejected" in only_rejected.stdout
+    (broken / "notes.txt").write_text("Quarterly notes: the new office opens in March.", encoding="utf-8")
+    one_rejected_among_good = runner.invoke(app, ["ingest", str(broken), "--project", root])
+    assert one_rejected_among_good.exit_code == 0 and "added 1" in one_rejected_among_good.stdout
+
+
+def test_commands_that_read_a_project_refuse_a_directory_that_holds_none(tmp_path):
+    typo = tmp_path / "typo"
+    for command in (["search", "x"], ["ask", "x"], ["status"], ["health"]):
+        result = runner.invoke(app, [*command, "--project", str(typo)])
+        message = " ".join(result.stderr.split())  # as wrapped to the terminal's width
+        assert result.exit_code == 1 and "is not a ragtune project" in message and "ragtune ingest DOCS" in message
+    assert not typo.exists()  # nothing was created there
+
+
+def test_search_and_ask_refuse_an_empty_knowledge_base(project):
+    root = str(project.workspace.root)
+    search = runner.invoke(app, ["search", "x", "--project", root])
+    assert search.exit_code == 1 and "holds no documents yet" in " ".join(search.stderr.split())
+    ask = runner.invoke(app, ["ask", "x", "--project", root])
+    message = " ".join(ask.stderr.split())
+    assert ask.exit_code == 1 and "holds no documents yet" in message and "--k 0" in message
+
+
 def test_search_json_hits(ingested):
     root, _ = ingested
     result = runner.invoke(app, ["search", "tallest volcano", "--k", "2", "--mode", "lexical", "--project",

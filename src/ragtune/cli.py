@@ -89,9 +89,13 @@ def _user_errors(command):
     return wrapper
 
 
-def _project(path: Path, **overrides):
+def _project(path: Path, *, existing: bool = False, **overrides):
+    """The project at `path`; `existing`: refuse a directory that holds none (commands that only read it)."""
     from ragtune.project import Project
+    from ragtune.workspace import Workspace
 
+    if existing:
+        Workspace.require(path)
     return Project(path, {section: values for section, values in overrides.items() if values})
 
 
@@ -114,10 +118,12 @@ def ingest(paths: list[str] = typer.Argument(..., help="Files, directories, http
     if as_json:
         report = proj.ingest(paths, prune=prune, text_field=text_field, sql=sql)
         _print_json(report.to_dict())
-        return
-    with rich_progress(err_console) as progress:
-        report = proj.ingest(paths, prune=prune, text_field=text_field, sql=sql, progress=progress)
-    _print_ingest_report(report)
+    else:
+        with rich_progress(err_console) as progress:
+            report = proj.ingest(paths, prune=prune, text_field=text_field, sql=sql, progress=progress)
+        _print_ingest_report(report)
+    if report.failed:  # what could be read is stored; the exit code tells a script that something was not
+        raise typer.Exit(1)
 
 
 def _print_ingest_report(report) -> None:
@@ -152,7 +158,8 @@ def search(query: Optional[str] = typer.Argument(None, help="The query (or use -
     if mode not in ("dense", "lexical", "hybrid"):
         raise RagtuneError(f"unknown mode '{mode}'", "use dense, lexical or hybrid")
     metadata = metadata_filter(where)
-    proj = _project(project)
+    proj = _project(project, existing=True)
+    proj.require_documents()
     if queries is not None:
         from ragtune.queries import read_queries
 
@@ -184,7 +191,9 @@ def ask(question: str = typer.Argument(..., help="The question."),
         project: Path = ProjectOption, as_json: bool = JsonOption):
     """Answer a question from the knowledge base, with citations (streams in the terminal)."""
     metadata = metadata_filter(where)
-    proj = _project(project)
+    proj = _project(project, existing=True)
+    if (proj.config.retrieval.k if k is None else k) > 0:
+        proj.require_documents(", or ask with --k 0 to answer closed book")
     if as_json:
         _print_json(proj.ask(question, k=k, model=model, source_glob=source, metadata=metadata).to_dict())
         return
@@ -206,7 +215,7 @@ def _print_citations(answer) -> None:
 @_user_errors
 def status(project: Path = ProjectOption, as_json: bool = JsonOption):
     """Counts of sources, documents and chunks, index sizes and models in use."""
-    data = _project(project).status()
+    data = _project(project, existing=True).status()
     if as_json:
         _print_json(data)
         return

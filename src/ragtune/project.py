@@ -6,6 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ragtune.errors import RagtuneError
 from ragtune.knowledge.ingest import IngestReport
 from ragtune.knowledge.knowledge_base import KnowledgeBase
 from ragtune.knowledge.retrieval import Mode, Retriever
@@ -86,6 +87,13 @@ class Project:
 
         return finetune(train, recipe, runs_dir=self.workspace.runs_dir, val=val, out=out, resume=resume,
                         knowledge_base_factory=lambda: self.kb, console=console, callbacks=callbacks)
+
+    def require_documents(self, closed_book_hint: str = "") -> None:
+        """Refuse to retrieve from a knowledge base that holds nothing: answers would silently be closed book."""
+        if not self.kb.store.has_chunks():
+            root = self.workspace.root
+            raise RagtuneError(f"the knowledge base of {root} holds no documents yet",
+                               f"ingest some first: ragtune ingest DOCS --project {root}{closed_book_hint}")
 
     def status(self) -> dict:
         return self.kb.status()

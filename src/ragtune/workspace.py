@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ragtune.config import CONFIG_FILE, ProjectConfig, load_config, save_config
+from ragtune.errors import RagtuneError
 
 STATE_DIR = ".ragtune"
 
@@ -27,6 +29,20 @@ class Workspace:
         if not (root / CONFIG_FILE).exists():
             save_config(root, load_config(root))
         return cls(root=root, config=config)
+
+    @staticmethod
+    def require(root: str | Path) -> None:
+        """Refuse a directory that holds no project, so that a mistyped `--project` neither creates an empty one
+        nor answers from it. A knowledge base in a database server (RAGTUNE_STORE_URL) is a project wherever
+        its commands run: a replica on another machine starts from an empty directory."""
+        from ragtune.knowledge.storage import STORE_URL_VARIABLE
+
+        root = Path(root).expanduser().resolve()
+        if (root / CONFIG_FILE).is_file() or os.environ.get(STORE_URL_VARIABLE):
+            return
+        raise RagtuneError(f"{root} is not a ragtune project (it has no {CONFIG_FILE})",
+                           f"pass --project DIR, the directory where `ragtune ingest` ran, or ingest documents "
+                           f"there first: ragtune ingest DOCS --project {root}")
 
     @property
     def state_dir(self) -> Path:

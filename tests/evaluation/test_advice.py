@@ -287,6 +287,13 @@ def test_all_tied_on_a_small_test_set_is_inconclusive_and_says_how_many_question
            "questions" in texts(advice)
     assert "this test set has 30" in texts(advice)
     assert "ft trained 8 steps (training loss 2.50 → 1.90)" in texts(advice)
+    assert "more steps: run without --quick, or raise budget.sft_max_steps" in texts(advice)
+    # the demo's and a full run's budget: named with the values it had, and no flag that `demo` lacks
+    results.config = results.config.model_copy(update={"quick": False,
+                                                        "budget": {"sft_max_steps": 40, "raft_max_steps": 6}})
+    full = texts(advise(results))
+    assert "more steps: raise budget.sft_max_steps and budget.raft_max_steps (now 40 and 6) in an experiment file " \
+           "for `ragtune compare --experiment FILE`" in full and "--quick" not in full
     assert "Even the best strategy scores 0.17 on F1: a stronger base model than tiny" in texts(advice)
     assert advice.detectable_difference == pytest.approx((2.394 + 0.8416) * 0.3 / 30 ** 0.5, rel=1e-3)  # z.05/3/2 + z.8
 

@@ -41,7 +41,7 @@ def make_pdf(page_texts: list[str]) -> bytes:
 
 
 def discover_one(path: Path | str, **options) -> SourceItem:
-    items, errors = discover_sources([str(path)], **options)
+    items, errors, _ = discover_sources([str(path)], **options)
     assert errors == [], [str(e) for e in errors]
     assert len(items) == 1
     return items[0]
@@ -75,7 +75,7 @@ def test_directory_is_walked_recursively_with_relative_posix_keys(tmp_path):
     write(tmp_path / ".e.txt", "hidden file")
     write(tmp_path / "notes.xyz", "unsupported, skipped silently")
 
-    items, errors = discover_sources([str(tmp_path)])
+    items, errors, _ = discover_sources([str(tmp_path)])
 
     assert errors == []
     assert [(item.key, item.kind) for item in items] == [("a.txt", "txt"), ("sub/c.html", "html"),
@@ -226,7 +226,7 @@ def test_utf16_with_bom_is_text_not_binary(tmp_path):
 def test_file_over_the_size_limit_is_rejected_at_discovery(tmp_path):
     write(tmp_path / "big.txt", "x" * 3000)
     write(tmp_path / "small.txt", "fits")
-    items, errors = discover_sources([str(tmp_path)], max_file_mb=0.001)
+    items, errors, _ = discover_sources([str(tmp_path)], max_file_mb=0.001)
     assert [item.key for item in items] == ["small.txt"]
     assert len(errors) == 1 and errors[0].source == "big.txt"
     assert "larger than the limit" in errors[0].message and "max_file_mb" in errors[0].hint
@@ -243,8 +243,8 @@ def test_50_mb_text_file_under_the_limit_loads(tmp_path):
 def test_nonexistent_path_and_unsupported_single_file(tmp_path):
     missing = tmp_path / "nope"
     unsupported = write(tmp_path / "archive.zip", b"PK")
-    items, errors = discover_sources([str(missing), str(unsupported)])
-    assert items == []
+    items, errors, unreadable = discover_sources([str(missing), str(unsupported), str(tmp_path)])
+    assert items == [] and unreadable == [str(missing), str(unsupported)]  # the directory was read (it is empty)
     assert errors[0].source == str(missing) and "no such file" in errors[0].message and "check" in errors[0].hint
     assert errors[1].source == "archive.zip" and "unsupported file type '.zip'" in errors[1].message
 
@@ -252,7 +252,7 @@ def test_nonexistent_path_and_unsupported_single_file(tmp_path):
 def test_one_bad_file_does_not_affect_the_others(tmp_path):
     write(tmp_path / "bad.pdf", b"garbage")
     write(tmp_path / "good.txt", "good text")
-    items, errors = discover_sources([str(tmp_path)])
+    items, errors, _ = discover_sources([str(tmp_path)])
     assert errors == []
     outcomes = {}
     for item in items:
@@ -266,7 +266,7 @@ def test_one_bad_file_does_not_affect_the_others(tmp_path):
 def test_repeated_paths_are_deduplicated_but_equal_keys_under_two_roots_are_kept(tmp_path):
     write(tmp_path / "one" / "README.md", "first")
     write(tmp_path / "two" / "README.md", "second")
-    items, errors = discover_sources([str(tmp_path / "one"), str(tmp_path / "two"), str(tmp_path / "one")])
+    items, errors, _ = discover_sources([str(tmp_path / "one"), str(tmp_path / "two"), str(tmp_path / "one")])
     assert errors == []
     assert [(item.key, item.root) for item in items] == [("README.md", str((tmp_path / "one").resolve())),
                                                          ("README.md", str((tmp_path / "two").resolve()))]
@@ -315,7 +315,7 @@ def test_json_api_records(api, route):
 
 
 def test_json_api_errors(api):
-    _, errors = discover_sources([api + "/page", api + "/missing"])
+    _, errors, _ = discover_sources([api + "/page", api + "/missing"])
     assert "not JSON" in errors[0].message and "text/html" in errors[0].message
     assert "404" in errors[1].message and errors[1].source == api + "/missing"
 
@@ -325,7 +325,7 @@ def test_unreachable_url(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/api"
-    items, errors = discover_sources([url])
+    items, errors, _ = discover_sources([url])
     assert items == [] and errors[0].source == url
     assert "cannot reach" in errors[0].message and "network" in errors[0].hint
 
@@ -368,9 +368,9 @@ def test_sql_without_text_column_joins_the_columns(database):
 
 def test_sql_errors(database, tmp_path):
     missing_db = tmp_path / "missing.sqlite"
-    _, errors = discover_sources([f"sqlite:///{database}"])
+    _, errors, _ = discover_sources([f"sqlite:///{database}"])
     assert "needs a SQL query" in errors[0].message
-    _, errors = discover_sources([f"sqlite:///{missing_db}"], sql_query="SELECT 1")
+    _, errors, _ = discover_sources([f"sqlite:///{missing_db}"], sql_query="SELECT 1")
     assert "not found" in errors[0].message and not missing_db.exists()
-    _, errors = discover_sources([f"sqlite:///{database}"], sql_query="SELECT nope FROM docs")
+    _, errors, _ = discover_sources([f"sqlite:///{database}"], sql_query="SELECT nope FROM docs")
     assert "query failed" in errors[0].message

@@ -42,5 +42,5 @@ def test_a_project_serves_its_own_runs_and_rag_by_default(project, corpus):
 def test_missing_inputs_say_what_to_run(tmp_path):
     with pytest.raises(RagtuneError, match="results.json does not exist"):
         open_server_state(tmp_path, from_compare=tmp_path / "nothing")
-    with pytest.raises(RagtuneError, match="is not a directory"):
+    with pytest.raises(RagtuneError, match="is not a ragtune project"):
         open_server_state(tmp_path / "no-project")

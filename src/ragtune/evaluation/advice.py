@@ -257,8 +257,13 @@ def _budget_reason(results: Results, ranked: list[str]) -> Reason | None:
         return None
     parts = [f"{_subject(names, 'trained', 'trained')} {step} steps (training loss {first:.2f} → {last:.2f})"
              for (first, step, last), names in runs.items()]
-    return _reason("A larger training budget (more steps: --full-budget, or budget.sft_max_steps and "
-                   f"budget.raft_max_steps in the experiment) may separate the fine-tuned strategies: {'; '.join(parts)}.",
+    budget = results.config.budget
+    steps = (f"budget.sft_max_steps and budget.raft_max_steps (now {budget['sft_max_steps']} and "
+             f"{budget['raft_max_steps']})" if {"sft_max_steps", "raft_max_steps"} <= set(budget)
+             else "budget.sft_max_steps and budget.raft_max_steps")
+    how = (f"run without --quick, or raise {steps}" if results.config.quick else f"raise {steps}")
+    return _reason(f"A larger training budget (more steps: {how} in an experiment file for `ragtune compare "
+                   f"--experiment FILE`) may separate the fine-tuned strategies: {'; '.join(parts)}.",
                    *(f"strategies.{name}.training_curve" for names in runs.values() for name in names))
 
 

@@ -27,7 +27,7 @@ def eval_command(test: Path = typer.Option(..., "--test", help="Q&A JSONL: quest
 
     chosen = get_strategy(strategy)
     questions = load_test_set(test)
-    proj = _project(project)
+    proj = _project(project, existing=True)
     if as_json:
         result = evaluate(proj, questions, chosen, model=model, k=k, seed=seed)
         _print_json(result.to_dict())

@@ -28,7 +28,7 @@ def health(project: Path = ProjectOption, as_json: bool = JsonOption,
 
     if fail_on not in (None, "warning", "error"):
         raise RagtuneError(f"--fail-on {fail_on}: unknown severity", "use --fail-on warning or --fail-on error")
-    opened = _project(project)
+    opened = _project(project, existing=True)
     try:
         with rich_progress(err_console) as progress:
             report = check_health(opened, probe_set=probe, progress=progress)

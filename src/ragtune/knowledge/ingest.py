@@ -32,6 +32,7 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)  # sources stored without a document: {source, status, reason}
     rejected: list[dict] = field(default_factory=list)
+    unreadable_paths: list[str] = field(default_factory=list)  # paths given that could not be read at all
     skipped_documents: list[dict] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
     documents: int = 0
@@ -41,6 +42,13 @@ class IngestReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the run should end in failure for a script: a path it was given could not be read at all, or
+        every source it found was rejected. A rejected file among good ones is reported, not a failure."""
+        usable = self.added or self.updated or self.unchanged or self.skipped
+        return bool(self.unreadable_paths or (self.rejected and not usable))
 
 
 @dataclass
@@ -77,8 +85,9 @@ class Ingestor:
         progress = progress or SilentProgress()
         report = IngestReport()
         run_id = self.store.start_run()
-        items, errors = discover_sources(paths, json_text_field=json_text_field or self.options.json_text_field,
-                                         sql_query=sql_query, max_file_mb=self.options.max_file_mb)
+        items, errors, report.unreadable_paths = discover_sources(
+            paths, json_text_field=json_text_field or self.options.json_text_field, sql_query=sql_query,
+            max_file_mb=self.options.max_file_mb)
         report.rejected.extend(_rejection(error) for error in errors)
         stored = self.store.sources()
         self._load_signatures()

@@ -19,14 +19,16 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
 def discover_sources(paths: list[str], *, json_text_field: str = "text", sql_query: str | None = None,
-                     max_file_mb: float = 200) -> tuple[list[SourceItem], list[SourceError]]:
-    """Turn each path (file, directory, http(s) JSON API, or database URL + `sql_query`) into sources.
+                     max_file_mb: float = 200) -> tuple[list[SourceItem], list[SourceError], list[str]]:
+    """Turn each path (file, directory, http(s) JSON API, or database URL + `sql_query`) into sources: (the sources,
+    the errors, the paths that gave nothing at all because they could not be read: missing, unsupported, unreachable).
 
     Files are only hashed here and parsed by `SourceItem.load()`; URLs and queries are fetched now.
     Unreadable sources come back as errors next to the good ones: one bad source never stops the batch.
     """
     items: list[SourceItem] = []
     errors: list[SourceError] = []
+    unreadable: list[str] = []
     for raw in paths:
         try:
             if raw.lower().startswith(("http://", "https://")):
@@ -37,7 +39,8 @@ def discover_sources(paths: list[str], *, json_text_field: str = "text", sql_que
                 _discover_path(raw, json_text_field, max_file_mb, items, errors)
         except SourceError as exc:
             errors.append(exc)
-    return _unique(items), errors
+            unreadable.append(raw)
+    return _unique(items), errors, unreadable
 
 
 def _discover_path(raw: str, text_field: str, max_file_mb: float,

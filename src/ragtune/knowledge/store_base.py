@@ -358,6 +358,10 @@ class StoreBase:
         """The ids of every chunk, ascending."""
         return np.fromiter((r[0] for r in self._execute("SELECT id FROM chunks ORDER BY id")), dtype=np.int64)
 
+    def has_chunks(self) -> bool:
+        """Whether the knowledge base holds anything to retrieve (without counting a large table)."""
+        return bool(self._execute("SELECT EXISTS (SELECT 1 FROM chunks)").fetchone()[0])
+
     def counts(self) -> dict[str, int]:
         """Row counts of sources, documents and chunks, and the stored size in bytes."""
         count = lambda table: self._execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: E731

@@ -47,6 +47,10 @@ def serve(project: Path = ProjectOption,
         err_console.print(f"[bold yellow]warning:[/] listening on {host} without an API key: anyone who can reach "
                           "this port can read the documents and use the models; pass --api-key-file or set "
                           "RAGTUNE_API_KEY")
+    if not state.project.kb.store.has_chunks():
+        err_console.print("[bold yellow]warning:[/] the knowledge base holds no documents yet: answers are closed "
+                          "book until documents are ingested (`ragtune ingest DOCS --project "
+                          f"{state.project.workspace.root}`) or uploaded in the web app")
     shown = f"[{host}]" if ":" in host else host
     console.print(f"ragtune serving {state.project.workspace.root} at http://{shown}:{port}/ "
                   f"(API: http://{shown}:{port}/v1, default model: {state.catalog.default.id})")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from ragtune.arena.battles import ComparedAnswers
 from ragtune.arena.store import ArenaStore
-from ragtune.errors import RagtuneError
 from ragtune.knowledge.storage import LOCAL_STORE, records_location
 from ragtune.serve.answer_log import AnswerLog
 from ragtune.serve.app import CHAT_REPETITION_PENALTY, ServerState
 from ragtune.serve.catalog import ModelCatalog, discover_models, read_comparison
+from ragtune.workspace import Workspace
 
 
 def open_server_state(project_dir: Path, *, from_compare: Path | None = None, api_key: str | None = None,
@@ -30,9 +30,7 @@ def open_server_state(project_dir: Path, *, from_compare: Path | None = None, ap
         # the model and passages the comparison measured (its project's file holds the defaults)
         overrides = {"models": {"generator": comparison["config"]["model"]},
                      "retrieval": {"k": comparison["config"]["k"]}, **LOCAL_STORE}
-    if not project_dir.is_dir():
-        raise RagtuneError(f"{project_dir} is not a directory", "pass --project DIR (a directory where `ragtune "
-                           "ingest` ran) or --from-compare DIR")
+    Workspace.require(project_dir)
     project = Project(project_dir, overrides)
     if from_compare is None:
         runs_dir = project.workspace.runs_dir
