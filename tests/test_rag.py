@@ -38,6 +38,20 @@ def test_citations_from_markers_then_from_overlap():
     assert cite("I do not know.", PASSAGES) == []
 
 
+def test_an_answer_drawing_on_several_passages_cites_each_sentence_s_support():
+    passages = [*PASSAGES, Hit(chunk_id=12, source="c.txt", text="Employees get 27 days of paid vacation a year.",
+                               score=0.2)]
+    two = cite("1. Vacation: employees get 27 days of paid vacation.\n2. Bananas are rich in potassium.", passages)
+    assert [(c["source"], c["method"]) for c in two] == [("b.txt", "overlap"), ("c.txt", "overlap")]
+    # one copied sentence is cited although the rest of a long answer is not supported by any passage
+    rambling = "The Eiffel Tower is 330 metres tall. " + "Its lifts were painted green by sailors every winter. " * 5
+    assert [c["source"] for c in cite(rambling, passages)] == ["a.txt"]
+    assert [c["source"] for c in cite("In Paris.", passages)] == ["a.txt"]  # a short answer is one claim
+    twins = [Hit(chunk_id=20, source="first.txt", text="Bananas are rich in potassium.", score=1),
+             Hit(chunk_id=21, source="second.txt", text="Bananas are rich in potassium.", score=0.9)]
+    assert [c["source"] for c in cite("Bananas are rich in potassium.", twins)] == ["first.txt"]  # the better ranked
+
+
 def test_fit_passages_respects_the_budget():
     words = lambda text: len(text.split())  # noqa: E731
     long = [Hit(chunk_id=i, source="x", text="word " * 100, score=0) for i in range(5)]

@@ -16,8 +16,10 @@ from ragtune.knowledge.types import ChunkFilter, Hit
 from ragtune.models.base import GenerationConfig, GenerationEngine, Message
 from ragtune.prompts import CITATION_MARKER, build_messages, fit_history, fit_passages
 
-SUPPORT_THRESHOLD = 0.5  # share of the answer's content words a passage must contain to be cited
+SUPPORT_THRESHOLD = 0.5  # share of a claim's content words a passage must contain to support it
+MIN_CLAIM_WORDS = 2  # a sentence with fewer content words claims too little to tell passages apart
 _WORD = re.compile(r"[a-z0-9]+")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+|\n+")
 _PROMPT_MARGIN_TOKENS = 32  # chat-template tokens not counted by count_tokens
 
 
@@ -38,16 +40,31 @@ def _content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if len(w) > 3}
 
 
+def _claims(answer: str) -> list[set[str]]:
+    """The content words of each sentence (or list item) of an answer; the whole answer's as one claim when no
+    sentence has enough of them."""
+    claims = [words for part in _SENTENCE_BREAK.split(answer) if len(words := _content_words(part)) >= MIN_CLAIM_WORDS]
+    whole = _content_words(answer)
+    return claims or ([whole] if whole else [])
+
+
+def _supporting_passage(claim: set[str], passages: list[Hit]) -> int | None:
+    """The number of the passage holding the largest share of a claim's words, if that share is enough."""
+    shares = [len(claim & _content_words(hit.text)) / len(claim) for hit in passages]
+    best = max(range(len(shares)), key=shares.__getitem__, default=None)  # ties: the better-ranked passage
+    return best + 1 if best is not None and shares[best] >= SUPPORT_THRESHOLD else None
+
+
 def cite(answer: str, passages: list[Hit]) -> list[dict]:
-    """Citations for an answer: the passages it marks as [n], else those containing most of its content words."""
+    """Citations for an answer: the passages it marks as [n]; else, sentence by sentence, the passage that holds
+    most of the sentence's content words (an answer drawing on several passages cites each)."""
     marked = sorted({int(n) for group in CITATION_MARKER.findall(answer) for n in re.split(r"\s*,\s*", group)})
     numbers = [n for n in marked if 1 <= n <= len(passages)]
     method = "marker"
     if not numbers:
         method = "overlap"
-        words = _content_words(CITATION_MARKER.sub(" ", answer))
-        numbers = [i for i, hit in enumerate(passages, start=1)
-                   if words and len(words & _content_words(hit.text)) / len(words) >= SUPPORT_THRESHOLD]
+        claims = _claims(CITATION_MARKER.sub(" ", answer))
+        numbers = sorted({n for claim in claims if (n := _supporting_passage(claim, passages)) is not None})
     return [{"number": n, "source": passages[n - 1].source, "chunk_id": passages[n - 1].chunk_id,
              "text": passages[n - 1].text, "method": method} for n in numbers]
 
