@@ -62,6 +62,21 @@ def test_search_and_ask_refuse_an_empty_knowledge_base(project):
     assert ask.exit_code == 1 and "holds no documents yet" in message and "--k 0" in message
 
 
+def test_ask_decodes_as_the_chat_server_does_unless_told(ingested, monkeypatch):
+    from ragtune.config import CHAT_REPETITION_PENALTY
+    from ragtune.project import Project
+    from ragtune.rag import Answer
+
+    asked = []
+    monkeypatch.setattr(Project, "ask", lambda self, question, **options: asked.append(options) or Answer(
+        "Mars.", [], [], {"completion_tokens": 1, "tokens_per_second": 1.0, "retrieval_ms": 1.0, "total_s": 0.1}))
+    root = str(ingested[0])
+    assert runner.invoke(app, ["ask", "Tallest volcano?", "--project", root]).exit_code == 0
+    assert runner.invoke(app, ["ask", "Tallest volcano?", "--repetition-penalty", "1", "--project", root,
+                               "--json"]).exit_code == 0
+    assert [options["repetition_penalty"] for options in asked] == [CHAT_REPETITION_PENALTY, 1.0]
+
+
 def test_search_json_hits(ingested):
     root, _ = ingested
     result = runner.invoke(app, ["search", "tallest volcano", "--k", "2", "--mode", "lexical", "--project",

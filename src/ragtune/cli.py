@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ragtune.errors import RagtuneError
+from ragtune.config import CHAT_REPETITION_PENALTY
 
 app = typer.Typer(help="Build RAG and fine-tuned models on your own documents and compare them.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -188,16 +189,21 @@ def ask(question: str = typer.Argument(..., help="The question."),
                                                         "a model directory or openai:MODEL@BASE_URL."),
         source: Optional[str] = typer.Option(None, help="Only retrieve from sources matching this glob."),
         where: list[str] = WhereOption,
+        repetition_penalty: float = typer.Option(CHAT_REPETITION_PENALTY, "--repetition-penalty", min=1.0, max=2.0,
+                                                 help="Against loops, as `ragtune serve` answers (1: off, as "
+                                                      "`compare` measures)."),
         project: Path = ProjectOption, as_json: bool = JsonOption):
     """Answer a question from the knowledge base, with citations (streams in the terminal)."""
     metadata = metadata_filter(where)
     proj = _project(project, existing=True)
     if (proj.config.retrieval.k if k is None else k) > 0:
         proj.require_documents(", or ask with --k 0 to answer closed book")
+    options = {"k": k, "model": model, "source_glob": source, "metadata": metadata,
+               "repetition_penalty": repetition_penalty}
     if as_json:
-        _print_json(proj.ask(question, k=k, model=model, source_glob=source, metadata=metadata).to_dict())
+        _print_json(proj.ask(question, **options).to_dict())
         return
-    answer = proj.ask(question, k=k, model=model, source_glob=source, metadata=metadata,
+    answer = proj.ask(question, **options,
                       on_text=lambda piece: console.print(piece, end="", markup=False, highlight=False))
     console.print()
     _print_citations(answer)

@@ -55,11 +55,18 @@ class ModelsConfig(_Section):
                             "keeps the runtime it was embedded with.")
 
 
+# Chat decoding: small greedy models loop; this penalty, chosen on the bundled questions by repeated n-grams and F1
+# (benchmarks/bench_chat_decoding.py, BENCHMARKS.md), is the default of `ragtune serve` and `ragtune ask`.
+# `compare` decodes without it (generation.repetition_penalty, 1 by default), as every strategy is measured alike.
+CHAT_REPETITION_PENALTY = 1.1
+
+
 class GenerationSettings(_Section):
     max_new_tokens: int = Field(160, ge=1)
     temperature: float = Field(0.0, ge=0)
     repetition_penalty: float = Field(1.0, ge=1.0, le=2.0, description="Above 1 discourages repeating tokens "
-                                      "(`ragtune serve` sets its own chat default); the same for every strategy.")
+                                      "(`ragtune serve` and `ask` set their own chat default); the same for every "
+                                      "strategy.")
     context_tokens: int = Field(2048, ge=256, description="Model context window used for prompts.")
 
 

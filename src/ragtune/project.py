@@ -67,10 +67,13 @@ class Project:
         return open_runtime(self, strategy, model=model, k=k, generator=generator)
 
     def ask(self, question: str, k: int | None = None, model: str | None = None, source_glob: str | None = None,
-            on_text: Callable[[str], None] | None = None, metadata: dict | None = None) -> Answer:
+            on_text: Callable[[str], None] | None = None, metadata: dict | None = None,
+            repetition_penalty: float | None = None) -> Answer:
         """Answer with citations; `k=0` answers closed book with the same prompt otherwise; `on_text` receives
-        the answer as it streams; `source_glob` and `metadata` filter the passages as in `search`."""
-        pipeline, options = self.pipeline(model), AnswerOptions(k=k, source_glob=source_glob, metadata=metadata)
+        the answer as it streams; `source_glob` and `metadata` filter the passages as in `search`;
+        `repetition_penalty` replaces generation.repetition_penalty (see config.CHAT_REPETITION_PENALTY)."""
+        pipeline = self.pipeline(model)
+        options = AnswerOptions(k=k, source_glob=source_glob, metadata=metadata, repetition_penalty=repetition_penalty)
         if on_text is None:
             return pipeline.answer(question, options)
         for event in pipeline.stream(question, options):

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ragtune.errors import ModelNotAvailableError, RagtuneError
+from ragtune.config import CHAT_REPETITION_PENALTY
 from ragtune.rag import Answer, AnswerOptions, Finished
 from ragtune.arena.battles import ComparedAnswers
 from ragtune.arena.store import ArenaStore
@@ -37,9 +38,6 @@ from ragtune.serve.monitoring_routes import monitoring_router
 from ragtune.serve.schema import (ChatCompletionRequest, EmbeddingRequest, FeedbackRequest, RenderRequest,
                                   SearchRequest)
 
-# Chat decoding: small greedy models loop; this penalty, chosen on the bundled questions by repeated n-grams and F1
-# (benchmarks/bench_chat_decoding.py, BENCHMARKS.md), is the server's default. `compare` decodes without it.
-CHAT_REPETITION_PENALTY = 1.1
 MAX_BODY_BYTES = 1024 ** 2  # JSON requests; uploads have their own limit (ingest.max_file_mb)
 WEB_DIR = Path(__file__).parent / "web"
 # The page runs only its own script and styles, and is never framed by another site.

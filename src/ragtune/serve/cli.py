@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ragtune.cli import ProjectOption, _user_errors, console, err_console
-from ragtune.serve.app import CHAT_REPETITION_PENALTY
+from ragtune.config import CHAT_REPETITION_PENALTY
 
 
 @_user_errors

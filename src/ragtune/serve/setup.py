@@ -8,7 +8,8 @@ from ragtune.arena.battles import ComparedAnswers
 from ragtune.arena.store import ArenaStore
 from ragtune.knowledge.storage import LOCAL_STORE, records_location
 from ragtune.serve.answer_log import AnswerLog
-from ragtune.serve.app import CHAT_REPETITION_PENALTY, ServerState
+from ragtune.config import CHAT_REPETITION_PENALTY
+from ragtune.serve.app import ServerState
 from ragtune.serve.catalog import ModelCatalog, discover_models, read_comparison
 from ragtune.workspace import Workspace
 
