@@ -1,7 +1,9 @@
-"""Progress reporting for long work: items done, rate and ETA (Rich in the terminal, silent in the API)."""
+"""Progress reporting for long work: items done, rate and ETA (Rich bars in a terminal, a line now and then in a log,
+silent in the API)."""
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Iterator, Protocol
 
@@ -65,10 +67,61 @@ class RichProgress:
         return _RichTask(self.progress, self.progress.add_task(description, total=total or None))
 
 
+LINE_EVERY_SECONDS = 30.0  # how often a log (output that is not a terminal) gets a progress line
+
+
+class _LineTask:
+    def __init__(self, reporter: "LineProgress", description: str, total: int):
+        self.reporter, self.description, self.total, self.done = reporter, description, total, 0
+        self.started = self.last_shown = time.monotonic()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last_shown >= self.reporter.every_seconds or (self.total and self.done >= self.total):
+            self.last_shown = now
+            self.reporter.show(self, now - self.started)
+
+    def add_total(self, n: int) -> None:
+        self.total += n
+
+
+class LineProgress:
+    """Progress as plain lines, for output that is not a terminal (a log file, CI, `nohup`), where bars would only be
+    drawn at the end: each task's count, rate and ETA at most every `every_seconds`, and when it completes."""
+
+    def __init__(self, console: Console, every_seconds: float = LINE_EVERY_SECONDS):
+        self.console, self.every_seconds = console, every_seconds
+
+    def task(self, description: str, total: int = 0) -> ProgressTask:
+        return _LineTask(self, description, total)
+
+    def show(self, task: _LineTask, elapsed: float) -> None:
+        rate = task.done / elapsed if elapsed > 0 else 0.0
+        line = f"{task.description}: {task.done:,}"
+        if task.total:
+            line += f"/{task.total:,} ({task.done / task.total:.0%})"
+        line += f", {rate:,.1f}/s, {format_duration(elapsed)} elapsed"
+        if task.total and rate and task.done < task.total:
+            line += f", ETA {format_duration((task.total - task.done) / rate)}"
+        self.console.print(line, markup=False, highlight=False)
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as M:SS, or H:MM:SS from an hour."""
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
 @contextmanager
-def rich_progress(console: Console | None = None) -> Iterator[RichProgress]:
-    """A live progress display for the duration of the block."""
+def rich_progress(console: Console | None = None) -> Iterator[RichProgress | LineProgress]:
+    """A live progress display for the duration of the block (plain lines when the console is not a terminal)."""
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        yield LineProgress(console)
+        return
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=console or Console(stderr=True), transient=False) as progress:
+    with Progress(*columns, console=console, transient=False) as progress:
         yield RichProgress(progress)

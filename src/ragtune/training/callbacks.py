@@ -14,20 +14,29 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from transformers import TrainerCallback
 
 from ragtune.errors import RagtuneError
+from ragtune.progress import LINE_EVERY_SECONDS, format_duration
 
 
 class RichProgressCallback(TrainerCallback):
-    """One bar over the optimizer steps, showing the latest training and validation loss and tokens/s."""
+    """One bar over the optimizer steps, showing the latest training and validation loss and tokens/s; when the
+    console is not a terminal (a log, CI), the same as a line at most every `every_seconds` and at the last step."""
 
-    def __init__(self, console: Console):
-        self.console = console
+    def __init__(self, console: Console, every_seconds: float = LINE_EVERY_SECONDS):
+        self.console, self.every_seconds = console, every_seconds
         self._progress: Progress | None = None
         self._task = None
-        self._started = 0.0
-        self._tokens_at_start = 0
+        self._fields = {"loss": "-", "val": "-", "rate": "-"}
+        self._active = False
+        self._started = self._last_line = 0.0
+        self._first_step = self._tokens_at_start = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
+            return
+        self._active = True
+        self._started = self._last_line = time.perf_counter()
+        self._first_step, self._tokens_at_start = state.global_step, state.num_input_tokens_seen
+        if not self.console.is_terminal:
             return
         self._progress = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn("loss {task.fields[loss]}  val {task.fields[val]}  "
@@ -36,26 +45,40 @@ class RichProgressCallback(TrainerCallback):
                                   console=self.console, transient=False)
         self._progress.start()
         self._task = self._progress.add_task("train", total=state.max_steps, completed=state.global_step,
-                                             loss="-", val="-", rate="-")
-        self._started = time.perf_counter()
-        self._tokens_at_start = state.num_input_tokens_seen
+                                             **self._fields)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self._progress is None:
+        if not self._active:
             return
-        elapsed = max(time.perf_counter() - self._started, 1e-9)
-        rate = (state.num_input_tokens_seen - self._tokens_at_start) / elapsed
-        self._progress.update(self._task, completed=state.global_step, rate=f"{rate:,.0f}")
+        now = time.perf_counter()
+        elapsed = max(now - self._started, 1e-9)
+        self._fields["rate"] = f"{(state.num_input_tokens_seen - self._tokens_at_start) / elapsed:,.0f}"
+        if self._progress is not None:
+            self._progress.update(self._task, completed=state.global_step, rate=self._fields["rate"])
+        elif now - self._last_line >= self.every_seconds or state.global_step >= state.max_steps:
+            self._last_line = now
+            self._print_line(state, elapsed)
+
+    def _print_line(self, state, elapsed: float) -> None:
+        step, total = state.global_step, state.max_steps
+        line = (f"training: step {step}/{total} ({step / max(total, 1):.0%}), loss {self._fields['loss']}, "
+                f"val {self._fields['val']}, {self._fields['rate']} tok/s, {format_duration(elapsed)} elapsed")
+        if self._first_step < step < total:
+            line += f", ETA {format_duration((total - step) * elapsed / (step - self._first_step))}"
+        self.console.print(line, markup=False, highlight=False)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self._progress is None or not logs:
+        if not self._active or not logs:
             return
         if "loss" in logs:
-            self._progress.update(self._task, loss=f"{logs['loss']:.4f}")
+            self._fields["loss"] = f"{logs['loss']:.4f}"
         if "eval_loss" in logs:
-            self._progress.update(self._task, val=f"{logs['eval_loss']:.4f}")
+            self._fields["val"] = f"{logs['eval_loss']:.4f}"
+        if self._progress is not None:
+            self._progress.update(self._task, **self._fields)
 
     def on_train_end(self, args, state, control, **kwargs):
+        self._active = False
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
