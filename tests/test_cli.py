@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -24,7 +25,9 @@ def test_ingest_json_report(ingested, corpus):
     root, report = ingested
     assert sorted(report["added"]) == ["animals/cats.md", "animals/dogs.txt", "space/mars.txt", "space/moon.html"]
     again = runner.invoke(app, ["ingest", str(corpus), "--project", str(root)])
-    assert again.exit_code == 0 and "unchanged 4" in again.stdout
+    summary = " ".join(again.stdout.split())
+    assert again.exit_code == 0 and "unchanged 4" in summary
+    assert "0 documents and 0 chunks stored; the knowledge base holds 4 documents and" in summary
 
 
 def test_ingest_fails_for_a_script_when_a_path_given_cannot_be_read_and_keeps_what_it_could(project, corpus,
@@ -112,6 +115,9 @@ def test_status_counts(ingested):
     assert status["sources"] == 4 and status["chunks"] >= 4
     assert status["vector_index"]["vectors"] == status["chunks"]
     assert status["models"]["embedder"] == "minilm-l6"
+    assert isinstance(status["last_ingest"]["finished_at"], float)  # for scripts; people read a date
+    table = re.sub(r"[\s│]+", "", runner.invoke(app, ["status", "--project", str(root)]).stdout)  # cells unwrapped
+    assert re.search(r'"finished_at":"20\d\d-\d\d-\d\d\d\d:\d\d:\d\d"', table)  # date and time, spaces gone
 
 
 def test_unknown_mode_is_a_clear_error(ingested):

@@ -6,6 +6,7 @@ import functools
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -115,6 +116,7 @@ def ingest(paths: list[str] = typer.Argument(..., help="Files, directories, http
     """Add or update sources in the knowledge base (unchanged sources are skipped)."""
     from ragtune.progress import rich_progress
 
+    started = time.perf_counter()
     proj = _project(project)
     if as_json:
         report = proj.ingest(paths, prune=prune, text_field=text_field, sql=sql)
@@ -122,16 +124,19 @@ def ingest(paths: list[str] = typer.Argument(..., help="Files, directories, http
     else:
         with rich_progress(err_console) as progress:
             report = proj.ingest(paths, prune=prune, text_field=text_field, sql=sql, progress=progress)
-        _print_ingest_report(report)
+        _print_ingest_report(report, proj.kb.store.counts(), time.perf_counter() - started)
     if report.failed:  # what could be read is stored; the exit code tells a script that something was not
         raise typer.Exit(1)
 
 
-def _print_ingest_report(report) -> None:
+def _print_ingest_report(report, totals: dict, seconds: float) -> None:
+    """What the run changed, what the knowledge base now holds, then source by source."""
     console.print(f"[green]added[/] {len(report.added)}  [cyan]updated[/] {len(report.updated)}  "
                   f"[dim]unchanged[/] {len(report.unchanged)}  [magenta]removed[/] {len(report.removed)}  "
-                  f"[yellow]skipped[/] {len(report.skipped)}  [red]rejected[/] {len(report.rejected)}  → "
-                  f"{report.documents} documents, {report.chunks} chunks in {report.seconds:.1f}s")
+                  f"[yellow]skipped[/] {len(report.skipped)}  [red]rejected[/] {len(report.rejected)}  in "
+                  f"{seconds:.1f} s: {_count(report.documents, 'document')} and {_count(report.chunks, 'chunk')} "
+                  f"stored; the knowledge base holds {_count(totals['documents'], 'document')} and "
+                  f"{_count(totals['chunks'], 'chunk')}")
     for kind, keys in (("added", report.added), ("updated", report.updated), ("removed", report.removed)):
         for key in keys:
             console.print(f"  {kind:<8} {key}")
@@ -209,6 +214,10 @@ def ask(question: str = typer.Argument(..., help="The question."),
     _print_citations(answer)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _print_citations(answer) -> None:
     for citation in answer.citations:
         console.print(f"  [cyan][{citation['number']}][/] {citation['source']} (chunk {citation['chunk_id']})")
@@ -225,6 +234,10 @@ def status(project: Path = ProjectOption, as_json: bool = JsonOption):
     if as_json:
         _print_json(data)
         return
+    if data.get("last_ingest"):  # times as people read them (--json keeps seconds since the epoch)
+        data["last_ingest"] = {key: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+                               if key in ("started_at", "finished_at") and value else value
+                               for key, value in data["last_ingest"].items()}
     table = Table("what", "value")
     for key, value in data.items():
         table.add_row(key, json.dumps(value, default=str) if isinstance(value, dict) else str(value))
