@@ -27,3 +27,9 @@ def dies(*, progress):
 
 def fails_reading_a_source(*, progress):
     raise SourceError("docs/a.pdf", "encrypted", hint="decrypt it")
+
+
+def warns(*, progress):
+    import logging
+
+    logging.getLogger("ragtune.training.finetune").warning("3 of 9 rows removed while cleaning")

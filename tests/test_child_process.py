@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ragtune.child_process import StageProcessDied, run_in_child
-from child_targets import counts_in_another_process, dies, fails_reading_a_source, fails_with_advice
+from child_targets import counts_in_another_process, dies, fails_reading_a_source, fails_with_advice, warns
 from ragtune.errors import RagtuneError
 
 
@@ -50,3 +50,9 @@ def test_an_error_with_its_own_arguments_survives_the_trip():
     with pytest.raises(SourceError) as raised:
         run_in_child(fails_reading_a_source)
     assert (raised.value.source, raised.value.reason, raised.value.hint) == ("docs/a.pdf", "encrypted", "decrypt it")
+
+
+def test_a_warning_in_the_child_reaches_stderr_in_the_commands_format(capfd):
+    run_in_child(warns)
+    stderr = capfd.readouterr().err
+    assert "WARNING  3 of 9 rows removed while cleaning" in stderr and "WARNING:ragtune" not in stderr

@@ -17,6 +17,7 @@ import traceback
 from typing import Any, Callable
 
 from ragtune.errors import RagtuneError
+from ragtune.logs import send_warnings_to_stderr
 from ragtune.progress import ProgressReporter, SilentProgress
 
 # Seconds the parent, itself interrupted, waits for the child to end before terminating it. On Ctrl-C the child
@@ -92,6 +93,7 @@ class _ForwardingProgress:
 
 def _child_main(events, target: Callable[..., Any], args: tuple, kwargs: dict) -> None:
     _end_with_parent()
+    send_warnings_to_stderr()  # as the command that started it
     try:
         result = target(*args, progress=_ForwardingProgress(events), **kwargs)
         events.put(("result", pickle.dumps(result)))

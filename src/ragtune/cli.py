@@ -29,21 +29,15 @@ def _configure(store: Optional[str] = typer.Option(
         help="The knowledge base's database for this command, e.g. postgresql://user@host/db (as storage.url; "
              "prefer RAGTUNE_STORE_URL or a password file for a password: a command line is visible to others)."),
 ) -> None:
-    """Options for every command. Warnings logged by ragtune and its libraries go to stderr in one format, at WARNING
-    and above, set up before any library does it for us (absl, under rouge-score, installs a bare root handler on
-    first use, which also printed other loggers' DEBUG records)."""
-    import logging
+    """Options for every command; warnings go to stderr in one format (ragtune.logs)."""
     import os
 
     from ragtune.knowledge.storage import STORE_URL_VARIABLE
+    from ragtune.logs import send_warnings_to_stderr
 
     if store:
         os.environ[STORE_URL_VARIABLE] = store  # what this command and the processes it starts use
-
-    from rich.logging import RichHandler
-
-    handler = RichHandler(console=err_console, level=logging.WARNING, show_time=False, show_path=False)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])  # no-op if configured
+    send_warnings_to_stderr(err_console)
 
 
 ProjectOption = typer.Option(Path("."), "--project", "-p", help="Project directory (config and stores).")

@@ -76,7 +76,8 @@ def test_gold_fraction_extremes_and_missing_gold():
     examples = city_examples(20) + [Example("lost", question="Which city is number 5000?", answer="City5000",
                                             origin="cities.jsonl:99")]
     always, removed, _ = build_raft_examples(examples, fake_retrieve, k=3, gold_fraction=1.0, seed=0)
-    assert removed == [{"origin": "cities.jsonl:99", "reason": NO_GOLD}]
+    assert removed == [{"origin": "cities.jsonl:99", "reason": NO_GOLD, "detail": "it names no chunk or source; none "
+                        "of the 12 passages retrieved for its question contains or resembles its answer"}]
     assert all(CITATION.search(e.messages[-1]["content"]) for e in always)
     never, _, _ = build_raft_examples(examples, fake_retrieve, k=3, gold_fraction=0.0, seed=0)
     assert not any(e.answer in text for e in never for text in passages_of(e).values())
@@ -103,7 +104,7 @@ def test_raft_over_the_project_knowledge_base(project, corpus, chat_tokenizer, t
     project.ingest([str(corpus)])
     data = prepare_data([DatasetSpec(str(path))], options=options, tokenizer=chat_tokenizer,
                         knowledge_base=project.kb)
-    assert data.report.removed == [{"origin": f"{path}:4", "reason": NO_GOLD}]
+    assert [(row["origin"], row["reason"]) for row in data.report.removed] == [(f"{path}:4", NO_GOLD)]
     assert data.report.stages["after_raft"] == 3
     for example in data.train:
         (number,) = [n for n, text in passages_of(example).items() if example.answer.lower() in text.lower()]
@@ -132,5 +133,10 @@ def test_the_gold_passage_comes_from_the_named_chunk_then_source_then_text_then_
     unlike = GoldFinder(similarity=lambda answer, texts: [0.2] * len(texts))
     built, removed, chosen_by = build_raft_examples([abstractive, base], fake_retrieve, k=3, gold_fraction=1.0,
                                                     seed=0, gold_finder=unlike)
-    assert removed == [{"origin": base.origin, "reason": NO_GOLD}] and len(built) == 1  # under the floor: removed
+    assert [(row["origin"], row["reason"]) for row in removed] == [(base.origin, NO_GOLD)]  # under the floor
+    assert len(built) == 1
+    named = replace(base, chunk_id=1, source="elsewhere.txt")
+    assert finder.missing(named, hits) == ("its chunk 1 is not in the knowledge base; none of the 16 passages "
+                                           "retrieved for its question comes from its source 'elsewhere.txt' or "
+                                           "contains or resembles its answer")
     assert chosen_by["answer_text"] == 1 and sum(chosen_by.values()) == 1

@@ -99,5 +99,5 @@ def test_warnings_reach_stderr_in_one_format(tiny_model, tmp_path):
                                 str(tiny_model), "--max-steps", "1", "--project", str(tmp_path / "p"), "--json"],
                                capture_output=True, text=True, timeout=240, env={**os.environ, "COLUMNS": "200"})
     assert completed.returncode == 0, completed.stderr[-2000:]
-    assert "WARNING  1 of 2 rows removed while cleaning (invalid JSON 1)" in completed.stderr
+    assert "WARNING  1 of 2 rows removed while cleaning (invalid JSON: 1)" in completed.stderr
     assert "WARNING:" not in completed.stderr

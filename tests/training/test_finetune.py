@@ -187,5 +187,5 @@ def test_rows_removed_while_cleaning_are_named_in_a_warning(tiny_model, tmp_path
     result = finetune([parse_dataset_spec(str(data))], lora_recipe(tiny_model, max_steps=1),
                       runs_dir=tmp_path / "runs")
     assert result.metadata["status"] == "finished"
-    assert f"1 of 13 rows removed while cleaning (invalid JSON 1): {data}:4 invalid JSON" in caplog.text
+    assert f"1 of 13 rows removed while cleaning (invalid JSON: 1): {data}:4 invalid JSON" in caplog.text
     assert "data/report.md" in caplog.text

@@ -13,7 +13,7 @@ from ragtune.knowledge.types import Hit
 from ragtune.prompts import build_messages
 
 Retrieve = Callable[[str, int], list[Hit]]
-NO_GOLD = "no gold passage: the row names no chunk or source, and no passage contains or resembles the answer"
+NO_GOLD = "no gold passage"  # the reason a row is removed; its detail says what was looked for (GoldFinder.missing)
 CANDIDATES_PER_PASSAGE = 4  # hits searched for the gold passage and distractors: 4 × k
 GOLD_BY = ("context", "chunk_id", "source", "answer_text", "similar_to_answer")
 SIMILARITY_FLOOR = 0.6  # cosine of answer and passage embeddings below which a passage is not taken as gold
@@ -48,6 +48,17 @@ class GoldFinder:
                 return hits[best], "similar_to_answer"
         return None, None
 
+    def missing(self, example: Example, hits: list[Hit]) -> str:
+        """Why `find` found no gold passage for a row, in the terms of what the row names."""
+        retrieved = f"none of the {len(hits)} passages retrieved for its question"
+        unknown_chunk = f"its chunk {example.chunk_id} is not in the knowledge base; " \
+            if example.chunk_id is not None else ""
+        if example.source:
+            return f"{unknown_chunk}{retrieved} comes from its source {example.source!r} or contains or resembles " \
+                   "its answer"
+        named = unknown_chunk or "it names no chunk or source; "
+        return f"{named}{retrieved} contains or resembles its answer"
+
 
 def build_raft_examples(examples: list[Example], retrieve: Retrieve, *, k: int, gold_fraction: float,
                         seed: int, gold_finder: GoldFinder | None = None
@@ -66,7 +77,7 @@ def build_raft_examples(examples: list[Example], retrieve: Retrieve, *, k: int, 
         hits = retrieve(example.question, CANDIDATES_PER_PASSAGE * k)
         gold, how = finder.find(example, hits)
         if gold is None:
-            removed.append({"origin": example.origin, "reason": NO_GOLD})
+            removed.append({"origin": example.origin, "reason": NO_GOLD, "detail": finder.missing(example, hits)})
             continue
         chosen_by[how] += 1
         gold_text = _comparable(gold.text)

@@ -40,7 +40,7 @@ class DataReport:
         """One line on the removed rows (per reason, the first few with file and line), None when none was."""
         if not self.removed:
             return None
-        reasons = ", ".join(f"{reason} {count}" for reason, count in self.removal_reasons().items())
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in self.removal_reasons().items())
         first = "; ".join(f"{row['origin']} {row['reason']}" + (f" ({row['detail']})" if row.get("detail") else "")
                           for row in self.removed[:examples])
         return (f"{len(self.removed)} of {self.stages.get('loaded', '?')} rows removed while cleaning ({reasons}): "
