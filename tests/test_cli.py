@@ -28,6 +28,10 @@ def test_ingest_json_report(ingested, corpus):
     summary = " ".join(again.stdout.split())
     assert again.exit_code == 0 and "unchanged 4" in summary
     assert "0 documents and 0 chunks stored; the knowledge base holds 4 documents and" in summary
+    (corpus / "space" / "mars.txt").unlink()
+    hinted = " ".join(runner.invoke(app, ["ingest", str(corpus), "--project", str(root)]).stdout.split())
+    assert "hint: still in the knowledge base, gone from the given directories: space/mars.txt; ingest again with " \
+           "--prune to remove it" in hinted
 
 
 def test_ingest_fails_for_a_script_when_a_path_given_cannot_be_read_and_keeps_what_it_could(project, corpus,

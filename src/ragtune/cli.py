@@ -138,6 +138,11 @@ def _print_ingest_report(report, totals: dict, seconds: float) -> None:
         console.print(f"  [red]rejected[/] {rejection['source']}: {rejection['reason']}")
         if rejection.get("hint"):
             console.print(f"           [yellow]hint:[/] {rejection['hint']}")
+    if report.missing:
+        shown = ", ".join(report.missing[:3]) + (f" and {len(report.missing) - 3} more" if len(report.missing) > 3
+                                                 else "")
+        console.print(f"  [yellow]hint:[/] still in the knowledge base, gone from the given directories: {shown}; "
+                      f"ingest again with --prune to remove {'it' if len(report.missing) == 1 else 'them'}")
     for skipped in report.skipped_documents:
         console.print(f"  [yellow]skipped[/]  {skipped['source']}: {skipped['reason']}")
     for warning in report.warnings:
@@ -147,7 +152,7 @@ def _print_ingest_report(report, totals: dict, seconds: float) -> None:
 @app.command()
 @_user_errors
 def search(query: Optional[str] = typer.Argument(None, help="The query (or use --queries)."),
-           k: int = typer.Option(5, "--k", help="Number of hits."),
+           k: int = typer.Option(5, "--k", min=1, help="Number of hits."),
            mode: str = typer.Option("hybrid", help="dense | lexical | hybrid"),
            source: Optional[str] = typer.Option(None, help="Only sources whose path matches this glob."),
            where: list[str] = WhereOption,
@@ -261,7 +266,7 @@ def models(as_json: bool = JsonOption):
 @app.command()
 @_user_errors
 def demo(out: Path = typer.Option(Path("ragtune-demo"), "--out", "--project", "-p", help="Output directory."),
-         quick: bool = typer.Option(False, "--quick", help="A small budget (a minute or two)."),
+         quick: bool = typer.Option(False, "--quick", help="A small budget (a few minutes)."),
          resume: bool = typer.Option(False, "--resume", help="Reuse the finished stages in --out."),
          as_json: bool = JsonOption):
     """The main job on built-in defaults: compare base, rag, ft, ft+rag and raft on the bundled COVID-QA subset,

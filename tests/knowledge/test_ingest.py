@@ -55,8 +55,9 @@ def test_prune_removes_deleted_sources(project, corpus):
     shutil.rmtree(corpus / "space")
     without_prune = project.ingest([str(corpus)])
     assert without_prune.removed == [] and consistency(project.kb.store)["sources"] == 4
+    assert sorted(without_prune.missing) == ["space/mars.txt", "space/moon.html"]  # said, and kept
     report = project.ingest([str(corpus)], prune=True)
-    assert sorted(report.removed) == ["space/mars.txt", "space/moon.html"]
+    assert sorted(report.removed) == ["space/mars.txt", "space/moon.html"] and report.missing == []
     assert consistency(project.kb.store)["sources"] == 2
     assert all(not h.source.startswith("space/") for h in project.search("Moon Mars", k=10, mode="hybrid"))
 

@@ -30,6 +30,7 @@ class IngestReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # stored, gone from the directories given, kept without --prune
     skipped: list[dict] = field(default_factory=list)  # sources stored without a document: {source, status, reason}
     rejected: list[dict] = field(default_factory=list)
     unreadable_paths: list[str] = field(default_factory=list)  # paths given that could not be read at all
@@ -97,8 +98,12 @@ class Ingestor:
         with _Committer(self.store, report) as committer:
             self._read_and_embed(items, stored, report, sources_task, chunks_task, committer)
 
+        gone = self._gone(paths, items, stored)
         if prune:
-            report.removed = self._prune(paths, items, stored)
+            self.store.delete_sources(gone)
+            report.removed = [key for _, key in gone]
+        else:
+            report.missing = [key for _, key in gone]
         report.seconds = time.perf_counter() - started
         self.store.finish_run(run_id, {k: v if isinstance(v, (int, float)) else len(v)
                                        for k, v in report.to_dict().items()})
@@ -210,13 +215,12 @@ class Ingestor:
                            "status": status, "note": note, "modified_at": p.item.modified_at}, p.documents))
         return pending, batch
 
-    def _prune(self, paths: list[str], items: list[SourceItem], stored: dict) -> list[str]:
-        """Delete stored sources under the given directories that no longer exist there."""
+    @staticmethod
+    def _gone(paths: list[str], items: list[SourceItem], stored: dict) -> list[tuple[str, str]]:
+        """Stored sources under the given directories that no longer exist there."""
         roots = {str(Path(p).expanduser().resolve()) for p in paths if Path(p).expanduser().is_dir()}
         present = {(item.root, item.key) for item in items}
-        gone = [source for source in stored if source[0] in roots and source not in present]
-        self.store.delete_sources(gone)
-        return [key for _, key in gone]
+        return [source for source in stored if source[0] in roots and source not in present]
 
 
 class _Committer:
