@@ -81,6 +81,20 @@ class RecordingEngine:
         return len(text.split())
 
 
+def test_a_chat_answer_gets_the_engine_s_chat_penalty_and_a_measured_one_the_setting():
+    from ragtune.config import CHAT_REPETITION_PENALTY
+    from ragtune.models.openai_engine import OpenAIEngine
+
+    local = RagPipeline(None, RecordingEngine("x"), GenerationSettings(repetition_penalty=1.05))
+    assert local.generation_config(AnswerOptions()).repetition_penalty == 1.05  # as compare measures
+    assert local.generation_config(AnswerOptions(chat=True)).repetition_penalty == CHAT_REPETITION_PENALTY
+    assert local.generation_config(AnswerOptions(chat=True, repetition_penalty=1.3)).repetition_penalty == 1.3
+    remote = RagPipeline(None, OpenAIEngine("gpt-4o-mini", "https://api.example.org/v1"), GenerationSettings())
+    config = remote.generation_config(AnswerOptions(chat=True))
+    assert config.repetition_penalty == 1.0  # an OpenAI-compatible server decodes as configured
+    assert "repetition_penalty" not in remote.generator._body([], config, stream=False)  # and is not sent the field
+
+
 def test_pipeline_retrieves_prompts_and_cites(project, corpus):
     project.ingest([str(corpus)])
     engine = RecordingEngine("Olympus Mons [1]")

@@ -193,9 +193,10 @@ def ask(question: str = typer.Argument(..., help="The question."),
                                                         "a model directory or openai:MODEL@BASE_URL."),
         source: Optional[str] = typer.Option(None, help="Only retrieve from sources matching this glob."),
         where: list[str] = WhereOption,
-        repetition_penalty: float = typer.Option(CHAT_REPETITION_PENALTY, "--repetition-penalty", min=1.0, max=2.0,
-                                                 help="Against loops, as `ragtune serve` answers (1: off, as "
-                                                      "`compare` measures)."),
+        repetition_penalty: Optional[float] = typer.Option(
+            None, "--repetition-penalty", min=1.0, max=2.0,
+            help=f"Against loops, as `ragtune serve` answers (default {CHAT_REPETITION_PENALTY} with a local model, "
+                 "the server's own with openai:; 1: off, as `compare` measures)."),
         project: Path = ProjectOption, as_json: bool = JsonOption):
     """Answer a question from the knowledge base, with citations (streams in the terminal)."""
     metadata = metadata_filter(where)

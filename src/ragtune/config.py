@@ -56,8 +56,9 @@ class ModelsConfig(_Section):
 
 
 # Chat decoding: small greedy models loop; this penalty, chosen on the bundled questions by repeated n-grams and F1
-# (benchmarks/bench_chat_decoding.py, BENCHMARKS.md), is the default of `ragtune serve` and `ragtune ask`.
-# `compare` decodes without it (generation.repetition_penalty, 1 by default), as every strategy is measured alike.
+# (benchmarks/bench_chat_decoding.py, BENCHMARKS.md), is the chat default of `ragtune serve` and `ragtune ask` for the
+# engines ragtune runs itself (models.base.chat_repetition_penalty). `compare` decodes without it
+# (generation.repetition_penalty, 1 by default), as every strategy is measured alike.
 CHAT_REPETITION_PENALTY = 1.1
 
 

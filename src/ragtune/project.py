@@ -69,11 +69,12 @@ class Project:
     def ask(self, question: str, k: int | None = None, model: str | None = None, source_glob: str | None = None,
             on_text: Callable[[str], None] | None = None, metadata: dict | None = None,
             repetition_penalty: float | None = None) -> Answer:
-        """Answer with citations; `k=0` answers closed book with the same prompt otherwise; `on_text` receives
-        the answer as it streams; `source_glob` and `metadata` filter the passages as in `search`;
-        `repetition_penalty` replaces generation.repetition_penalty (see config.CHAT_REPETITION_PENALTY)."""
+        """Answer with citations, decoded as the chat server does; `k=0` answers closed book with the same prompt
+        otherwise; `on_text` receives the answer as it streams; `source_glob` and `metadata` filter the passages as
+        in `search`; `repetition_penalty` None: the engine's chat default (models.base.chat_repetition_penalty)."""
         pipeline = self.pipeline(model)
-        options = AnswerOptions(k=k, source_glob=source_glob, metadata=metadata, repetition_penalty=repetition_penalty)
+        options = AnswerOptions(k=k, source_glob=source_glob, metadata=metadata, repetition_penalty=repetition_penalty,
+                                chat=True)
         if on_text is None:
             return pipeline.answer(question, options)
         for event in pipeline.stream(question, options):

@@ -13,7 +13,7 @@ from ragtune.config import GenerationSettings
 from ragtune.errors import RagtuneError
 from ragtune.knowledge.retrieval import RetrievalTimings, Retriever
 from ragtune.knowledge.types import ChunkFilter, Hit
-from ragtune.models.base import GenerationConfig, GenerationEngine, Message
+from ragtune.models.base import GenerationConfig, GenerationEngine, Message, chat_repetition_penalty
 from ragtune.prompts import CITATION_MARKER, build_messages, fit_history, fit_passages
 
 SUPPORT_THRESHOLD = 0.5  # share of a claim's content words a passage must contain to support it
@@ -84,6 +84,7 @@ class AnswerOptions:
     repetition_penalty: float | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
+    chat: bool = False  # a chat answer: with no repetition_penalty, the engine's chat default (chat_repetition_penalty)
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,10 @@ class RagPipeline:
         chosen = {name: getattr(options, name) for name in ("max_new_tokens", "temperature", "top_p", "stop", "seed",
                                                              "repetition_penalty", "frequency_penalty",
                                                              "presence_penalty")}
+        penalty = chat_repetition_penalty(self.generator) if options.chat else self.settings.repetition_penalty
         return GenerationConfig(**{"max_new_tokens": self.settings.max_new_tokens,
                                    "temperature": self.settings.temperature,
-                                   "repetition_penalty": self.settings.repetition_penalty,
+                                   "repetition_penalty": penalty,
                                    **{key: value for key, value in chosen.items() if value is not None}})
 
     def answer(self, conversation: str | list[Message], options: AnswerOptions | None = None, *,

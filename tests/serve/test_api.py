@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from ragtune.config import CHAT_REPETITION_PENALTY
 from ragtune.serve.answer_log import AnswerLog
 from ragtune.serve.app import MAX_BODY_BYTES, api_key_from, create_app
 from ragtune.errors import RagtuneError
@@ -289,9 +290,15 @@ def test_chat_decoding_defaults_to_the_server_penalty_and_takes_the_request_s(se
     client = TestClient(create_app(state))
     assert client.post("/v1/chat/completions", json={"model": "rag", "messages": QUESTION}).status_code == 200
     _, slot = state.catalog.runtime(state.catalog.get("rag"))
-    assert slot.engine.configs[-1].repetition_penalty == state.repetition_penalty > 1
+    assert state.repetition_penalty is None and slot.engine.configs[-1].repetition_penalty == CHAT_REPETITION_PENALTY
     asked = {"model": "rag", "messages": QUESTION, "repetition_penalty": 1.0, "frequency_penalty": 0.4,
              "presence_penalty": 0.2}
     assert client.post("/v1/chat/completions", json=asked).status_code == 200
     config = slot.engine.configs[-1]
     assert (config.repetition_penalty, config.frequency_penalty, config.presence_penalty) == (1.0, 0.4, 0.2)
+    slot.engine.decodes_remotely = True  # an OpenAI-compatible server: its own decoding, unless the server says
+    assert client.post("/v1/chat/completions", json={"model": "rag", "messages": QUESTION}).status_code == 200
+    assert slot.engine.configs[-1].repetition_penalty == 1.0
+    state.repetition_penalty = 1.3  # serve --repetition-penalty 1.3
+    assert client.post("/v1/chat/completions", json={"model": "rag", "messages": QUESTION}).status_code == 200
+    assert slot.engine.configs[-1].repetition_penalty == 1.3

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol
 
+from ragtune.config import CHAT_REPETITION_PENALTY
+
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
 
@@ -27,6 +29,13 @@ class GenerationConfig:
     @property
     def penalised(self) -> bool:
         return (self.repetition_penalty, self.frequency_penalty, self.presence_penalty) != (1.0, 0.0, 0.0)
+
+
+def chat_repetition_penalty(engine) -> float:
+    """The repetition penalty a chat answer gets when its request sets none: CHAT_REPETITION_PENALTY for the engines
+    ragtune runs itself; none (1) for an OpenAI-compatible server, which decodes as it is configured and may refuse
+    the field (OpenAI's API does)."""
+    return 1.0 if getattr(engine, "decodes_remotely", False) else CHAT_REPETITION_PENALTY
 
 
 @dataclass

@@ -22,6 +22,8 @@ class OpenAIEngine:
     for local servers).
     """
 
+    decodes_remotely = True  # the server's own decoding defaults apply (see base.chat_repetition_penalty)
+
     def __init__(self, model: str, base_url: str, *, name: str | None = None, api_key: str | None = None,
                  timeout: float = 300.0):
         self.model = model

@@ -26,7 +26,6 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ragtune.errors import ModelNotAvailableError, RagtuneError
-from ragtune.config import CHAT_REPETITION_PENALTY
 from ragtune.rag import Answer, AnswerOptions, Finished
 from ragtune.arena.battles import ComparedAnswers
 from ragtune.arena.store import ArenaStore
@@ -63,7 +62,7 @@ class ServerState:
     api_key: str | None = None
     answer_log: AnswerLog | None = None
     max_tokens_cap: int = 1024
-    repetition_penalty: float = CHAT_REPETITION_PENALTY  # for requests that set none
+    repetition_penalty: float | None = None  # for requests that set none; None: each engine's chat default
     allowed_hosts: list[str] | None = None  # Host headers accepted (None: any); set when bound to loopback
     cors_origins: list[str] = field(default_factory=list)  # other sites' pages allowed to call the API
     started: int = field(default_factory=lambda: int(time.time()))
@@ -150,7 +149,8 @@ def _api_router(state: ServerState) -> APIRouter:
                                 temperature=request.temperature, top_p=request.top_p, stop=stop, seed=request.seed,
                                 max_new_tokens=min(wanted, state.max_tokens_cap) if wanted else None,
                                 repetition_penalty=request.repetition_penalty or state.repetition_penalty,
-                                frequency_penalty=request.frequency_penalty, presence_penalty=request.presence_penalty)
+                                frequency_penalty=request.frequency_penalty, presence_penalty=request.presence_penalty,
+                                chat=True)
         messages = [message.model_dump() for message in request.messages]
         if messages[-1]["role"] != "user":
             raise ApiError(400, "the last message must come from the user (role 'user'): it is the question",

@@ -52,7 +52,8 @@ def arena_router(state, api_error) -> APIRouter:
             async with slot.turn():
                 with anyio.CancelScope(shield=True):  # the engine is never left decoding after its turn ends
                     answer = await run_in_threadpool(runtime.answer, [{"role": "user", "content": question}],
-                                                     AnswerOptions(repetition_penalty=state.repetition_penalty))
+                                                     AnswerOptions(repetition_penalty=state.repetition_penalty,
+                                                                   chat=True))
             answers.append(answer)
         battle = Battle(new_battle_id(), "live", item, question, rater, left, right, answers[0].answer,
                         answers[1].answer, _live_citations(answers[0]), _live_citations(answers[1]),

@@ -26,9 +26,10 @@ def serve(project: Path = ProjectOption,
           max_loaded: int = typer.Option(2, "--max-loaded-models", min=1, help="Models kept loaded at once "
                                          "(least recently used unloaded first)."),
           max_tokens: int = typer.Option(1024, "--max-tokens", min=1, help="Cap on a request's max_tokens."),
-          repetition_penalty: float = typer.Option(CHAT_REPETITION_PENALTY, "--repetition-penalty", min=1.0, max=2.0,
-                                                   help="Chat default against loops, for requests that set none "
-                                                   "(1: off)."),
+          repetition_penalty: Optional[float] = typer.Option(
+              None, "--repetition-penalty", min=1.0, max=2.0,
+              help=f"Chat default against loops, for requests that set none (default {CHAT_REPETITION_PENALTY} with "
+                   "a local model, the server's own with openai:; 1: off)."),
           cors_origins: list[str] = typer.Option([], "--cors-origin", help="An origin (https://app.example.org) "
                                                  "whose pages may call the API; repeat for several. None by default.")):
     """Serve an OpenAI-compatible API (/v1) and a chat web app (/) over the project's documents, with every

@@ -8,7 +8,6 @@ from ragtune.arena.battles import ComparedAnswers
 from ragtune.arena.store import ArenaStore
 from ragtune.knowledge.storage import LOCAL_STORE, records_location
 from ragtune.serve.answer_log import AnswerLog
-from ragtune.config import CHAT_REPETITION_PENALTY
 from ragtune.serve.app import ServerState
 from ragtune.serve.catalog import ModelCatalog, discover_models, read_comparison
 from ragtune.workspace import Workspace
@@ -17,7 +16,7 @@ from ragtune.workspace import Workspace
 def open_server_state(project_dir: Path, *, from_compare: Path | None = None, api_key: str | None = None,
                       record_answers: bool = True, max_loaded: int = 2, max_tokens_cap: int = 1024,
                       allowed_hosts: list[str] | None = None, cors_origins: list[str] = (),
-                      repetition_penalty: float = CHAT_REPETITION_PENALTY) -> ServerState:
+                      repetition_penalty: float | None = None) -> ServerState:
     """The project at `project_dir` with its fine-tuning runs, or with `from_compare` the project and runs a
     comparison wrote there (its measured quality and recommendation included); the embedder and indexes are
     loaded now, so the first request does not pay for them."""
