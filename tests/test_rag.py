@@ -47,6 +47,10 @@ def test_an_answer_drawing_on_several_passages_cites_each_sentence_s_support():
     rambling = "The Eiffel Tower is 330 metres tall. " + "Its lifts were painted green by sailors every winter. " * 5
     assert [c["source"] for c in cite(rambling, passages)] == ["a.txt"]
     assert [c["source"] for c in cite("In Paris.", passages)] == ["a.txt"]  # a short answer is one claim
+    # filler sentences claim nothing: their words ("that", "with", "this") cite no passage
+    filler = [Hit(chunk_id=30, source="masks.txt", text="Masks reduce transmission of the virus.", score=1),
+              Hit(chunk_id=31, source="other.txt", text="That was done with this method, hoping it helps.", score=0.5)]
+    assert [c["source"] for c in cite("Masks reduce transmission. Hope that helps with this.", filler)] == ["masks.txt"]
     twins = [Hit(chunk_id=20, source="first.txt", text="Bananas are rich in potassium.", score=1),
              Hit(chunk_id=21, source="second.txt", text="Bananas are rich in potassium.", score=0.9)]
     assert [c["source"] for c in cite("Bananas are rich in potassium.", twins)] == ["first.txt"]  # the better ranked

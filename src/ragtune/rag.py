@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from bm25s.stopwords import STOPWORDS_EN_PLUS
+
 from ragtune.config import GenerationSettings
 from ragtune.errors import RagtuneError
 from ragtune.knowledge.retrieval import RetrievalTimings, Retriever
@@ -17,7 +19,7 @@ from ragtune.models.base import GenerationConfig, GenerationEngine, Message, cha
 from ragtune.prompts import CITATION_MARKER, build_messages, fit_history, fit_passages
 
 SUPPORT_THRESHOLD = 0.5  # share of a claim's content words a passage must contain to support it
-MIN_CLAIM_WORDS = 2  # a sentence with fewer content words claims too little to tell passages apart
+MIN_CLAIM_WORDS = 3  # a sentence with fewer content words ("Hope this helps.") claims too little to attribute
 _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+|\n+")
 _PROMPT_MARGIN_TOKENS = 32  # chat-template tokens not counted by count_tokens
@@ -37,7 +39,8 @@ class Answer:
 
 
 def _content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if len(w) > 3}
+    """Words longer than three letters, less English function words ("that", "with", "your")."""
+    return {w for w in _WORD.findall(text.lower()) if len(w) > 3 and w not in STOPWORDS_EN_PLUS}
 
 
 def _claims(answer: str) -> list[set[str]]:
