@@ -31,13 +31,18 @@ def test_a_log_gets_lines_with_count_rate_and_eta_and_a_terminal_gets_bars():
         assert isinstance(progress, RichProgress)
 
 
-def test_lines_come_at_most_every_interval_and_when_a_task_completes():
+def test_lines_come_at_most_every_interval_and_once_at_the_end():
     console, out = log_console()
-    task = LineProgress(console, every_seconds=3600).task("reading sources", 3)
-    for _ in range(3):
-        task.advance()
-    [line] = out.getvalue().splitlines()
-    assert line.startswith("reading sources: 3/3 (100%)")
+    with rich_progress(console) as progress:
+        progress.every_seconds = 3600
+        sources, chunks = progress.task("reading sources", 3), progress.task("embedding chunks")
+        for _ in range(3):  # batch by batch, the total grows with what was read: each batch complete for a while
+            sources.advance()
+            chunks.add_total(512)
+            chunks.advance(512)
+    assert out.getvalue().splitlines()[0].startswith("reading sources: 3/3 (100%), ")
+    assert out.getvalue().splitlines()[1].startswith("embedding chunks: 1,536/1,536 (100%), ")
+    assert len(out.getvalue().splitlines()) == 2
     assert format_duration(59.6) == "1:00" and format_duration(3725) == "1:02:05"
 
 
@@ -46,13 +51,13 @@ def test_training_progress_in_a_log_shows_steps_loss_rate_and_eta():
     callback = RichProgressCallback(console, every_seconds=0)
     state = TrainerState(max_steps=4, is_world_process_zero=True)
     callback.on_train_begin(None, state, None)
-    for step in range(1, 5):
+    for step in range(1, 5):  # in the Trainer's order: the step ends, then its loss is logged
         state.global_step, state.num_input_tokens_seen = step, step * 256
-        if step == 2:
-            callback.on_log(None, state, None, logs={"loss": 2.5, "eval_loss": 2.75})
         callback.on_step_end(None, state, None)
+        callback.on_log(None, state, None, logs={"loss": 3.0 - step / 4})
+    callback.on_log(None, state, None, logs={"eval_loss": 2.75})
     callback.on_train_end(None, state, None)
     lines = out.getvalue().splitlines()
-    assert len(lines) == 4 and lines[0].startswith("training: step 1/4 (25%), loss -, val -, ")
-    assert "ETA" in lines[0] and lines[3].startswith("training: step 4/4 (100%), loss 2.5000, val 2.7500, ")
-    assert "tok/s" in lines[3] and "ETA" not in lines[3]
+    assert len(lines) == 5 and lines[0].startswith("training: step 1/4 (25%), loss -, val -, ") and "ETA" in lines[0]
+    assert lines[4].startswith("training: step 4/4 (100%), loss 2.0000, val 2.7500, ")  # the last step's own
+    assert "tok/s" in lines[4] and "ETA" not in lines[4]

@@ -72,15 +72,18 @@ LINE_EVERY_SECONDS = 30.0  # how often a log (output that is not a terminal) get
 
 class _LineTask:
     def __init__(self, reporter: "LineProgress", description: str, total: int):
-        self.reporter, self.description, self.total, self.done = reporter, description, total, 0
+        self.reporter, self.description, self.total, self.done, self.shown_done = reporter, description, total, 0, 0
         self.started = self.last_shown = time.monotonic()
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-        now = time.monotonic()
-        if now - self.last_shown >= self.reporter.every_seconds or (self.total and self.done >= self.total):
-            self.last_shown = now
-            self.reporter.show(self, now - self.started)
+        if time.monotonic() - self.last_shown >= self.reporter.every_seconds:
+            self.show()
+
+    def show(self) -> None:
+        self.last_shown = time.monotonic()
+        self.shown_done = self.done
+        self.reporter.show(self, self.last_shown - self.started)
 
     def add_total(self, n: int) -> None:
         self.total += n
@@ -88,13 +91,21 @@ class _LineTask:
 
 class LineProgress:
     """Progress as plain lines, for output that is not a terminal (a log file, CI, `nohup`), where bars would only be
-    drawn at the end: each task's count, rate and ETA at most every `every_seconds`, and when it completes."""
+    drawn at the end: each task's count, rate and ETA at most every `every_seconds`, and where it ended (`finish`)."""
 
     def __init__(self, console: Console, every_seconds: float = LINE_EVERY_SECONDS):
         self.console, self.every_seconds = console, every_seconds
+        self.tasks: list[_LineTask] = []
 
     def task(self, description: str, total: int = 0) -> ProgressTask:
-        return _LineTask(self, description, total)
+        self.tasks.append(_LineTask(self, description, total))
+        return self.tasks[-1]
+
+    def finish(self) -> None:
+        """Each task's last count, where it moved since its last line."""
+        for task in self.tasks:
+            if task.done != task.shown_done:
+                task.show()
 
     def show(self, task: _LineTask, elapsed: float) -> None:
         rate = task.done / elapsed if elapsed > 0 else 0.0
@@ -119,7 +130,11 @@ def rich_progress(console: Console | None = None) -> Iterator[RichProgress | Lin
     """A live progress display for the duration of the block (plain lines when the console is not a terminal)."""
     console = console or Console(stderr=True)
     if not console.is_terminal:
-        yield LineProgress(console)
+        lines = LineProgress(console)
+        try:
+            yield lines
+        finally:
+            lines.finish()
         return
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())

@@ -19,7 +19,7 @@ from ragtune.progress import LINE_EVERY_SECONDS, format_duration
 
 class RichProgressCallback(TrainerCallback):
     """One bar over the optimizer steps, showing the latest training and validation loss and tokens/s; when the
-    console is not a terminal (a log, CI), the same as a line at most every `every_seconds` and at the last step."""
+    console is not a terminal (a log, CI), the same as a line at most every `every_seconds` and at the end."""
 
     def __init__(self, console: Console, every_seconds: float = LINE_EVERY_SECONDS):
         self.console, self.every_seconds = console, every_seconds
@@ -55,7 +55,7 @@ class RichProgressCallback(TrainerCallback):
         self._fields["rate"] = f"{(state.num_input_tokens_seen - self._tokens_at_start) / elapsed:,.0f}"
         if self._progress is not None:
             self._progress.update(self._task, completed=state.global_step, rate=self._fields["rate"])
-        elif now - self._last_line >= self.every_seconds or state.global_step >= state.max_steps:
+        elif now - self._last_line >= self.every_seconds:
             self._last_line = now
             self._print_line(state, elapsed)
 
@@ -78,6 +78,9 @@ class RichProgressCallback(TrainerCallback):
             self._progress.update(self._task, **self._fields)
 
     def on_train_end(self, args, state, control, **kwargs):
+        """The bar's end, or the last line: the Trainer logs a step's loss after its `on_step_end`."""
+        if self._active and self._progress is None:
+            self._print_line(state, time.perf_counter() - self._started)
         self._active = False
         if self._progress is not None:
             self._progress.stop()
