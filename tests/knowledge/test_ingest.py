@@ -50,6 +50,21 @@ def test_changed_source_replaces_its_chunks(project, corpus):
     assert project.search("Olympus Mons volcano", k=3, mode="lexical") == []
 
 
+def test_prune_keeps_a_source_that_could_not_be_read_this_time(project, corpus):
+    from ragtune.project import Project
+
+    project.ingest([str(corpus)])
+    sizes = {path.relative_to(corpus).as_posix(): path.stat().st_size for path in corpus.rglob("*.*")}
+    limit = sorted(sizes.values())[1]  # the two largest sources are over the new limit
+    over = sorted(key for key, size in sizes.items() if size > limit)
+    assert len(over) == 2
+    too_large_now = Project(project.workspace.root, {"ingest": {"max_file_mb": limit / 1024 ** 2}})
+    report = too_large_now.ingest([str(corpus)], prune=True)
+    assert sorted(rejection["source"] for rejection in report.rejected) == over
+    assert report.removed == [] and report.missing == [] and consistency(project.kb.store)["sources"] == 4
+    too_large_now.close()
+
+
 def test_prune_removes_deleted_sources(project, corpus):
     project.ingest([str(corpus)])
     shutil.rmtree(corpus / "space")

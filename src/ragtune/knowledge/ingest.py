@@ -98,7 +98,7 @@ class Ingestor:
         with _Committer(self.store, report) as committer:
             self._read_and_embed(items, stored, report, sources_task, chunks_task, committer)
 
-        gone = self._gone(paths, items, stored)
+        gone = self._gone(paths, items, stored, errors)
         if prune:
             self.store.delete_sources(gone)
             report.removed = [key for _, key in gone]
@@ -216,11 +216,20 @@ class Ingestor:
         return pending, batch
 
     @staticmethod
-    def _gone(paths: list[str], items: list[SourceItem], stored: dict) -> list[tuple[str, str]]:
-        """Stored sources under the given directories that no longer exist there."""
+    def _gone(paths: list[str], items: list[SourceItem], stored: dict,
+              errors: list[SourceError]) -> list[tuple[str, str]]:
+        """Stored sources under the given directories that no longer exist there. A file or directory that could not
+        be read this time (now over the size limit, unreadable, a directory that cannot be listed) is not gone:
+        pruning must not delete it."""
         roots = {str(Path(p).expanduser().resolve()) for p in paths if Path(p).expanduser().is_dir()}
         present = {(item.root, item.key) for item in items}
-        return [source for source in stored if source[0] in roots and source not in present]
+        unread = {error.source for error in errors}  # keys or folders relative to their root; "." or a root: all
+
+        def unread_now(root: str, key: str) -> bool:
+            return root in unread or any(where in (".", key) or key.startswith(where + "/") for where in unread)
+
+        return [source for source in stored
+                if source[0] in roots and source not in present and not unread_now(*source)]
 
 
 class _Committer:
