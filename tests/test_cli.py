@@ -53,10 +53,16 @@ def test_ingest_fails_for_a_script_when_a_path_given_cannot_be_read_and_keeps_wh
 
 def test_commands_that_read_a_project_refuse_a_directory_that_holds_none(tmp_path):
     typo = tmp_path / "typo"
-    for command in (["search", "x"], ["ask", "x"], ["status"], ["health"]):
+    readers = (["search", "x"], ["ask", "x"], ["status"], ["health"], ["data", "synthesize", "--docs", "kb"],
+               ["data", "prepare", "--train", "kb", "--objective", "cpt"], ["finetune", "--resume"])
+    for command in readers:
         result = runner.invoke(app, [*command, "--project", str(typo)])
         message = " ".join(result.stderr.split())  # as wrapped to the terminal's width
         assert result.exit_code == 1 and "is not a ragtune project" in message and "ragtune ingest DOCS" in message
+    arena = runner.invoke(app, ["arena", "--project", str(typo), "report"])
+    assert arena.exit_code == 1 and "--from-compare DIR" in " ".join(arena.stderr.split())
+    migrate = runner.invoke(app, ["store", "migrate", "--to", "postgresql://x@127.0.0.1:1/db", "--project", str(typo)])
+    assert migrate.exit_code == 1 and "has no SQLite knowledge base to migrate" in " ".join(migrate.stderr.split())
     assert not typo.exists()  # nothing was created there
 
 

@@ -11,6 +11,7 @@ from ragtune.config import CONFIG_FILE, ProjectConfig, load_config, save_config
 from ragtune.errors import RagtuneError
 
 STATE_DIR = ".ragtune"
+DATABASE_FILE = "knowledge.sqlite"  # the SQLite knowledge base, under STATE_DIR
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Workspace:
         return cls(root=root, config=config)
 
     @staticmethod
-    def require(root: str | Path) -> None:
+    def require(root: str | Path, other_way: str = "") -> None:
         """Refuse a directory that holds no project, so that a mistyped `--project` neither creates an empty one
         nor answers from it. A knowledge base in a database server (RAGTUNE_STORE_URL) is a project wherever
         its commands run: a replica on another machine starts from an empty directory."""
@@ -41,8 +42,8 @@ class Workspace:
         if (root / CONFIG_FILE).is_file() or os.environ.get(STORE_URL_VARIABLE):
             return
         raise RagtuneError(f"{root} is not a ragtune project (it has no {CONFIG_FILE})",
-                           f"pass --project DIR, the directory where `ragtune ingest` ran, or ingest documents "
-                           f"there first: ragtune ingest DOCS --project {root}")
+                           f"pass --project DIR, the directory where `ragtune ingest` ran{other_way}, or ingest "
+                           f"documents there first: ragtune ingest DOCS --project {root}")
 
     @property
     def state_dir(self) -> Path:
@@ -52,7 +53,7 @@ class Workspace:
 
     @property
     def database_path(self) -> Path:
-        return self.state_dir / "knowledge.sqlite"
+        return self.state_dir / DATABASE_FILE
 
     @property
     def runs_dir(self) -> Path:

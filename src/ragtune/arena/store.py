@@ -95,16 +95,14 @@ def votes_database(project: Path | None, from_compare: Path | None) -> Path | st
     """Where the arena's votes are kept: the project's records database (default the current directory), or with
     `from_compare` the file of the comparison's project."""
     from ragtune.knowledge.storage import records_location
-    from ragtune.workspace import STATE_DIR, Workspace
+    from ragtune.workspace import Workspace
 
     if project is not None and from_compare is not None:
         raise RagtuneError("--project and --from-compare both name where the votes are kept",
                            "pass one: a comparison keeps its votes in its own project")
     if project is None:
         project = Path(from_compare) / "project" if from_compare is not None else Path(".")
-    if not (Path(project) / STATE_DIR).is_dir():
-        raise RagtuneError(f"{Path(project).resolve()} is not a ragtune project (it has no {STATE_DIR} folder)",
-                           "pass --project DIR (where `ragtune ingest` ran) or --from-compare DIR")
+    Workspace.require(project, " (or --from-compare DIR, where `ragtune compare` wrote)")
     workspace = Workspace.open(project)
     return workspace.database_path if from_compare is not None else records_location(workspace)
 

@@ -43,6 +43,7 @@ def prepare(train: list[str] = typer.Option(..., "--train", help="Training data:
             project: Path = ProjectOption, as_json: bool = JsonOption):
     """Load, clean, split and mix training data, and write it with a report of every removed row."""
     from ragtune.data import PrepareOptions, parse_dataset_spec, prepare_data, write_prepared
+    from ragtune.data.sources import reads_knowledge_base
     from ragtune.progress import rich_progress
 
     try:
@@ -53,7 +54,7 @@ def prepare(train: list[str] = typer.Option(..., "--train", help="Training data:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
         raise RagtuneError(f"invalid options: {problems}", "see `ragtune data prepare --help`") from None
     train_specs = [parse_dataset_spec(text) for text in train]
-    proj = _project(project)
+    proj = _project(project, existing=reads_knowledge_base(train_specs, objective))
     try:
         tokenizer = _load_tokenizer(model or proj.config.models.generator)
         arguments = dict(val=[parse_dataset_spec(t) for t in val or []] or None,
@@ -140,7 +141,7 @@ def synthesize(docs: str = typer.Option("kb", "--docs", help="Documents to ask a
     shares = _parse_mix(mix, KINDS)
     if coverage not in ("size", "even"):
         raise RagtuneError(f"unknown --coverage {coverage}", "choose size or even")
-    proj = _project(project)
+    proj = _project(project, existing=docs == "kb")
     try:
         root = None
         if docs != "kb":

@@ -36,6 +36,11 @@ class DatasetSpec:
     task: str | None = None
 
 
+def reads_knowledge_base(specs: list[DatasetSpec], objective: str | None) -> bool:
+    """Whether training data from `specs` reads the project's knowledge base: RAFT's passages, the `kb` dataset."""
+    return objective == "raft" or any(spec.path == KNOWLEDGE_BASE for spec in specs)
+
+
 def parse_dataset_spec(text: str) -> DatasetSpec:
     """Parse `FILE`, `FILE:weight=2` or `FILE:weight=0.5:task=style` (options are trailing `:key=value` parts)."""
     parts = text.split(":")

@@ -23,14 +23,15 @@ def migrate(to: str = typer.Option(..., "--to", help="The target database, e.g. 
     from ragtune.knowledge.storage import BACKENDS, open_url
     from ragtune.knowledge.store import KnowledgeStore
     from ragtune.progress import rich_progress
-    from ragtune.workspace import Workspace
+    from ragtune.workspace import DATABASE_FILE, STATE_DIR, Workspace
 
-    workspace = Workspace.open(project)
-    if not workspace.database_path.exists():
+    root = project.expanduser().resolve()
+    if not (root / STATE_DIR / DATABASE_FILE).is_file():
         from ragtune.errors import RagtuneError
 
-        raise RagtuneError(f"{workspace.root} has no SQLite knowledge base to migrate",
+        raise RagtuneError(f"{root} has no SQLite knowledge base to migrate",
                            f"ingest first, or pass --project DIR (one of: {', '.join(BACKENDS)} URLs as --to)")
+    workspace = Workspace.open(root)
     source, target = KnowledgeStore(workspace.database_path), open_url(to)
     try:
         with rich_progress(err_console) as progress:

@@ -30,7 +30,7 @@ def open_server_state(project_dir: Path, *, from_compare: Path | None = None, ap
         # the model and passages the comparison measured (its project's file holds the defaults)
         overrides = {"models": {"generator": comparison["config"]["model"]},
                      "retrieval": {"k": comparison["config"]["k"]}, **LOCAL_STORE}
-    Workspace.require(project_dir)
+    Workspace.require(project_dir, " (or --from-compare DIR, where `ragtune compare` wrote)")
     project = Project(project_dir, overrides)
     if from_compare is None:
         runs_dir = project.workspace.runs_dir

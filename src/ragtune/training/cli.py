@@ -37,9 +37,11 @@ def finetune(train: Optional[list[str]] = typer.Option(None, "--train", help="Tr
              project: Path = ProjectOption, as_json: bool = JsonOption):
     """Fine-tune the model on your data; prints the run directory (--json: the run's metadata)."""
     from ragtune.data import parse_dataset_spec
+    from ragtune.data.sources import reads_knowledge_base
     from ragtune.training.recipe import resolve_recipe
 
-    proj = _project(project)
+    proj = _project(project, existing=resume or reads_knowledge_base([parse_dataset_spec(s) for s in train or []],
+                                                                     objective))
     if resume:
         resolved, train_specs, val_specs = None, None, None
     else:
