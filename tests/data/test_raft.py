@@ -77,7 +77,7 @@ def test_gold_fraction_extremes_and_missing_gold():
                                             origin="cities.jsonl:99")]
     always, removed, _ = build_raft_examples(examples, fake_retrieve, k=3, gold_fraction=1.0, seed=0)
     assert removed == [{"origin": "cities.jsonl:99", "reason": NO_GOLD, "detail": "it names no chunk or source; none "
-                        "of the 12 passages retrieved for its question contains or resembles its answer"}]
+                        "of the 12 passages retrieved for its question contains its answer"}]
     assert all(CITATION.search(e.messages[-1]["content"]) for e in always)
     never, _, _ = build_raft_examples(examples, fake_retrieve, k=3, gold_fraction=0.0, seed=0)
     assert not any(e.answer in text for e in never for text in passages_of(e).values())
@@ -136,7 +136,7 @@ def test_the_gold_passage_comes_from_the_named_chunk_then_source_then_text_then_
     assert [(row["origin"], row["reason"]) for row in removed] == [(base.origin, NO_GOLD)]  # under the floor
     assert len(built) == 1
     named = replace(base, chunk_id=1, source="elsewhere.txt")
-    assert finder.missing(named, hits) == ("its chunk 1 is not in the knowledge base; none of the 16 passages "
-                                           "retrieved for its question comes from its source 'elsewhere.txt' or "
-                                           "contains or resembles its answer")
+    assert finder.missing(named, hits) == ("its chunk 1 was not found; none of the 16 passages retrieved for its "
+                                           "question comes from its source 'elsewhere.txt' or contains or resembles "
+                                           "its answer")
     assert chosen_by["answer_text"] == 1 and sum(chosen_by.values()) == 1

@@ -287,7 +287,8 @@ def test_all_tied_on_a_small_test_set_is_inconclusive_and_says_how_many_question
            "questions" in texts(advice)
     assert "this test set has 30" in texts(advice)
     assert "ft trained 8 steps (training loss 2.50 → 1.90)" in texts(advice)
-    assert "more steps: run without --quick, or raise budget.sft_max_steps" in texts(advice)
+    assert "more steps: run without --quick, and the experiment's budget.sft_max_steps and budget.raft_max_steps " \
+           "apply)" in texts(advice)
     # the demo's and a full run's budget: named with the values it had, and no flag that `demo` lacks
     results.config = results.config.model_copy(update={"quick": False,
                                                         "budget": {"sft_max_steps": 40, "raft_max_steps": 6}})

@@ -51,13 +51,11 @@ class GoldFinder:
     def missing(self, example: Example, hits: list[Hit]) -> str:
         """Why `find` found no gold passage for a row, in the terms of what the row names."""
         retrieved = f"none of the {len(hits)} passages retrieved for its question"
-        unknown_chunk = f"its chunk {example.chunk_id} is not in the knowledge base; " \
-            if example.chunk_id is not None else ""
+        matches = "contains or resembles its answer" if self.similarity else "contains its answer"
+        unknown_chunk = f"its chunk {example.chunk_id} was not found; " if example.chunk_id is not None else ""
         if example.source:
-            return f"{unknown_chunk}{retrieved} comes from its source {example.source!r} or contains or resembles " \
-                   "its answer"
-        named = unknown_chunk or "it names no chunk or source; "
-        return f"{named}{retrieved} contains or resembles its answer"
+            return f"{unknown_chunk}{retrieved} comes from its source {example.source!r} or {matches}"
+        return f"{unknown_chunk or 'it names no chunk or source; '}{retrieved} {matches}"
 
 
 def build_raft_examples(examples: list[Example], retrieve: Retrieve, *, k: int, gold_fraction: float,

@@ -258,12 +258,15 @@ def _budget_reason(results: Results, ranked: list[str]) -> Reason | None:
     parts = [f"{_subject(names, 'trained', 'trained')} {step} steps (training loss {first:.2f} → {last:.2f})"
              for (first, step, last), names in runs.items()]
     budget = results.config.budget
-    steps = (f"budget.sft_max_steps and budget.raft_max_steps (now {budget['sft_max_steps']} and "
-             f"{budget['raft_max_steps']})" if {"sft_max_steps", "raft_max_steps"} <= set(budget)
-             else "budget.sft_max_steps and budget.raft_max_steps")
-    how = (f"run without --quick, or raise {steps}" if results.config.quick else f"raise {steps}")
-    return _reason(f"A larger training budget (more steps: {how} in an experiment file for `ragtune compare "
-                   f"--experiment FILE`) may separate the fine-tuned strategies: {'; '.join(parts)}.",
+    if results.config.quick:  # the quick budget replaces the experiment's: leaving it is the step to take
+        how = "run without --quick, and the experiment's budget.sft_max_steps and budget.raft_max_steps apply"
+    else:
+        now = (f" (now {budget['sft_max_steps']} and {budget['raft_max_steps']})"
+               if {"sft_max_steps", "raft_max_steps"} <= set(budget) else "")
+        how = (f"raise budget.sft_max_steps and budget.raft_max_steps{now} in an experiment file for `ragtune "
+               "compare --experiment FILE`")
+    return _reason(f"A larger training budget (more steps: {how}) may separate the fine-tuned strategies: "
+                   f"{'; '.join(parts)}.",
                    *(f"strategies.{name}.training_curve" for names in runs.values() for name in names))
 
 
