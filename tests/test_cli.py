@@ -54,7 +54,8 @@ def test_ingest_fails_for_a_script_when_a_path_given_cannot_be_read_and_keeps_wh
 def test_commands_that_read_a_project_refuse_a_directory_that_holds_none(tmp_path):
     typo = tmp_path / "typo"
     readers = (["search", "x"], ["ask", "x"], ["status"], ["health"], ["data", "synthesize", "--docs", "kb"],
-               ["data", "prepare", "--train", "kb", "--objective", "cpt"], ["finetune", "--resume"])
+               ["data", "prepare", "--train", "kb", "--objective", "cpt"], ["finetune", "--train", "kb", "--objective",
+                                                                            "cpt"])
     for command in readers:
         result = runner.invoke(app, [*command, "--project", str(typo)])
         message = " ".join(result.stderr.split())  # as wrapped to the terminal's width

@@ -40,8 +40,7 @@ def finetune(train: Optional[list[str]] = typer.Option(None, "--train", help="Tr
     from ragtune.data.sources import reads_knowledge_base
     from ragtune.training.recipe import resolve_recipe
 
-    proj = _project(project, existing=resume or reads_knowledge_base([parse_dataset_spec(s) for s in train or []],
-                                                                     objective))
+    proj = _project(project, existing=reads_knowledge_base([parse_dataset_spec(s) for s in train or []], objective))
     if resume:
         resolved, train_specs, val_specs = None, None, None
     else:
