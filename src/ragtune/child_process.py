@@ -3,7 +3,8 @@
 A training run in a long-lived process leaves memory the process can neither use for Python objects nor hand
 back (glibc heap, partly oneDNN's primitive cache: the demo's 40-step SFT left 0.6 GB that `release_freed_memory`
 could not return), so the next run of the same `compare` started that much higher. A spawned child starts from
-nothing and returns everything when it exits (BENCHMARKS.md has the figures). Its progress is shown by the parent's reporter; its exception is raised in the parent.
+nothing and returns everything when it exits (BENCHMARKS.md has the figures). Its progress is shown by the parent's
+reporter; its exception is raised in the parent.
 """
 
 from __future__ import annotations

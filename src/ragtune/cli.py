@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ragtune.errors import RagtuneError
 from ragtune.config import CHAT_REPETITION_PENALTY
+from ragtune.errors import RagtuneError
 
 app = typer.Typer(help="Build RAG and fine-tuned models on your own documents and compare them.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
