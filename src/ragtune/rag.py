@@ -51,9 +51,9 @@ def _claims(answer: str) -> list[set[str]]:
     return claims or ([whole] if whole else [])
 
 
-def _supporting_passage(claim: set[str], passages: list[Hit]) -> int | None:
+def _supporting_passage(claim: set[str], passage_words: list[set[str]]) -> int | None:
     """The number of the passage holding the largest share of a claim's words, if that share is enough."""
-    shares = [len(claim & _content_words(hit.text)) / len(claim) for hit in passages]
+    shares = [len(claim & words) / len(claim) for words in passage_words]
     best = max(range(len(shares)), key=shares.__getitem__, default=None)  # ties: the better-ranked passage
     return best + 1 if best is not None and shares[best] >= SUPPORT_THRESHOLD else None
 
@@ -67,7 +67,8 @@ def cite(answer: str, passages: list[Hit]) -> list[dict]:
     if not numbers:
         method = "overlap"
         claims = _claims(CITATION_MARKER.sub(" ", answer))
-        numbers = sorted({n for claim in claims if (n := _supporting_passage(claim, passages)) is not None})
+        passage_words = [_content_words(hit.text) for hit in passages] if claims else []
+        numbers = sorted({n for claim in claims if (n := _supporting_passage(claim, passage_words)) is not None})
     return [{"number": n, "source": passages[n - 1].source, "chunk_id": passages[n - 1].chunk_id,
              "text": passages[n - 1].text, "method": method} for n in numbers]
 

@@ -226,7 +226,9 @@ class Ingestor:
         unread = {error.source for error in errors}  # keys or folders relative to their root; "." or a root: all
 
         def unread_now(root: str, key: str) -> bool:
-            return root in unread or any(where in (".", key) or key.startswith(where + "/") for where in unread)
+            parts = key.split("/")
+            return root in unread or "." in unread or any("/".join(parts[:depth]) in unread
+                                                          for depth in range(1, len(parts) + 1))
 
         return [source for source in stored
                 if source[0] in roots and source not in present and not unread_now(*source)]
