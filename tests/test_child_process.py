@@ -6,6 +6,7 @@ import pytest
 
 from ragtune.child_process import StageProcessDied, run_in_child
 from child_targets import counts_in_another_process, dies, fails_reading_a_source, fails_with_advice, warns
+from child_targets_configured import warns_after_a_library_configured_logging
 from ragtune.errors import RagtuneError
 
 
@@ -52,7 +53,8 @@ def test_an_error_with_its_own_arguments_survives_the_trip():
     assert (raised.value.source, raised.value.reason, raised.value.hint) == ("docs/a.pdf", "encrypted", "decrypt it")
 
 
-def test_a_warning_in_the_child_reaches_stderr_in_the_commands_format(capfd):
-    run_in_child(warns)
+@pytest.mark.parametrize("target", [warns, warns_after_a_library_configured_logging])
+def test_a_warning_in_the_child_reaches_stderr_in_the_commands_format(capfd, target):
+    run_in_child(target)
     stderr = capfd.readouterr().err
     assert "WARNING  3 of 9 rows removed while cleaning" in stderr and "WARNING:ragtune" not in stderr

@@ -94,7 +94,7 @@ class _ForwardingProgress:
 
 def _child_main(events, target: Callable[..., Any], args: tuple, kwargs: dict) -> None:
     _end_with_parent()
-    send_warnings_to_stderr()  # as the command that started it
+    send_warnings_to_stderr(replace=True)  # as the command that started it
     try:
         result = target(*args, progress=_ForwardingProgress(events), **kwargs)
         events.put(("result", pickle.dumps(result)))
