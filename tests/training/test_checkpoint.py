@@ -47,6 +47,19 @@ def test_gguf_is_converted_once_and_keyed_by_content(tmp_path, fake_convert):
     assert sorted(p.name for p in first.parent.iterdir()) == sorted([first.name, second.name])  # no temp left
 
 
+def test_a_checkpoint_follows_its_file_to_a_new_environment_without_converting_again(tmp_path, fake_convert):
+    old_env, new_env = tmp_path / "old-venv" / "tiny.gguf", tmp_path / "new-venv" / "tiny.gguf"
+    for path in (old_env, new_env):
+        path.parent.mkdir()
+        path.write_bytes(b"GGUF weights v1")  # the same package installed in two virtual environments
+    first = trainable_checkpoint(str(old_env), cache_dir=tmp_path / "cache")
+    old_env.unlink()  # the first environment is gone
+    with pytest.raises(RagtuneError, match="no longer exists"):
+        source_gguf(first)
+    assert trainable_checkpoint(str(new_env), cache_dir=tmp_path / "cache") == first and len(fake_convert) == 1
+    assert source_gguf(first) == new_env.resolve()
+
+
 def test_cache_dir_defaults_to_ragtune_cache(tmp_path, fake_convert, monkeypatch):
     monkeypatch.setenv("RAGTUNE_CACHE", str(tmp_path / "env-cache"))
     model = tmp_path / "m.gguf"

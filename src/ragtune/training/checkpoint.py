@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ragtune.atomic_files import write_bytes_atomically
 from ragtune.cache import build_once, default_cache_dir, file_fingerprint
 from ragtune.errors import RagtuneError
 from ragtune.models.registry import resolve_generator
@@ -50,9 +51,18 @@ def trainable_checkpoint(generator: str, *, cache_dir: Path | None = None) -> Pa
     def convert(temp: Path) -> None:
         _convert(gguf_path, temp)
         # Written last: its presence marks a complete conversion.
-        (temp / SOURCE_FILE).write_text(json.dumps({SOURCE_KEY: str(gguf_path)}, indent=2) + "\n", encoding="utf-8")
+        (temp / SOURCE_FILE).write_text(_source_record(gguf_path), encoding="utf-8")
 
-    return build_once(folder, SOURCE_FILE, convert)
+    checkpoint = build_once(folder, SOURCE_FILE, convert)
+    # The folder is named by the file's content: the same file may have moved since (a package reinstalled in a new
+    # virtual environment), and the record must name where it is now, for export and for the next run.
+    if (checkpoint / SOURCE_FILE).read_text(encoding="utf-8") != _source_record(gguf_path):
+        write_bytes_atomically(checkpoint / SOURCE_FILE, _source_record(gguf_path).encode("utf-8"))
+    return checkpoint
+
+
+def _source_record(gguf_path: Path) -> str:
+    return json.dumps({SOURCE_KEY: str(gguf_path)}, indent=2) + "\n"
 
 
 def source_gguf(checkpoint_dir: Path) -> Path | None:
