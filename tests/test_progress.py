@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 from transformers import TrainerState
 
-from ragtune.progress import LineProgress, RichProgress, format_duration, rich_progress
+from ragtune.progress import LineProgress, RichProgress, format_duration, format_rate, rich_progress
 from ragtune.training.callbacks import RichProgressCallback
 
 
@@ -44,6 +44,7 @@ def test_lines_come_at_most_every_interval_and_once_at_the_end():
     assert out.getvalue().splitlines()[1].startswith("embedding chunks: 1,536/1,536 (100%), ")
     assert len(out.getvalue().splitlines()) == 2
     assert format_duration(59.6) == "1:00" and format_duration(3725) == "1:02:05"
+    assert format_rate(62.04) == "62.0/s" and format_rate(1 / 34.5) == "34.5 s each"  # slow work: time per item
 
 
 def test_training_progress_in_a_log_shows_steps_loss_rate_and_eta():

@@ -40,9 +40,14 @@ class SilentProgress:
         return _SilentTask()
 
 
+def format_rate(per_second: float) -> str:
+    """Items per second, or seconds per item for slow work (a training step: "34.5 s each", not "0.0/s")."""
+    return f"{per_second:,.1f}/s" if per_second >= 1 else f"{1 / per_second:,.1f} s each"
+
+
 class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:,.1f}/s" if task.speed else "", style="progress.data.speed")
+        return Text(format_rate(task.speed) if task.speed else "", style="progress.data.speed")
 
 
 class _RichTask:
@@ -112,7 +117,7 @@ class LineProgress:
         line = f"{task.description}: {task.done:,}"
         if task.total:
             line += f"/{task.total:,} ({task.done / task.total:.0%})"
-        line += f", {rate:,.1f}/s, {format_duration(elapsed)} elapsed"
+        line += f", {format_rate(rate) if rate else '0/s'}, {format_duration(elapsed)} elapsed"
         if task.total and rate and task.done < task.total:
             line += f", ETA {format_duration((task.total - task.done) / rate)}"
         self.console.print(line, markup=False, highlight=False)
