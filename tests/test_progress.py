@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 from rich.console import Console
 from transformers import TrainerState
@@ -44,6 +45,11 @@ def test_lines_come_at_most_every_interval_and_once_at_the_end():
     assert out.getvalue().splitlines()[1].startswith("embedding chunks: 1,536/1,536 (100%), ")
     assert len(out.getvalue().splitlines()) == 2
     assert format_duration(59.6) == "1:00" and format_duration(3725) == "1:02:05"
+    console, out = log_console()
+    with rich_progress(console) as progress:
+        progress.task("reading sources", 2).advance(2)
+        time.sleep(1.1)  # other work goes on after this task ended
+    assert ", 0:00 elapsed" in out.getvalue()  # its own time, not the block's
     assert format_rate(62.04) == "62.0/s" and format_rate(1 / 34.5) == "34.5 s each"  # slow work: time per item
 
 

@@ -78,17 +78,20 @@ LINE_EVERY_SECONDS = 30.0  # how often a log (output that is not a terminal) get
 class _LineTask:
     def __init__(self, reporter: "LineProgress", description: str, total: int):
         self.reporter, self.description, self.total, self.done, self.shown_done = reporter, description, total, 0, 0
-        self.started = self.last_shown = time.monotonic()
+        self.started = self.last_shown = self.last_advanced = time.monotonic()
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-        if time.monotonic() - self.last_shown >= self.reporter.every_seconds:
+        self.last_advanced = time.monotonic()
+        if self.last_advanced - self.last_shown >= self.reporter.every_seconds:
             self.show()
 
     def show(self) -> None:
+        """A line with the count, the rate and the time up to the last advance (a task that ended long before
+        the block did is not shown as slower)."""
         self.last_shown = time.monotonic()
         self.shown_done = self.done
-        self.reporter.show(self, self.last_shown - self.started)
+        self.reporter.show(self, self.last_advanced - self.started)
 
     def add_total(self, n: int) -> None:
         self.total += n
